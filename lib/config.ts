@@ -1,0 +1,50 @@
+import { existsSync } from 'node:fs'
+import { envSchema } from 'env-schema'
+import { Type, type Static } from '@sinclair/typebox'
+
+// Every variable the service reads, with its default. `.env.example` documents the same list;
+// a test keeps the two in step.
+export const ConfigSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'development' }),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info' }
+  ),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATA_DIR: Type.String({ default: '.data', minLength: 1 }),
+  EMBEDDED_PG_PORT: Type.Integer({ default: 0, minimum: 0, maximum: 65535 }),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  QUEUE_CAPACITY: Type.Integer({ default: 100000, minimum: 1 }),
+  DB_POOL_MAX: Type.Integer({ default: 10, minimum: 2, maximum: 200 }),
+  DB_CONNECT_TIMEOUT_S: Type.Integer({ default: 5, minimum: 1, maximum: 120 }),
+  DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 100 }),
+  WORKER_MODE: Type.Union([Type.Literal('serial')], { default: 'serial' }),
+  WORKER_IDLE_POLL_MS: Type.Integer({ default: 100, minimum: 5, maximum: 60000 }),
+  SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 20000, minimum: 1000 }),
+  DEMO_EVENT: Type.Boolean({ default: true })
+})
+
+export type Config = Readonly<Static<typeof ConfigSchema>>
+
+/**
+ * Reads the environment once, validates every variable against the schema and freezes the result.
+ * A bad or missing value throws one error that lists every problem, so start-up fails in one go.
+ * A `.env` file in the working directory is loaded first when present; real environment wins.
+ */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env, { dotenv = true } = {}): Config {
+  if (dotenv && env === process.env && existsSync('.env')) process.loadEnvFile('.env')
+  const config = envSchema<Static<typeof ConfigSchema>>({
+    schema: ConfigSchema,
+    data: env,
+    dotenv: false,
+    ajv: {
+      customOptions (ajv) {
+        ajv.opts.allErrors = true
+        return ajv
+      }
+    }
+  })
+  return Object.freeze(config)
+}

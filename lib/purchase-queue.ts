@@ -1,0 +1,83 @@
+import { PgBoss, type Queue } from 'pg-boss'
+import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+
+// TypeBox's own checker knows no formats until told; this is the same rule ajv-formats applies
+// at the HTTP edge, so a payload the API accepted is never rejected here.
+const UUID = /^(?:urn:uuid:)?[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i
+if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (value) => UUID.test(value))
+
+// The one contract between the API and the worker: a purchase job. The job id is the booking id,
+// chosen at intake, so the booking row and its job are the same purchase and a retried delivery
+// can be recognised by id.
+export const PURCHASE_QUEUE = 'purchases'
+export const PURCHASE_DEAD_LETTER_QUEUE = 'purchases_dead'
+
+export const PurchaseJobData = Type.Object({
+  event_id: Type.String({ format: 'uuid' }),
+  user_id: Type.String({ format: 'uuid' }),
+  quantity: Type.Integer({ minimum: 1, maximum: 10 })
+}, { additionalProperties: false })
+export type PurchaseJobData = Static<typeof PurchaseJobData>
+
+const purchaseJobCheck = TypeCompiler.Compile(PurchaseJobData)
+export function isPurchaseJobData (data: unknown): data is PurchaseJobData {
+  return purchaseJobCheck.Check(data)
+}
+
+/**
+ * Attempts before a purchase whose decision keeps throwing is given up on (it is then recorded as
+ * failed with reason "error"). A crash mid-decision does not count: the claim is part of the
+ * decision's transaction and rolls back with it.
+ */
+export const PURCHASE_RETRY_LIMIT = 5
+
+const PURCHASE_QUEUE_OPTIONS: Omit<Queue, 'name'> = {
+  policy: 'standard',
+  // A dedicated partition keeps the hot purchase queue from sharing a table with anything else.
+  partition: true,
+  retryLimit: PURCHASE_RETRY_LIMIT,
+  retryDelay: 1,
+  retryBackoff: true,
+  retryDelayMax: 30,
+  // Only reached when a claim outlives its transaction, which our worker never does; kept short so
+  // a foreign consumer that dies does not park a purchase for the default 15 minutes.
+  expireInSeconds: 60,
+  // The booking row is the permanent record; finished jobs are kept a day for inspection.
+  deleteAfterSeconds: 24 * 3600,
+  deadLetter: PURCHASE_DEAD_LETTER_QUEUE
+}
+
+export interface BossOptions {
+  url: string
+  applicationName: string
+  /** Only processes that run the worker need pg-boss's maintenance and supervision loops. */
+  supervise: boolean
+}
+
+export function createBoss ({ url, applicationName, supervise }: BossOptions): PgBoss {
+  return new PgBoss({
+    connectionString: url,
+    application_name: applicationName,
+    // pg-boss's own pg pool only carries maintenance and failure bookkeeping: intake and
+    // settlement run their pg-boss calls inside our Kysely transactions (fromKysely).
+    max: 3,
+    connectionTimeoutMillis: 5000,
+    schedule: false,
+    supervise,
+    migrate: true
+  })
+}
+
+/** Creates the purchase queue and its dead-letter queue, or brings their options up to date. */
+export async function ensurePurchaseQueues (boss: PgBoss): Promise<void> {
+  if (await boss.getQueue(PURCHASE_DEAD_LETTER_QUEUE) === null) {
+    await boss.createQueue(PURCHASE_DEAD_LETTER_QUEUE, { retentionSeconds: 30 * 24 * 3600 })
+  }
+  if (await boss.getQueue(PURCHASE_QUEUE) === null) {
+    await boss.createQueue(PURCHASE_QUEUE, PURCHASE_QUEUE_OPTIONS)
+  } else {
+    const { policy, partition, ...updatable } = PURCHASE_QUEUE_OPTIONS
+    await boss.updateQueue(PURCHASE_QUEUE, updatable)
+  }
+}

@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto'
+import closeWithGrace from 'close-with-grace'
+import type { Logger } from 'pino'
+import { createDb, type Db } from '../db/client.ts'
+import { startEmbeddedPostgres } from '../db/embedded.ts'
+import { countEvents, insertEvent } from '../db/events.ts'
+import { migrateToLatest } from '../db/migrate.ts'
+import { buildApp } from '../server/app.ts'
+import { startPurchaseWorker, type PurchaseWorker } from '../worker/worker.ts'
+import { loadConfig, type Config } from './config.ts'
+import { createLogger } from './logger.ts'
+import { createBoss, ensurePurchaseQueues } from './purchase-queue.ts'
+
+export interface Roles {
+  api: boolean
+  worker: boolean
+}
+
+interface Closer { name: string, close: () => Promise<void> }
+
+const roleName = (roles: Roles): string => roles.api && roles.worker ? 'all' : roles.api ? 'api' : 'worker'
+
+/** Loads the configuration or exits with every problem listed on one line. */
+export function loadConfigOrExit (): Config {
+  try {
+    return loadConfig()
+  } catch (err) {
+    process.stderr.write(`boxoffice: invalid configuration: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(1)
+  }
+}
+
+/**
+ * Runs the service with the given roles until SIGINT/SIGTERM. Start order: database (embedded when
+ * DATABASE_URL is unset and both roles run here), migrations, pg-boss, worker, HTTP. Close runs in
+ * reverse: HTTP stops taking requests and answers those in flight, the worker commits the purchase
+ * in hand, then pools close and the embedded server stops last. Exit code 0 after a clean close.
+ */
+export async function runService (roles: Roles): Promise<void> {
+  const config = loadConfigOrExit()
+  const log = createLogger(config).child({ role: roleName(roles) })
+  const closers: Closer[] = []
+  let closed: Promise<void> | undefined
+
+  async function closeAll (): Promise<void> {
+    closed ??= (async () => {
+      for (const { name, close } of closers.reverse()) {
+        try {
+          await close()
+          log.debug({ resource: name }, 'closed')
+        } catch (err) {
+          log.error({ err, resource: name }, 'error while closing')
+        }
+      }
+    })()
+    await closed
+  }
+
+  closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: { error: (msg: unknown) => log.error({ msg }, 'graceful close') } }, async ({ signal, err }) => {
+    if (err !== undefined) log.error({ err }, 'closing after an unexpected error')
+    else log.info({ signal }, 'closing gracefully')
+    await closeAll()
+    log.info('closed')
+  })
+
+  try {
+    await start(config, roles, log, closers)
+  } catch (err) {
+    log.fatal({ err }, 'start-up failed')
+    await closeAll()
+    process.exit(1)
+  }
+}
+
+async function start (config: Config, roles: Roles, log: Logger, closers: Closer[]): Promise<void> {
+  let url = config.DATABASE_URL
+  if (url === undefined) {
+    if (!(roles.api && roles.worker)) {
+      throw new Error('DATABASE_URL is required when the API and the worker run as separate processes (the embedded database belongs to `npm start`; `npm run db` starts one that several processes can share)')
+    }
+    const embedded = await startEmbeddedPostgres({ dataDir: config.DATA_DIR, port: config.EMBEDDED_PG_PORT, log: log.child({ component: 'embedded-postgres' }) })
+    closers.push({ name: 'embedded-postgres', close: embedded.stop })
+    log.info({ port: embedded.port, dataDir: embedded.dataDir }, 'embedded PostgreSQL started')
+    url = embedded.url
+  }
+
+  const applicationName = `boxoffice-${roleName(roles)}`
+  const db = createDb({
+    url,
+    poolMax: config.DB_POOL_MAX,
+    connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+    applicationName
+  })
+  closers.push({ name: 'database pool', close: async () => { await db.destroy() } })
+  await migrateToLatest(db)
+
+  const boss = createBoss({ url, applicationName, supervise: roles.worker })
+  boss.on('error', (err) => log.error({ err, component: 'pg-boss' }, 'pg-boss error'))
+  closers.push({ name: 'pg-boss', close: async () => { await boss.stop({ graceful: true, close: true, timeout: 5000 }) } })
+  await boss.start()
+  await ensurePurchaseQueues(boss)
+
+  let worker: PurchaseWorker | undefined
+  if (roles.worker) {
+    worker = startPurchaseWorker({ db, boss, log }, { idlePollMs: config.WORKER_IDLE_POLL_MS })
+    const running = worker
+    closers.push({ name: 'purchase worker', close: running.stop })
+  }
+
+  if (roles.api) {
+    const app = await buildApp({ db, boss, log, config, onPurchaseAccepted: worker?.wake })
+    closers.push({ name: 'http server', close: async () => { await app.close() } })
+    const demoEventId = config.DEMO_EVENT ? await ensureDemoEvent(db, log) : undefined
+    await app.listen({ port: config.PORT, host: config.HOST })
+    const address = app.server.address()
+    const port = typeof address === 'object' && address !== null ? address.port : config.PORT
+    const base = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`
+    log.info({ url: base }, `boxoffice is ready at ${base}`)
+    if (demoEventId !== undefined) {
+      const body = JSON.stringify({ event_id: demoEventId, user_id: randomUUID() })
+      log.info({ eventId: demoEventId }, `demo event "Concert Event": try  curl -si -X POST ${base}/buy -H 'content-type: application/json' -d '${body}'  then  curl -s ${base}/bookings/<booking_id>`)
+    }
+  }
+}
+
+const DEMO_EVENT = { name: 'Concert Event', total_quota: 100 }
+
+/** On an empty database, creates the demo event; returns its id (or undefined if events exist). */
+async function ensureDemoEvent (db: Db, log: Logger): Promise<string | undefined> {
+  if (await countEvents(db) > 0) return undefined
+  const event = await insertEvent(db, DEMO_EVENT)
+  log.info({ eventId: event.id, quota: event.total_quota }, 'created the demo event')
+  return event.id
+}

@@ -1,0 +1,51 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { PgBoss } from 'pg-boss'
+import type { Logger } from 'pino'
+import type { Db } from '../db/client.ts'
+import { registerErrorHandler } from './errors.ts'
+import { createIntake } from './intake.ts'
+import { bookingRoutes } from './routes/bookings.ts'
+import { eventRoutes } from './routes/events.ts'
+import { healthRoutes } from './routes/health.ts'
+import { purchaseRoutes } from './routes/purchases.ts'
+import { ErrorResponse } from './schemas/common.ts'
+
+export interface AppDeps {
+  db: Db
+  boss: PgBoss
+  log: Logger
+  config: { ADMIN_TOKEN?: string | undefined, QUEUE_CAPACITY: number }
+  /** Called after each accepted purchase (the in-process worker uses it to start at once). */
+  onPurchaseAccepted?: () => void
+}
+
+// Requests are small JSON documents; anything bigger is a mistake or an attack.
+const BODY_LIMIT_BYTES = 16 * 1024
+
+/** Builds the HTTP app; never listens (main.ts and the tests do). */
+export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: AppDeps): Promise<FastifyInstance> {
+  const httpLog: FastifyBaseLogger = log.child({ component: 'http' })
+  const app = Fastify({
+    loggerInstance: httpLog,
+    bodyLimit: BODY_LIMIT_BYTES,
+    ajv: {
+      // Reject, never silently repair: extra fields are a 400, and "2" is not a number.
+      customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false }
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle'
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addSchema(ErrorResponse)
+  registerErrorHandler(app)
+
+  const intake = createIntake({ db, boss, log, onAccepted: onPurchaseAccepted }, { queueCapacity: config.QUEUE_CAPACITY })
+  app.addHook('onClose', async () => { intake.close() })
+
+  await app.register(purchaseRoutes, { intake })
+  await app.register(bookingRoutes, { db })
+  await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
+  await app.register(healthRoutes, { db })
+  return app
+}

@@ -1,0 +1,89 @@
+import { fromKysely, type Job, type PgBoss } from 'pg-boss'
+import type { Logger } from 'pino'
+import type { Db } from '../db/client.ts'
+import { findBookingStatus, recordDecision, type Decision } from '../db/bookings.ts'
+import { BOOKING_STATUS, FAILURE_REASON } from '../db/database.ts'
+import { changeAvailableQuota, lockEventForUpdate } from '../db/events.ts'
+import { isPurchaseJobData, PURCHASE_QUEUE, PURCHASE_RETRY_LIMIT, type PurchaseJobData } from '../lib/purchase-queue.ts'
+
+export interface SettleDeps {
+  db: Db
+  boss: PgBoss
+  log: Logger
+}
+
+/** The rule itself, free of I/O: a purchase takes all of its seats or none. */
+export function decidePurchase (available: number, quantity: number): Decision {
+  if (available >= quantity) return { status: BOOKING_STATUS.success }
+  return { status: BOOKING_STATUS.failed, reason: available === 0 ? FAILURE_REASON.soldOut : FAILURE_REASON.insufficientQuota }
+}
+
+export type SettleOutcome = Decision['status'] | 'skipped'
+
+/**
+ * Decides one purchase under its event's row lock. Runs inside the caller's transaction; the
+ * quota change and the booking's final status commit together or not at all.
+ */
+async function settlePurchase (trx: Db, bookingId: string, data: PurchaseJobData): Promise<SettleOutcome> {
+  const event = await lockEventForUpdate(trx, data.event_id)
+  const status = await findBookingStatus(trx, bookingId)
+  // Already decided (or never written): a redelivered job must not spend seats twice.
+  if (status !== BOOKING_STATUS.pending) return 'skipped'
+  const decision = event === undefined
+    ? { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } as const
+    : decidePurchase(event.available_quota, data.quantity)
+  if (decision.status === BOOKING_STATUS.success) await changeAvailableQuota(trx, data.event_id, -data.quantity)
+  await recordDecision(trx, bookingId, decision)
+  return decision.status
+}
+
+/**
+ * Claims the oldest purchase job and decides it, all in one transaction: the claim (pg-boss
+ * fetch), the event lock, the quota change, the booking's status and the job's completion commit
+ * together. If the process dies at any line, PostgreSQL rolls all of it back and the job is
+ * immediately claimable again: no purchase is applied twice, none is lost, none waits for an
+ * expiry. A decision that throws is rolled back to a savepoint and the attempt is recorded as
+ * failed (pg-boss retries it with backoff); on the last attempt the booking is failed with
+ * reason "error", so no buyer is left pending forever.
+ *
+ * Returns the number of jobs claimed (0 when the queue is empty).
+ */
+export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promise<number> {
+  const trx = await db.startTransaction().execute()
+  try {
+    const queueDb = fromKysely(trx)
+    const [job] = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize: 1, db: queueDb })
+    if (job === undefined) {
+      await trx.commit().execute()
+      return 0
+    }
+    const attempt = { id: job.id, retryCount: job.retryCount }
+    const decideTrx = await trx.savepoint('decide').execute()
+    try {
+      const outcome = isPurchaseJobData(job.data)
+        ? await settlePurchase(decideTrx, job.id, job.data)
+        : await recordInvalid(decideTrx, job)
+      await decideTrx.releaseSavepoint('decide').execute()
+      // pg-boss's typings declare the response empty; at run time it reports { requested, affected }.
+      const completed = await boss.complete(PURCHASE_QUEUE, attempt, { outcome }, { db: queueDb }) as { affected?: number }
+      if (completed.affected !== 1) throw new Error(`purchase job ${job.id} was not completable (claim lapsed)`)
+      log.debug({ bookingId: job.id, outcome }, 'purchase decided')
+    } catch (err) {
+      await decideTrx.rollbackToSavepoint('decide').execute()
+      const lastAttempt = job.retryCount >= PURCHASE_RETRY_LIMIT
+      log.error({ err, bookingId: job.id, attempt: job.retryCount, lastAttempt }, 'deciding a purchase failed')
+      if (lastAttempt) await recordDecision(trx, job.id, { status: BOOKING_STATUS.failed, reason: 'error' })
+      await boss.fail(PURCHASE_QUEUE, attempt, { message: err instanceof Error ? err.message : String(err) }, { db: queueDb })
+    }
+    await trx.commit().execute()
+    return 1
+  } catch (err) {
+    await trx.rollback().execute().catch(() => {})
+    throw err
+  }
+}
+
+async function recordInvalid (trx: Db, job: Job<unknown>): Promise<SettleOutcome> {
+  await recordDecision(trx, job.id, { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid })
+  return BOOKING_STATUS.failed
+}
