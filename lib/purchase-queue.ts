@@ -1,4 +1,5 @@
 import { PgBoss, type Queue } from 'pg-boss'
+import type { Logger } from 'pino'
 import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 
@@ -53,10 +54,12 @@ export interface BossOptions {
   applicationName: string
   /** Only processes that run the worker need pg-boss's maintenance and supervision loops. */
   supervise: boolean
+  /** pg-boss reports pool and maintenance errors as events; unheard, an event would crash the process. */
+  log: Pick<Logger, 'error'>
 }
 
-export function createBoss ({ url, applicationName, supervise }: BossOptions): PgBoss {
-  return new PgBoss({
+export function createBoss ({ url, applicationName, supervise, log }: BossOptions): PgBoss {
+  const boss = new PgBoss({
     connectionString: url,
     application_name: applicationName,
     // pg-boss's own pg pool only carries maintenance and failure bookkeeping: intake and
@@ -67,6 +70,8 @@ export function createBoss ({ url, applicationName, supervise }: BossOptions): P
     supervise,
     migrate: true
   })
+  boss.on('error', (err) => log.error({ err, component: 'pg-boss' }, 'pg-boss error'))
+  return boss
 }
 
 /** Creates the purchase queue and its dead-letter queue, or brings their options up to date. */

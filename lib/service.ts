@@ -95,8 +95,7 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   closers.push({ name: 'database pool', close: async () => { await db.destroy() } })
   await migrateToLatest(db)
 
-  const boss = createBoss({ url, applicationName, supervise: roles.worker })
-  boss.on('error', (err) => log.error({ err, component: 'pg-boss' }, 'pg-boss error'))
+  const boss = createBoss({ url, applicationName, supervise: roles.worker, log })
   closers.push({ name: 'pg-boss', close: async () => { await boss.stop({ graceful: true, close: true, timeout: 5000 }) } })
   await boss.start()
   await ensurePurchaseQueues(boss)

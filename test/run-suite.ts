@@ -1,0 +1,71 @@
+// Usage: node test/run-suite.ts [tap args...]   (npm run test:tap -- test/server/purchases.test.ts)
+//
+// Runs the tap suite against a real PostgreSQL: a throwaway embedded server by default, or the
+// server named by TEST_DATABASE_URL (an admin connection; each test file gets its own database).
+// Prints one plain summary line last, `N passed, N failed`, counted from tap's saved results.
+import { spawn } from 'node:child_process'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { Parser, type FinalResults } from 'tap-parser'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.ts'
+import { createTemplateDatabase, dropTemplateDatabase, TEMPLATE_DATABASE } from './fixtures/template.ts'
+
+const RESULTS_DIR = '.tap/test-results'
+
+/** Leaf assertions passed and failed across every file's saved TAP (subtest summaries not counted). */
+async function countResults (): Promise<{ passed: number, failed: number }> {
+  const totals = { passed: 0, failed: 0 }
+  const files = await readdir(RESULTS_DIR, { recursive: true }).catch(() => [] as string[])
+  for (const file of files.filter((f) => f.endsWith('.tap'))) {
+    let fileFailed = 0
+    const attach = (parser: Parser): void => {
+      const subtests = new Set<string>()
+      parser.on('child', (child: Parser) => { subtests.add(child.name); attach(child) })
+      parser.on('assert', (result: { ok: boolean, name: string }) => {
+        if (subtests.has(result.name)) return
+        if (result.ok) totals.passed++
+        else fileFailed++
+      })
+    }
+    const parser = new Parser()
+    attach(parser)
+    const text = await readFile(path.join(RESULTS_DIR, file), 'utf8')
+    const final = await new Promise<FinalResults>((resolve) => {
+      parser.on('complete', resolve)
+      parser.end(text)
+    })
+    // A file that crashed, timed out or bailed counts as a failure even if no assertion failed.
+    totals.failed += fileFailed > 0 ? fileFailed : (final.ok ? 0 : 1)
+  }
+  return totals
+}
+
+let embedded: EmbeddedPostgres | undefined
+let dataDir: string | undefined
+let adminUrl = process.env.TEST_DATABASE_URL
+let exitCode = 1
+try {
+  if (adminUrl === undefined) {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-test-'))
+    embedded = await startEmbeddedPostgres({ dataDir, database: 'postgres' })
+    adminUrl = embedded.adminUrl
+  }
+  await createTemplateDatabase(adminUrl)
+  await rm(RESULTS_DIR, { recursive: true, force: true })
+  const tap = spawn(path.join('node_modules', '.bin', 'tap'), process.argv.slice(2), {
+    stdio: 'inherit',
+    env: { ...process.env, TEST_DATABASE_URL: adminUrl, BOXOFFICE_TEST_TEMPLATE: TEMPLATE_DATABASE }
+  })
+  exitCode = await new Promise<number>((resolve) => tap.once('close', (code) => resolve(code ?? 1)))
+} catch (err) {
+  process.stderr.write(`test suite could not run: ${err instanceof Error ? err.stack : String(err)}\n`)
+} finally {
+  if (adminUrl !== undefined) await dropTemplateDatabase(adminUrl).catch(() => {})
+  await embedded?.stop()
+  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
+}
+const { passed, failed } = await countResults()
+if (passed + failed === 0) exitCode ||= 1
+process.stdout.write(`${passed} passed, ${failed} failed\n`)
+process.exitCode = exitCode

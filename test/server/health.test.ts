@@ -1,0 +1,53 @@
+import t from 'tap'
+import { createDb } from '../../db/client.ts'
+import { createBoss } from '../../lib/purchase-queue.ts'
+import { startTestApp } from '../fixtures/app.ts'
+import { silentLog } from '../fixtures/log.ts'
+import { createTestDatabase } from '../fixtures/database.ts'
+import { createEvent, newUserId } from '../fixtures/events.ts'
+import { request, waitFor } from '../fixtures/http.ts'
+import { startTcpProxy } from '../fixtures/tcp-proxy.ts'
+
+t.test('GET /health answers 200 while the database answers', async (t) => {
+  const { db, boss } = await createTestDatabase(t)
+  const { base } = await startTestApp(t, { db, boss })
+  const res = await request(base, 'GET', '/health')
+  t.equal(res.status, 200)
+  t.same(res.body, { status: 'ok' })
+})
+
+t.test('a database outage is a prompt 503, and service resumes when it returns', async (t) => {
+  const { url, db: directDb } = await createTestDatabase(t)
+  const eventId = await createEvent(directDb, 10)
+  // The app reaches PostgreSQL only through a proxy the test can cut.
+  const target = new URL(url)
+  const proxy = await startTcpProxy(Number(target.port))
+  t.teardown(proxy.close)
+  target.port = String(proxy.port)
+  const db = createDb({ url: target.toString(), poolMax: 4, connectTimeoutSeconds: 2, statementTimeoutMs: 5000, applicationName: 'boxoffice-test' })
+  const boss = createBoss({ url: target.toString(), applicationName: 'boxoffice-test', supervise: false, log: silentLog })
+  await boss.start()
+  t.teardown(async () => { await boss.stop({ graceful: false, close: true }); await db.destroy() })
+  const { base } = await startTestApp(t, { db, boss })
+  t.equal((await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })).status, 202)
+
+  await proxy.cut()
+  const started = Date.now()
+  const health = await request(base, 'GET', '/health')
+  t.equal(health.status, 503)
+  t.equal(health.body.code, 'DATABASE_UNAVAILABLE')
+  const buy = await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })
+  t.equal(buy.status, 503)
+  t.equal(buy.body.code, 'DATABASE_UNAVAILABLE')
+  t.ok(Number(buy.headers.get('retry-after')) >= 1, 'Retry-After is set')
+  const booking = await request(base, 'GET', '/bookings/0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e')
+  t.equal(booking.status, 503)
+  t.ok(Date.now() - started < 10_000, `answered within the connect timeout (${Date.now() - started} ms), not a hang`)
+
+  await proxy.restore()
+  await waitFor(async () => (await request(base, 'GET', '/health')).status === 200 ? true : undefined, { what: 'health to recover' })
+  const again = await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })
+  t.equal(again.status, 202)
+  const pending = await directDb.selectFrom('bookings').select('id').execute()
+  t.equal(pending.length, 2, 'exactly the two accepted purchases are stored; the refused one is not')
+})
