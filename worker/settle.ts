@@ -1,10 +1,10 @@
-import { fromKysely, type Job, type PgBoss } from 'pg-boss'
+import { fromKysely, type JobWithMetadata, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import { findBookingStatus, recordDecision, type Decision } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON } from '../db/database.ts'
 import { changeAvailableQuota, lockEventForUpdate } from '../db/events.ts'
-import { isPurchaseJobData, PURCHASE_QUEUE, PURCHASE_RETRY_LIMIT, type PurchaseJobData } from '../lib/purchase-queue.ts'
+import { isPurchaseJobData, PURCHASE_QUEUE, type PurchaseJobData } from '../lib/purchase-queue.ts'
 
 export interface SettleDeps {
   db: Db
@@ -52,7 +52,7 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promis
   const trx = await db.startTransaction().execute()
   try {
     const queueDb = fromKysely(trx)
-    const [job] = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize: 1, db: queueDb })
+    const [job] = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize: 1, includeMetadata: true, db: queueDb })
     if (job === undefined) {
       await trx.commit().execute()
       return 0
@@ -70,7 +70,7 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promis
       log.debug({ bookingId: job.id, outcome }, 'purchase decided')
     } catch (err) {
       await decideTrx.rollbackToSavepoint('decide').execute()
-      const lastAttempt = job.retryCount >= PURCHASE_RETRY_LIMIT
+      const lastAttempt = job.retryCount >= job.retryLimit
       log.error({ err, bookingId: job.id, attempt: job.retryCount, lastAttempt }, 'deciding a purchase failed')
       if (lastAttempt) await recordDecision(trx, job.id, { status: BOOKING_STATUS.failed, reason: 'error' })
       await boss.fail(PURCHASE_QUEUE, attempt, { message: err instanceof Error ? err.message : String(err) }, { db: queueDb })
@@ -83,7 +83,7 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promis
   }
 }
 
-async function recordInvalid (trx: Db, job: Job<unknown>): Promise<SettleOutcome> {
+async function recordInvalid (trx: Db, job: JobWithMetadata<unknown>): Promise<SettleOutcome> {
   await recordDecision(trx, job.id, { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid })
   return BOOKING_STATUS.failed
 }

@@ -1,0 +1,56 @@
+import t from 'tap'
+import { sql } from 'kysely'
+import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
+import { startTestApp } from '../fixtures/app.ts'
+import { createTestDatabase } from '../fixtures/database.ts'
+import { createEvent, newUserId } from '../fixtures/events.ts'
+import { request, waitFor } from '../fixtures/http.ts'
+import { startService } from '../fixtures/service.ts'
+
+t.test('a worker killed mid-transaction leaves nothing half-applied, and the purchase is decided exactly once', async (t) => {
+  const database = await createTestDatabase(t)
+  const { db } = database
+  const { base } = await startTestApp(t, database, { worker: false })
+  const eventId = await createEvent(db, 5)
+  const accepted = await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId(), quantity: 2 } })
+  t.equal(accepted.status, 202)
+  const bookingId: string = accepted.body.booking_id
+
+  // Hold the event's row lock so the worker, once it has claimed the job inside its
+  // transaction, waits right there: provably mid-transaction when we kill it.
+  const blocker = await db.startTransaction().execute()
+  await sql`SELECT id FROM events WHERE id = ${eventId} FOR UPDATE`.execute(blocker)
+  const worker = await startService(t, 'worker', { DATABASE_URL: database.url })
+  await waitFor(async () => {
+    const waiting = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+      WHERE application_name = 'boxoffice-worker' AND wait_event_type = 'Lock'`.execute(db)
+    return Number(waiting.rows[0]?.n) > 0 ? true : undefined
+  }, { what: 'the worker to block on the event lock' })
+
+  worker.child.kill('SIGKILL')
+  const { signal } = await worker.exited
+  t.equal(signal, 'SIGKILL')
+  await blocker.rollback().execute()
+  // PostgreSQL notices the dead connection and rolls its transaction back: the claim included.
+  const job = await waitFor(async () => {
+    const rows = await sql<{ state: string, retry_count: number }>`SELECT state, retry_count FROM pgboss.job WHERE id = ${bookingId} AND name = ${PURCHASE_QUEUE}`.execute(db)
+    return rows.rows[0]?.state === 'created' ? rows.rows[0] : undefined
+  }, { what: 'the claim to be rolled back' })
+  t.equal(job.state, 'created', 'the job is claimable again at once (no expiry wait)')
+  const untouched = await db.selectFrom('bookings').select('status').where('id', '=', bookingId).executeTakeFirstOrThrow()
+  t.equal(untouched.status, 'PENDING', 'the booking was not half-decided')
+  const event = await db.selectFrom('events').select(['available_quota', 'version']).where('id', '=', eventId).executeTakeFirstOrThrow()
+  t.same(event, { available_quota: 5, version: 0 }, 'no seat was taken by the dead transaction')
+
+  await startService(t, 'worker', { DATABASE_URL: database.url })
+  await waitFor(async () => {
+    const row = await db.selectFrom('bookings').select('status').where('id', '=', bookingId).executeTakeFirstOrThrow()
+    return row.status === 'PENDING' ? undefined : row
+  }, { what: 'the restarted worker to decide the purchase' })
+  const decided = await db.selectFrom('bookings').selectAll().where('id', '=', bookingId).executeTakeFirstOrThrow()
+  t.match(decided, { status: 'SUCCESS', reason: null })
+  const after = await db.selectFrom('events').select(['available_quota', 'version']).where('id', '=', eventId).executeTakeFirstOrThrow()
+  t.same(after, { available_quota: 3, version: 1 }, 'the two seats were taken exactly once')
+  const completed = await sql<{ state: string }>`SELECT state FROM pgboss.job WHERE id = ${bookingId} AND name = ${PURCHASE_QUEUE}`.execute(db)
+  t.equal(completed.rows[0]?.state, 'completed')
+})
