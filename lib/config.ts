@@ -32,13 +32,17 @@ export type Config = Readonly<Static<typeof ConfigSchema>>
  * Reads the environment once, validates every variable against the schema and freezes the result.
  * A bad or missing value throws one error that lists every problem, so start-up fails in one go.
  * A `.env` file in the working directory is loaded first when present; real environment wins.
+ * Empty values count as unset.
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env, { dotenv = true } = {}): Config {
   if (dotenv && env === process.env && existsSync('.env')) process.loadEnvFile('.env')
+  // `NAME=` (as a copied .env.example leaves it) means unset, not "the empty string".
+  const data = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''))
   const config = envSchema<Static<typeof ConfigSchema>>({
     schema: ConfigSchema,
-    data: env,
+    data,
     dotenv: false,
+    env: false,
     ajv: {
       customOptions (ajv) {
         ajv.opts.allErrors = true

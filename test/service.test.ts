@@ -73,3 +73,29 @@ t.test('SIGTERM under load answers requests in flight, exits 0, and loses nothin
   t.equal(event.total_quota - event.available_quota, Number(sold.n ?? 0), 'quota used == seats sold')
   t.ok(Number(sold.n ?? 0) <= 150, 'never more than the quota')
 })
+
+t.test('the API and the worker run as separate processes against one DATABASE_URL', async (t) => {
+  const { url, db } = await createTestDatabase(t)
+  const eventId = await createEvent(db, 3)
+  const api = await startService(t, 'api', { DATABASE_URL: url })
+  t.notOk(api.lines.some((line) => line.includes('purchase worker started')), 'the API process runs no worker')
+  const accepted = await Promise.all([1, 2, 3, 4].map(async () =>
+    await request(api.base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })))
+  t.ok(accepted.every((r) => r.status === 202))
+  await startService(t, 'worker', { DATABASE_URL: url })
+  await waitFor(async () => {
+    const pending = await db.selectFrom('bookings').select('id').where('status', '=', 'PENDING').execute()
+    return pending.length === 0 ? true : undefined
+  }, { what: 'the worker process to decide every purchase' })
+  const statuses = await db.selectFrom('bookings').select('status').execute()
+  t.equal(statuses.filter((s) => s.status === 'SUCCESS').length, 3)
+  t.equal(statuses.filter((s) => s.status === 'FAILED').length, 1)
+})
+
+t.test('npm run server without DATABASE_URL stops with a clear message and exit 1', async (t) => {
+  await t.rejects(startService(t, 'api', { DATABASE_URL: '' }), /DATABASE_URL is required/)
+})
+
+t.test('an invalid configuration stops start-up listing every problem', async (t) => {
+  await t.rejects(startService(t, 'all', { PORT: 'eighty', QUEUE_CAPACITY: '0', ADMIN_TOKEN: 'short' }), /PORT must be integer.*ADMIN_TOKEN must NOT have fewer than 16 characters.*QUEUE_CAPACITY must be >= 1/)
+})
