@@ -5,7 +5,7 @@ import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely
 
 const MIGRATION_FOLDER = path.join(import.meta.dirname, 'migrations')
 
-export function createMigrator (db: Kysely<any>): Migrator {
+export function createMigrator<DB> (db: Kysely<DB>): Migrator {
   return new Migrator({
     db,
     provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATION_FOLDER })
@@ -13,11 +13,12 @@ export function createMigrator (db: Kysely<any>): Migrator {
 }
 
 /** Applies every pending migration; Kysely's lock table makes concurrent callers safe. */
-export async function migrateToLatest (db: Kysely<any>): Promise<MigrationResultSet> {
+export async function migrateToLatest<DB> (db: Kysely<DB>): Promise<MigrationResultSet> {
   const result = await createMigrator(db).migrateToLatest()
   if (result.error !== undefined) {
     const failed = result.results?.find((r) => r.status === 'Error')
-    throw new Error(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${String(result.error)}`, { cause: result.error })
+    const reason = result.error instanceof Error ? result.error.message : JSON.stringify(result.error)
+    throw new Error(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${reason}`, { cause: result.error })
   }
   return result
 }
