@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# Production image: Node 24 runs the TypeScript sources directly (type stripping, no build step).
+
+FROM node:24-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Production dependencies only, exactly as locked. (The embedded PostgreSQL package comes along
+# but is not used here: compose always sets DATABASE_URL.)
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM node:24-slim
+WORKDIR /app
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json tsconfig.json ./
+COPY lib ./lib
+COPY db ./db
+COPY server ./server
+COPY worker ./worker
+USER node
+EXPOSE 3000
+HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:3000/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# API and worker in one process; override with `node server/main.ts` or `node worker/main.ts`.
+CMD ["node", "lib/main.ts"]
