@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import type { Db } from './client.ts'
 import { BOOKING_STATUS, type BookingRow, type FailureReason } from './database.ts'
 
@@ -36,7 +37,8 @@ export async function recordDecision (trx: Db, id: string, decision: Decision): 
     .set({
       status: decision.status,
       reason: decision.status === BOOKING_STATUS.failed ? decision.reason : null,
-      decided_at: new Date()
+      // The database's clock, like created_at: one clock orders every timestamp.
+      decided_at: sql<Date>`clock_timestamp()`
     })
     .where('id', '=', id)
     .where('status', '=', BOOKING_STATUS.pending)

@@ -13,6 +13,17 @@ export interface DatabaseOptions {
 
 export type Db = Kysely<Database>
 
+const pools = new WeakMap<Db, postgres.Sql>()
+
+/**
+ * Closes the pool, giving queries in flight `timeoutSeconds` to finish. Bounded even when the
+ * database is gone (Kysely's own destroy() would wait for postgres.js indefinitely).
+ */
+export async function closeDb (db: Db, timeoutSeconds = 5): Promise<void> {
+  await pools.get(db)?.end({ timeout: timeoutSeconds })
+  await db.destroy()
+}
+
 /**
  * One postgres.js pool wrapped by Kysely. The statement and lock timeouts are set per session so a
  * stuck query or a lock held by a dead peer surfaces as an error (and a 503) instead of a hang.
@@ -30,5 +41,7 @@ export function createDb (options: DatabaseOptions): Db {
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3
     }
   })
-  return new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: sql }) })
+  const db = new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: sql }) })
+  pools.set(db, sql)
+  return db
 }

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
@@ -98,13 +98,28 @@ function isAlive (pid: number): boolean {
   }
 }
 
-/** A server left running by a process that was killed -9 still holds the data folder: stop it. */
-async function stopOrphan (clusterDir: string, log: EmbeddedPostgresOptions['log']): Promise<void> {
+interface RunningServer { pid: number, port: number }
+
+/** The server recorded in postmaster.pid, if that process is alive. */
+async function runningServer (clusterDir: string): Promise<RunningServer | undefined> {
   const pidFile = path.join(clusterDir, 'postmaster.pid')
-  if (!existsSync(pidFile)) return
-  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0])
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return
-  log?.warn({ pid }, 'stopping an embedded PostgreSQL left running by an earlier process')
+  if (!existsSync(pidFile)) return undefined
+  const lines = (await readFile(pidFile, 'utf8')).split('\n')
+  const pid = Number(lines[0])
+  const port = Number(lines[3])
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined
+  return { pid, port }
+}
+
+/** The process that started the running server (npm start, npm run db, ...), if it is alive. */
+async function liveOwner (ownerFile: string): Promise<number | undefined> {
+  const pid = Number((await readFile(ownerFile, 'utf8').catch(() => '')).trim())
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid) ? pid : undefined
+}
+
+/** A server whose owner was killed -9 still holds the data folder: stop it before starting ours. */
+async function stopOrphan ({ pid }: RunningServer, log: EmbeddedPostgresOptions['log']): Promise<void> {
+  log?.warn({ pid }, 'stopping an embedded PostgreSQL left running by a process that died')
   process.kill(pid, 'SIGINT')
   const deadline = Date.now() + STOP_TIMEOUT_MS
   while (isAlive(pid)) {
@@ -185,9 +200,9 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions): 
   if (runAs !== undefined) await chown(dataDir, runAs.uid, runAs.gid)
   if (runAs !== undefined && !canWrite(dataDir, runAs)) {
     // As root inside a folder the postgres user cannot enter (a 0700 home or mktemp folder), the
-    // cluster cannot live there: keep it in a folder of its own, named after the project's path.
-    const relocated = path.join(os.tmpdir(), `boxoffice-data-${Buffer.from(dataDir).toString('base64url').slice(-40)}`)
-    log?.warn({ requested: dataDir, using: relocated }, `the "${runAs.user}" user cannot write the data folder; keeping the embedded cluster elsewhere`)
+    // cluster cannot live there: keep it in a persistent folder of its own, named after this path.
+    const relocated = path.join('/var/lib/boxoffice', createHash('sha256').update(dataDir).digest('hex').slice(0, 16))
+    log?.warn({ requested: dataDir, using: relocated }, `the "${runAs.user}" user cannot enter ${dataDir}; the embedded cluster lives in ${relocated} instead`)
     dataDir = relocated
     await mkdir(dataDir, { recursive: true, mode: 0o755 })
     await chown(dataDir, runAs.uid, runAs.gid)
@@ -196,14 +211,32 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions): 
   const passwordFile = path.join(dataDir, 'postgres-password')
 
   if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) {
+    // The password is saved before initdb runs, so a crash in between can never leave a cluster
+    // nobody can log in to. A half-made cluster (no PG_VERSION yet) is cleared and made again.
     const password = randomBytes(18).toString('base64url')
+    await writeFile(passwordFile, password, { mode: 0o600 })
+    await rm(clusterDir, { recursive: true, force: true })
     log?.info({ clusterDir }, 'initialising embedded PostgreSQL (first run)')
     await initialise(bin, clusterDir, password, runAs)
-    await writeFile(passwordFile, password, { mode: 0o600 })
   }
   const password = (await readFile(passwordFile, 'utf8')).trim()
   await chmod(passwordFile, 0o600)
-  await stopOrphan(clusterDir, log)
+  const database = options.database ?? 'boxoffice'
+  const ownerFile = path.join(dataDir, 'postgres-owner.pid')
+  const urlFor = (port: number, db: string): string => `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`
+
+  const running = await runningServer(clusterDir)
+  if (running !== undefined) {
+    const owner = await liveOwner(ownerFile)
+    if (owner !== undefined) {
+      // Another live process (`npm run db`, another `npm start`) runs this cluster: share it and
+      // leave its lifecycle to that process. Stopping it would pull the database from under it.
+      log?.info({ owner, port: running.port }, 'using the embedded PostgreSQL already run by another process')
+      await ensureDatabase(urlFor(running.port, 'postgres'), database)
+      return { url: urlFor(running.port, database), adminUrl: urlFor(running.port, 'postgres'), port: running.port, dataDir, stop: async () => {} }
+    }
+    await stopOrphan(running, log)
+  }
 
   const port = options.port !== undefined && options.port !== 0 ? options.port : await freePort()
   const child = spawn(bin.postgres, [
@@ -217,13 +250,13 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions): 
   child.stderr.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-20_000) })
   await waitUntilReady(child, () => output)
 
+  await writeFile(ownerFile, String(process.pid))
   // If this process dies without a graceful close, do not leave the server behind.
   const killOnExit = (): void => { child.kill('SIGINT') }
   process.once('exit', killOnExit)
 
-  const database = options.database ?? 'boxoffice'
-  const adminUrl = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`
-  const url = `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`
+  const adminUrl = urlFor(port, 'postgres')
+  const url = urlFor(port, database)
   await ensureDatabase(adminUrl, database)
 
   let stopped: Promise<void> | undefined
@@ -236,6 +269,7 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions): 
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
       await exited
       clearTimeout(timer)
+      await rm(ownerFile, { force: true })
     })()
     return await stopped
   }

@@ -38,9 +38,14 @@ export async function countEvents (db: Db): Promise<number> {
 /**
  * Takes the event's row lock for the rest of the transaction: every decision about the event's
  * seats happens under it, so two deciders can never both spend the same seat.
+ *
+ * FOR NO KEY UPDATE, the row lock PostgreSQL's own UPDATE of a non-key column takes: it excludes
+ * every other decider exactly as FOR UPDATE would, but not the FOR KEY SHARE lock that the
+ * bookings foreign key takes when intake inserts a purchase, so accepting purchases never
+ * waits behind a decision on the same hot event.
  */
 export async function lockEventForUpdate (trx: Db, id: string): Promise<Pick<EventRow, 'id' | 'available_quota'> | undefined> {
-  return await trx.selectFrom('events').select(['id', 'available_quota']).where('id', '=', id).forUpdate().executeTakeFirst()
+  return await trx.selectFrom('events').select(['id', 'available_quota']).where('id', '=', id).forNoKeyUpdate().executeTakeFirst()
 }
 
 /** Moves seats; `delta` is negative for a sale. The table's CHECK refuses any oversell. */

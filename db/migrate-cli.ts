@@ -4,7 +4,7 @@
 // DATABASE_URL is unset. Exits 1 (with the reason) if a migration fails.
 import { loadConfigOrExit } from '../lib/service.ts'
 import { createLogger } from '../lib/logger.ts'
-import { createDb } from './client.ts'
+import { closeDb, createDb } from './client.ts'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.ts'
 import { migrateToLatest } from './migrate.ts'
 
@@ -20,7 +20,7 @@ try {
     for (const r of results) log.info({ migration: r.migrationName, status: r.status }, 'migration')
     log.info({ applied: results.length }, results.length === 0 ? 'database already up to date' : 'migrations applied')
   } finally {
-    await db.destroy()
+    await closeDb(db)
   }
 } catch (err) {
   log.error({ err }, 'migration failed')

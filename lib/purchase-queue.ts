@@ -3,9 +3,9 @@ import type { Logger } from 'pino'
 import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 
-// TypeBox's own checker knows no formats until told; this is the same rule ajv-formats applies
-// at the HTTP edge, so a payload the API accepted is never rejected here.
-const UUID = /^(?:urn:uuid:)?[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i
+// TypeBox's own checker knows no formats until told; this is the canonical form the HTTP schemas
+// accept (server/schemas/common.ts), so a payload the API accepted is never rejected here.
+const UUID = /^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i
 if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (value) => UUID.test(value))
 
 // The one contract between the API and the worker: a purchase job. The job id is the booking id,
@@ -46,6 +46,9 @@ const PURCHASE_QUEUE_OPTIONS: Omit<Queue, 'name'> = {
   expireInSeconds: 60,
   // The booking row is the permanent record; finished jobs are kept a day for inspection.
   deleteAfterSeconds: 24 * 3600,
+  // A queued purchase is never dropped for age in practice (pg-boss's default is 14 days, after
+  // which a job nobody processed would vanish and its booking stay pending).
+  retentionSeconds: 90 * 24 * 3600,
   deadLetter: PURCHASE_DEAD_LETTER_QUEUE
 }
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import closeWithGrace from 'close-with-grace'
 import type { Logger } from 'pino'
-import { createDb, type Db } from '../db/client.ts'
+import { closeDb, createDb, type Db } from '../db/client.ts'
 import { startEmbeddedPostgres } from '../db/embedded.ts'
-import { countEvents, insertEvent } from '../db/events.ts'
+import { countEvents, insertEvent, listEvents } from '../db/events.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { buildApp } from '../server/app.ts'
 import { startPurchaseWorker, type PurchaseWorker } from '../worker/worker.ts'
@@ -38,6 +38,10 @@ export function loadConfigOrExit (): Config {
  */
 export async function runService (roles: Roles): Promise<void> {
   const config = loadConfigOrExit()
+  if (config.DATABASE_URL === undefined && !(roles.api && roles.worker)) {
+    process.stderr.write(`boxoffice: DATABASE_URL is required to run the ${roleName(roles) === 'api' ? 'API' : 'worker'} on its own (the embedded database belongs to \`npm start\`; \`npm run db\` runs one that several processes can share and prints its URL)\n`)
+    process.exit(1)
+  }
   const log = createLogger(config).child({ role: roleName(roles) })
   const closers: Closer[] = []
   let closed: Promise<void> | undefined
@@ -56,7 +60,7 @@ export async function runService (roles: Roles): Promise<void> {
     await closed
   }
 
-  closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: { error: (msg: unknown) => log.error({ msg }, 'graceful close') } }, async ({ signal, err }) => {
+  closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS, logger: { error: (detail: unknown) => log.error({ detail }, 'graceful close did not finish') } }, async ({ signal, err }) => {
     if (err !== undefined) log.error({ err }, 'closing after an unexpected error')
     else log.info({ signal }, 'closing gracefully')
     await closeAll()
@@ -75,9 +79,6 @@ export async function runService (roles: Roles): Promise<void> {
 async function start (config: Config, roles: Roles, log: Logger, closers: Closer[]): Promise<void> {
   let url = config.DATABASE_URL
   if (url === undefined) {
-    if (!(roles.api && roles.worker)) {
-      throw new Error('DATABASE_URL is required when the API and the worker run as separate processes (the embedded database belongs to `npm start`; `npm run db` starts one that several processes can share)')
-    }
     const embedded = await startEmbeddedPostgres({ dataDir: config.DATA_DIR, port: config.EMBEDDED_PG_PORT, log: log.child({ component: 'embedded-postgres' }) })
     closers.push({ name: 'embedded-postgres', close: embedded.stop })
     log.info({ port: embedded.port, dataDir: embedded.dataDir }, 'embedded PostgreSQL started')
@@ -92,7 +93,7 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     applicationName
   })
-  closers.push({ name: 'database pool', close: async () => { await db.destroy() } })
+  closers.push({ name: 'database pool', close: async () => { await closeDb(db) } })
   await migrateToLatest(db)
 
   const boss = createBoss({ url, applicationName, supervise: roles.worker, log })
@@ -110,25 +111,31 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   if (roles.api) {
     const app = await buildApp({ db, boss, log, config, onPurchaseAccepted: worker?.wake })
     closers.push({ name: 'http server', close: async () => { await app.close() } })
-    const demoEventId = config.DEMO_EVENT ? await ensureDemoEvent(db, log) : undefined
+    const hintEventId = config.DEMO_EVENT ? await ensureDemoEvent(db, log) : undefined
     await app.listen({ port: config.PORT, host: config.HOST })
     const address = app.server.address()
     const port = typeof address === 'object' && address !== null ? address.port : config.PORT
     const base = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`
     log.info({ url: base }, `boxoffice is ready at ${base}`)
-    if (demoEventId !== undefined) {
-      const body = JSON.stringify({ event_id: demoEventId, user_id: randomUUID() })
-      log.info({ eventId: demoEventId }, `demo event "Concert Event": try  curl -si -X POST ${base}/buy -H 'content-type: application/json' -d '${body}'  then  curl -s ${base}/bookings/<booking_id>`)
+    if (hintEventId !== undefined) {
+      const body = JSON.stringify({ event_id: hintEventId, user_id: randomUUID() })
+      log.info({ eventId: hintEventId }, `try a purchase:  curl -si -X POST ${base}/buy -H 'content-type: application/json' -d '${body}'  then  curl -s ${base}/bookings/<booking_id>`)
     }
   }
 }
 
 const DEMO_EVENT = { name: 'Concert Event', total_quota: 100 }
 
-/** On an empty database, creates the demo event; returns its id (or undefined if events exist). */
+/**
+ * On an empty database, creates the demo event. Returns the id to show in the start-up hint: the
+ * demo event if there is one, else the newest event (undefined when there are none).
+ */
 async function ensureDemoEvent (db: Db, log: Logger): Promise<string | undefined> {
-  if (await countEvents(db) > 0) return undefined
-  const event = await insertEvent(db, DEMO_EVENT)
-  log.info({ eventId: event.id, quota: event.total_quota }, 'created the demo event')
-  return event.id
+  if (await countEvents(db) === 0) {
+    const event = await insertEvent(db, DEMO_EVENT)
+    log.info({ eventId: event.id, quota: event.total_quota }, 'created the demo event')
+    return event.id
+  }
+  const events = await listEvents(db, { limit: 1000 })
+  return (events.find((e) => e.name === DEMO_EVENT.name) ?? events[0])?.id
 }

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
-import { registerErrorHandler } from './errors.ts'
+import { AppError, registerErrorHandler } from './errors.ts'
 import { createIntake } from './intake.ts'
 import { bookingRoutes } from './routes/bookings.ts'
 import { eventRoutes } from './routes/events.ts'
@@ -33,12 +33,21 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
       // Reject, never silently repair: extra fields are a 400, and "2" is not a number.
       customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false }
     },
-    return503OnClosing: true,
+    // Our own onRequest hook answers 503 during shutdown, in the same shape as every other error.
+    return503OnClosing: false,
     forceCloseConnections: 'idle'
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.addSchema(ErrorResponse)
   registerErrorHandler(app)
+  // This API speaks JSON only: a text/plain body is a 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain')
+
+  // Once closing starts, requests still arriving on open connections get a clear 503 and a
+  // Retry-After (another instance, or this one after its restart, will take them).
+  let closing = false
+  app.addHook('preClose', async () => { closing = true })
+  app.addHook('onRequest', async () => { if (closing) throw new AppError('SHUTTING_DOWN') })
 
   const intake = createIntake({ db, boss, log, onAccepted: onPurchaseAccepted }, { queueCapacity: config.QUEUE_CAPACITY })
   app.addHook('onClose', async () => { intake.close() })

@@ -41,6 +41,10 @@ const UNAVAILABLE_CODES = new Set([
   '08000', '08001', '08003', '08004', '08006'
 ])
 
+// PostgreSQL refusing a value the schemas let through (a malformed uuid, a NUL byte, text too
+// long): the request's fault, so a 400, never a 500. The schemas should catch these first.
+const BAD_INPUT_CODES = new Set(['22P02', '22021', '22P05', '22001', '22003'])
+
 export function isDatabaseUnavailable (err: unknown, depth = 0): boolean {
   if (typeof err !== 'object' || err === null || depth > 5) return false
   const { code, cause, errors } = err as { code?: unknown, cause?: unknown, errors?: unknown }
@@ -66,6 +70,10 @@ export function registerErrorHandler (app: FastifyInstance): void {
       const unavailable = new AppError('DATABASE_UNAVAILABLE', { cause: err })
       return reply.code(503).header('retry-after', String(unavailable.retryAfterSeconds))
         .send({ statusCode: 503, error: STATUS_CODES[503], code: unavailable.code, message: unavailable.message })
+    }
+    if (typeof err.code === 'string' && BAD_INPUT_CODES.has(err.code)) {
+      request.log.warn({ err }, 'database refused a value from the request')
+      return reply.code(400).send({ statusCode: 400, error: STATUS_CODES[400], code: 'INVALID_INPUT', message: 'The request contains a value the database cannot store' })
     }
     const statusCode = err.statusCode ?? 500
     if (statusCode >= 400 && statusCode < 500) {

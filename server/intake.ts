@@ -28,10 +28,13 @@ const KNOWN_EVENTS_MAX = 100_000
 export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgBoss, log: Logger, onAccepted?: () => void }, options: IntakeOptions): Intake {
   const knownEvents = new Set<string>()
   // Pending purchases across all processes, as last counted, plus what this process has accepted
-  // since. Counting per request would put a query on the hot path; a count a second is enough for
-  // a capacity guard whose job is backpressure, not accounting.
+  // since and what it is storing right now. Counting per request would put a query on the hot
+  // path; a count a second is enough, because this process's own purchases are tracked exactly:
+  // a slot is reserved synchronously before the first await, so a burst cannot all pass the check.
+  // (Other processes' purchases since the last count are seen at the next count.)
   let pendingCounted = 0
   let acceptedSinceCount = 0
+  let storing = 0
   let refreshing: Promise<void> | undefined
 
   async function refreshPending (): Promise<void> {
@@ -56,16 +59,21 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
   return {
     async submit (purchase) {
       await ensureEventExists(purchase.event_id)
-      if (pendingCounted + acceptedSinceCount >= options.queueCapacity) throw new AppError('QUEUE_FULL')
-      // Time-ordered ids: the booking id is the job id, and sorts in arrival order.
-      const id = uuidv7()
-      await db.transaction().execute(async (trx) => {
-        await insertPendingBookings(trx, [{ id, ...purchase }])
-        await boss.insert(PURCHASE_QUEUE, [{ id, data: purchase }], { db: fromKysely(trx) })
-      })
-      acceptedSinceCount += 1
-      onAccepted?.()
-      return id
+      if (pendingCounted + acceptedSinceCount + storing >= options.queueCapacity) throw new AppError('QUEUE_FULL')
+      storing += 1
+      try {
+        // Time-ordered ids: the booking id is the job id, and sorts in arrival order.
+        const id = uuidv7()
+        await db.transaction().execute(async (trx) => {
+          await insertPendingBookings(trx, [{ id, ...purchase }])
+          await boss.insert(PURCHASE_QUEUE, [{ id, data: purchase }], { db: fromKysely(trx) })
+        })
+        acceptedSinceCount += 1
+        onAccepted?.()
+        return id
+      } finally {
+        storing -= 1
+      }
     },
     close () {
       clearInterval(timer)

@@ -45,6 +45,8 @@ let embedded: EmbeddedPostgres | undefined
 let dataDir: string | undefined
 let adminUrl = process.env.TEST_DATABASE_URL
 let exitCode = 1
+// Cleared first: results left by an earlier run must never be counted as this run's.
+await rm(RESULTS_DIR, { recursive: true, force: true })
 try {
   if (adminUrl === undefined) {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-test-'))
@@ -52,7 +54,6 @@ try {
     adminUrl = embedded.adminUrl
   }
   await createTemplateDatabase(adminUrl)
-  await rm(RESULTS_DIR, { recursive: true, force: true })
   const tap = spawn(path.join('node_modules', '.bin', 'tap'), process.argv.slice(2), {
     stdio: 'inherit',
     env: { ...process.env, TEST_DATABASE_URL: adminUrl, BOXOFFICE_TEST_TEMPLATE: TEMPLATE_DATABASE }

@@ -1,8 +1,9 @@
+import type { ControlledTransaction } from 'kysely'
 import { fromKysely, type JobWithMetadata, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import { findBookingStatus, recordDecision, type Decision } from '../db/bookings.ts'
-import { BOOKING_STATUS, FAILURE_REASON } from '../db/database.ts'
+import { BOOKING_STATUS, FAILURE_REASON, type Database } from '../db/database.ts'
 import { changeAvailableQuota, lockEventForUpdate } from '../db/events.ts'
 import { isPurchaseJobData, PURCHASE_QUEUE, type PurchaseJobData } from '../lib/purchase-queue.ts'
 
@@ -63,16 +64,18 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promis
       const outcome = isPurchaseJobData(job.data)
         ? await settlePurchase(decideTrx, job.id, job.data)
         : await recordInvalid(decideTrx, job)
-      await decideTrx.releaseSavepoint('decide').execute()
       // pg-boss's typings declare the response empty; at run time it reports { requested, affected }.
       const completed = await boss.complete(PURCHASE_QUEUE, attempt, { outcome }, { db: queueDb }) as { affected?: number }
       if (completed.affected !== 1) throw new Error(`purchase job ${job.id} was not completable (claim lapsed)`)
+      await decideTrx.releaseSavepoint('decide').execute()
       log.debug({ bookingId: job.id, outcome }, 'purchase decided')
     } catch (err) {
+      // Everything since the savepoint (decision and completion) is undone; the claim stays, so
+      // the failure below is recorded against this attempt and the retry count goes up.
       await decideTrx.rollbackToSavepoint('decide').execute()
       const lastAttempt = job.retryCount >= job.retryLimit
       log.error({ err, bookingId: job.id, attempt: job.retryCount, lastAttempt }, 'deciding a purchase failed')
-      if (lastAttempt) await recordDecision(trx, job.id, { status: BOOKING_STATUS.failed, reason: 'error' })
+      if (lastAttempt) await recordGivenUp(trx, job.id, log)
       await boss.fail(PURCHASE_QUEUE, attempt, { message: err instanceof Error ? err.message : String(err) }, { db: queueDb })
     }
     await trx.commit().execute()
@@ -80,6 +83,20 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promis
   } catch (err) {
     await trx.rollback().execute().catch(() => {})
     throw err
+  }
+}
+
+/**
+ * The last attempt failed: tell the buyer (failed, reason "error"). If even that cannot be
+ * written, the job is still failed (and dead-lettered) so it cannot block the queue forever.
+ */
+async function recordGivenUp (trx: ControlledTransaction<Database>, bookingId: string, log: Logger): Promise<void> {
+  const giveUpTrx = await trx.savepoint('give_up').execute()
+  try {
+    await recordDecision(giveUpTrx, bookingId, { status: BOOKING_STATUS.failed, reason: 'error' })
+  } catch (err) {
+    await giveUpTrx.rollbackToSavepoint('give_up').execute()
+    log.error({ err, bookingId }, 'could not record the failure on the booking; it stays pending, its job is dead-lettered')
   }
 }
 

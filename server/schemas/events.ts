@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox'
-import { Uuid } from './common.ts'
+import { Text, Uuid } from './common.ts'
 
 export const CreateEventBody = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 200 }),
+  name: Text(200),
   total_quota: Type.Integer({ minimum: 1, maximum: 10_000_000 })
 }, { additionalProperties: false })
 

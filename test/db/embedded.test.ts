@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chown, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import postgres from 'postgres'
@@ -90,4 +90,21 @@ t.test('runs as a normal (non-root) user too', {
   t.equal(run.status, 0, 'the unprivileged process started and stopped the server', { stderr: run.stderr })
   t.match(JSON.parse(run.stdout), { uid: unprivileged.uid, port: Number })
   t.ok(existsSync(path.join(dataDir, 'postgres', 'PG_VERSION')), 'the cluster was created by and for that user')
+})
+
+t.test('a second start while the owner is alive shares the running server instead of stopping it', async (t) => {
+  const dataDir = await tempDir(t)
+  const owner = await startEmbeddedPostgres({ dataDir })
+  t.teardown(owner.stop)
+  // Pretend the owner is another live process (this test process is the owner's pid otherwise).
+  const sleeper = spawn('sleep', ['60'])
+  t.teardown(() => { sleeper.kill() })
+  await writeFile(path.join(dataDir, 'postgres-owner.pid'), String(sleeper.pid))
+
+  const second = await startEmbeddedPostgres({ dataDir })
+  t.equal(second.port, owner.port, 'attached to the running server')
+  await second.stop() // not the owner: must leave the server running
+  const sql = postgres(owner.url, { max: 1, onnotice: () => {} })
+  t.same(await sql`SELECT 1 AS ok`, [{ ok: 1 }], 'the owner\'s server still answers')
+  await sql.end()
 })

@@ -42,7 +42,7 @@ t.test('GET /bookings/:id', async (t) => {
   })
 
   t.test('answers 400 for an id that is not a uuid', async (t) => {
-    for (const id of ['42', 'abc', '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5', "1' OR '1'='1"]) {
+    for (const id of ['42', 'abc', '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5', "1' OR '1'='1", 'urn:uuid:0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e', '{0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e}']) {
       const res = await request(base, 'GET', `/bookings/${encodeURIComponent(id)}`)
       t.equal(res.status, 400, id)
       t.equal(res.body.statusCode, 400)

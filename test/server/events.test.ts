@@ -31,7 +31,7 @@ t.test('events API', async (t) => {
   })
 
   t.test('POST /events validates the body', async (t) => {
-    for (const body of [{}, { name: '', total_quota: 1 }, { name: 'x', total_quota: 0 }, { name: 'x', total_quota: -5 }, { name: 'x', total_quota: 1.5 }, { name: 'x'.repeat(201), total_quota: 1 }, { name: 'x', total_quota: 1, available_quota: 9 }]) {
+    for (const body of [{}, { name: '', total_quota: 1 }, { name: 'x', total_quota: 0 }, { name: 'x', total_quota: -5 }, { name: 'x', total_quota: 1.5 }, { name: 'x'.repeat(201), total_quota: 1 }, { name: 'x', total_quota: 1, available_quota: 9 }, { name: 'a\u0000b', total_quota: 1 }, { name: '   ', total_quota: 1 }, { name: 'tab\there', total_quota: 1 }]) {
       const res = await request(base, 'POST', '/events', { json: body, headers: admin })
       t.equal(res.status, 400, JSON.stringify(body).slice(0, 80))
     }
@@ -50,6 +50,7 @@ t.test('events API', async (t) => {
     t.match(res.body, { id: created.body.id, name: 'Opera', total_quota: 10, available_quota: 10, sold: 0 })
     t.equal((await request(base, 'GET', '/events/0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e')).status, 404)
     t.equal((await request(base, 'GET', '/events/opera')).status, 400)
+    t.equal((await request(base, 'GET', `/events/urn:uuid:${created.body.id}`)).status, 400)
   })
 })
 

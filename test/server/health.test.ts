@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createDb } from '../../db/client.ts'
+import { closeDb, createDb } from '../../db/client.ts'
 import { createBoss } from '../../lib/purchase-queue.ts'
 import { startTestApp } from '../fixtures/app.ts'
 import { silentLog } from '../fixtures/log.ts'
@@ -27,7 +27,7 @@ t.test('a database outage is a prompt 503, and service resumes when it returns',
   const db = createDb({ url: target.toString(), poolMax: 4, connectTimeoutSeconds: 2, statementTimeoutMs: 5000, applicationName: 'boxoffice-test' })
   const boss = createBoss({ url: target.toString(), applicationName: 'boxoffice-test', supervise: false, log: silentLog })
   await boss.start()
-  t.teardown(async () => { await boss.stop({ graceful: false, close: true }); await db.destroy() })
+  t.teardown(async () => { await boss.stop({ graceful: false, close: true }); await closeDb(db) })
   const { base } = await startTestApp(t, { db, boss })
   t.equal((await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })).status, 202)
 

@@ -59,6 +59,9 @@ t.test('POST /buy', async (t) => {
     ['an empty object', {}],
     ['a non-uuid event_id', { event_id: 'concert', user_id: newUserId() }],
     ['a non-uuid user_id', { event_id: eventId, user_id: '42' }],
+    ['a urn:uuid event_id', { event_id: `urn:uuid:${eventId}`, user_id: newUserId() }],
+    ['a urn:uuid user_id', { event_id: eventId, user_id: `urn:uuid:${newUserId()}` }],
+    ['a user_id with a NUL byte', { event_id: eventId, user_id: `${newUserId()}\u0000` }],
     ['a numeric user_id', { event_id: eventId, user_id: 42 }],
     ['quantity 0', { event_id: eventId, user_id: newUserId(), quantity: 0 }],
     ['quantity 11', { event_id: eventId, user_id: newUserId(), quantity: 11 }],
@@ -97,9 +100,11 @@ t.test('POST /buy', async (t) => {
   })
 
   t.test('rejects a non-JSON content type with 415', async (t) => {
-    const res = await request(base, 'POST', '/buy', { body: `event_id=${eventId}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } })
-    t.equal(res.status, 415)
-    t.equal(res.body.statusCode, 415)
+    for (const contentType of ['application/x-www-form-urlencoded', 'text/plain', 'application/xml']) {
+      const res = await request(base, 'POST', '/buy', { body: JSON.stringify({ event_id: eventId, user_id: newUserId() }), headers: { 'content-type': contentType } })
+      t.equal(res.status, 415, contentType)
+      t.equal(res.body.statusCode, 415)
+    }
   })
 
   t.test('rejects an oversized body with 413', async (t) => {
@@ -136,4 +141,15 @@ t.test('POST /buy beyond QUEUE_CAPACITY answers 503 with Retry-After and stores 
   t.match(res.body, { statusCode: 503, code: 'QUEUE_FULL', message: 'System is too busy' })
   t.ok(Number(res.headers.get('retry-after')) >= 1, 'Retry-After is set')
   t.same(await countRows(db), before)
+})
+
+t.test('QUEUE_CAPACITY holds under a concurrent burst', async (t) => {
+  const { db, boss } = await createTestDatabase(t)
+  const { base } = await startTestApp(t, { db, boss }, { queueCapacity: 5 })
+  const eventId = await createEvent(db, 100)
+  const responses = await Promise.all(Array.from({ length: 100 }, async () =>
+    await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })))
+  t.equal(responses.filter((r) => r.status === 202).length, 5, 'exactly the capacity is accepted')
+  t.equal(responses.filter((r) => r.status === 503).length, 95, 'the rest are told to come back')
+  t.equal((await countRows(db)).bookings, 5)
 })

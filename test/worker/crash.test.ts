@@ -16,16 +16,17 @@ t.test('a worker killed mid-transaction leaves nothing half-applied, and the pur
   t.equal(accepted.status, 202)
   const bookingId: string = accepted.body.booking_id
 
-  // Hold the event's row lock so the worker, once it has claimed the job inside its
-  // transaction, waits right there: provably mid-transaction when we kill it.
+  // Hold the booking's row lock. The worker claims the job, locks the event, reads the booking,
+  // takes the seats (UPDATE events) and then waits to write the booking's status: killed there,
+  // it has already changed the quota inside its transaction.
   const blocker = await db.startTransaction().execute()
-  await sql`SELECT id FROM events WHERE id = ${eventId} FOR UPDATE`.execute(blocker)
+  await sql`SELECT id FROM bookings WHERE id = ${bookingId} FOR UPDATE`.execute(blocker)
   const worker = await startService(t, 'worker', { DATABASE_URL: database.url })
   await waitFor(async () => {
-    const waiting = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
+    const waiting = await sql<{ query: string }>`SELECT query FROM pg_stat_activity
       WHERE application_name = 'boxoffice-worker' AND wait_event_type = 'Lock'`.execute(db)
-    return Number(waiting.rows[0]?.n) > 0 ? true : undefined
-  }, { what: 'the worker to block on the event lock' })
+    return waiting.rows.some((row) => /update "bookings"/i.test(row.query)) ? true : undefined
+  }, { what: 'the worker to block while writing the booking, after taking the seats' })
 
   worker.child.kill('SIGKILL')
   const { signal } = await worker.exited
