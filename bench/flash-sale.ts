@@ -268,6 +268,8 @@ try {
     }
   }), { amount: requests, seconds: durationS })
   const intakeSeconds = sale.duration
+  // How much settlement kept pace while the crowd was still arriving.
+  const decidedDuringIntake = await countDecided()
 
   // 4. Drain: wait for every accepted purchase to be decided.
   const drainDeadline = performance.now() + waitS * 1000
@@ -300,6 +302,7 @@ try {
     intake_p50_ms: sale.latency.p50,
     intake_p99_ms: sale.latency.p99,
     decided,
+    decided_during_intake: decidedDuringIntake,
     decide_rps: round(decideSpan > 0 ? decided / decideSpan : decided),
     time_to_all_decided_s: timeToAllDecided,
     last_decision_after_last_acceptance_s: timing.last !== null && lastAcceptedAt > 0
@@ -335,7 +338,7 @@ try {
     ['no-op ceiling', `${result.ceiling_rps} req/s`],
     ['intake (accepted and committed)', `${result.intake_rps} req/s  (${pct(result.intake_ratio)} of ceiling)`],
     ['intake latency p50 / p99', `${result.intake_p50_ms} / ${result.intake_p99_ms} ms`],
-    ['decided', `${decided} at ${result.decide_rps} decisions/s`],
+    ['decided', `${decided} at ${result.decide_rps} decisions/s (${decidedDuringIntake} while intake ran)`],
     ['all decided after', timeToAllDecided === null ? `NOT within ${waitS} s` : `${timeToAllDecided} s`],
     ['last decision after last acceptance', `${result.last_decision_after_last_acceptance_s ?? '-'} s`],
     ['sold / quota', `${result.sold} / ${result.quota}`],

@@ -86,15 +86,22 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   }
 
   const applicationName = `boxoffice-${roleName(roles)}`
-  const db = createDb({
+  const poolFor = (role: string, poolMax: number): Db => createDb({
     url,
-    poolMax: config.DB_POOL_MAX,
+    poolMax,
     connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
-    applicationName
+    applicationName: `boxoffice-${role}`
   })
-  closers.push({ name: 'database pool', close: async () => { await closeDb(db) } })
-  await migrateToLatest(db)
+  // One pool per role. Sharing one, a burst of purchases queues ahead of every worker transaction
+  // and starves settlement for as long as the burst lasts (seen in the bench: no decisions at all
+  // until intake stopped). The serial worker needs one connection; two leave room for its idle poll.
+  const apiDb = roles.api ? poolFor('api', config.DB_POOL_MAX) : undefined
+  const workerDb = roles.worker ? poolFor('worker', 2) : undefined
+  for (const [name, pool] of [['api database pool', apiDb], ['worker database pool', workerDb]] as const) {
+    if (pool !== undefined) closers.push({ name, close: async () => { await closeDb(pool) } })
+  }
+  await migrateToLatest(apiDb ?? workerDb as Db)
 
   const boss = createBoss({ url, applicationName, supervise: roles.worker, log })
   closers.push({ name: 'pg-boss', close: async () => { await boss.stop({ graceful: true, close: true, timeout: 5000 }) } })
@@ -102,13 +109,14 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   await ensurePurchaseQueues(boss)
 
   let worker: PurchaseWorker | undefined
-  if (roles.worker) {
-    worker = startPurchaseWorker({ db, boss, log }, { idlePollMs: config.WORKER_IDLE_POLL_MS })
+  if (workerDb !== undefined) {
+    worker = startPurchaseWorker({ db: workerDb, boss, log }, { idlePollMs: config.WORKER_IDLE_POLL_MS })
     const running = worker
     closers.push({ name: 'purchase worker', close: running.stop })
   }
 
-  if (roles.api) {
+  if (apiDb !== undefined) {
+    const db = apiDb
     const app = await buildApp({ db, boss, log, config, onPurchaseAccepted: worker?.wake })
     closers.push({ name: 'http server', close: async () => { await app.close() } })
     const hintEventId = config.DEMO_EVENT ? await ensureDemoEvent(db, log) : undefined

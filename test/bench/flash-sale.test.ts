@@ -1,0 +1,84 @@
+import { spawn } from 'node:child_process'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'kysely'
+import t from 'tap'
+import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
+import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
+import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..')
+
+const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'rejected_busy', 'errors', 'intake_rps', 'intake_p50_ms',
+  'intake_p99_ms', 'decided', 'decide_rps', 'time_to_all_decided_s', 'sold', 'oversold', 'lost', 'ceiling_rps', 'intake_ratio',
+  'worker_mode', 'node_version', 'postgres_version', 'started_at']
+
+async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<{ code: number | null, result: Record<string, unknown>, out: string, stdout: string }> {
+  const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
+  t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'flash-sale.ts'), '--json', '--quiet', '--out', out, '--ceiling-seconds', '1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  const last = stdout.trim().split('\n').at(-1) ?? ''
+  let result: Record<string, unknown>
+  try { result = JSON.parse(last) } catch { throw new Error(`no JSON last line (exit ${code}): ${stdout}\n${stderr}`) }
+  return { code, result, out, stdout }
+}
+
+t.test('a small flash sale: every field reported, every invariant held, JSON and SVG written', async (t) => {
+  const { code, result, out, stdout } = await runBench(t, ['--requests', '300', '--quota', '40', '--concurrency', '20', '--quantity', '1:3,2:1'])
+  t.equal(code, 0, 'exits 0')
+  for (const field of REQUIRED_FIELDS) t.ok(field in result, `reports ${field}`)
+  t.match(result, { requests: 300, quota: 40, concurrency: 20, accepted: 300, rejected_busy: 0, errors: 0, decided: 300, oversold: 0, lost: 0, invariants_ok: true, worker_mode: 'serial' })
+  t.equal(result.sold, 40, 'sold exactly the quota')
+  t.ok((result.ceiling_rps as number) > 0)
+  t.ok((result.intake_ratio as number) > 0)
+  t.match(result.postgres_version, /^18\./)
+  t.match(stdout, /invariants\s+ALL HELD/, 'the table says so')
+  const files = await readdir(out)
+  const json = files.find((f) => f.endsWith('.json'))
+  const svg = files.find((f) => f.endsWith('.svg'))
+  t.ok(json !== undefined && svg !== undefined, 'JSON and SVG written')
+  t.same(JSON.parse(await readFile(path.join(out, json ?? ''), 'utf8')), result, 'the file holds the printed JSON')
+  t.match(await readFile(path.join(out, svg ?? ''), 'utf8'), /^<svg[\s\S]*decided \/ s[\s\S]*ceiling/)
+})
+
+/**
+ * The kind of worker the bench exists to catch: it decides without the event's lock, reading the
+ * seats left, pausing, then writing back its own stale arithmetic. Run four at once.
+ */
+function startBrokenWorkers ({ db, boss }: TestDatabase): () => Promise<void> {
+  let stopping = false
+  const loop = async (): Promise<void> => {
+    while (!stopping) {
+      const [job] = await boss.fetch<{ event_id: string, quantity: number }>(PURCHASE_QUEUE, { batchSize: 1 })
+      if (job === undefined) { await sleep(10); continue }
+      const event = await db.selectFrom('events').select('available_quota').where('id', '=', job.data.event_id).executeTakeFirstOrThrow()
+      await sleep(2)
+      const ok = event.available_quota >= job.data.quantity
+      if (ok) await sql`UPDATE events SET available_quota = ${event.available_quota - job.data.quantity} WHERE id = ${job.data.event_id}`.execute(db)
+      await sql`UPDATE bookings SET status = ${ok ? 'SUCCESS' : 'FAILED'}, reason = ${ok ? null : 'sold_out'}, decided_at = now() WHERE id = ${job.id}`.execute(db)
+      await boss.complete(PURCHASE_QUEUE, job.id)
+    }
+  }
+  const loops = [loop(), loop(), loop(), loop()]
+  return async () => { stopping = true; await Promise.all(loops) }
+}
+
+t.test('a worker that skips the lock makes the bench fail', async (t) => {
+  const database = await createTestDatabase(t)
+  const { base } = await startTestApp(t, database, { worker: false })
+  const stopBroken = startBrokenWorkers(database)
+  t.teardown(stopBroken)
+  const { code, result } = await runBench(t, ['--url', base, '--database-url', database.url, '--admin-token', ADMIN_TOKEN,
+    '--requests', '200', '--quota', '60', '--concurrency', '20', '--wait', '60'])
+  t.equal(code, 1, 'exits non-zero')
+  t.equal(result.invariants_ok, false)
+  t.ok((result.quota_mismatch as number) > 0 || (result.oversold as number) > 0, `caught it: sold ${String(result.sold)}, quota mismatch ${String(result.quota_mismatch)}, oversold ${String(result.oversold)}`)
+  t.ok((result.failures as string[]).length > 0)
+})
