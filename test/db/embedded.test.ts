@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import postgres from 'postgres'
 import t from 'tap'
-import { startEmbeddedPostgres } from '../../db/embedded.ts'
+import { lookupUser, startEmbeddedPostgres } from '../../db/embedded.ts'
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..')
 
@@ -63,12 +63,6 @@ const isRoot = process.getuid?.() === 0
 const unprivileged = isRoot ? lookupUser('postgres') : undefined
 const checkoutReadable = unprivileged !== undefined &&
   spawnSync('test', ['-r', path.join(ROOT, 'db', 'embedded.ts')], unprivileged).status === 0
-
-function lookupUser (name: string): { uid: number, gid: number } | undefined {
-  const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' })
-  const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' })
-  return uid.status === 0 && gid.status === 0 ? { uid: Number(uid.stdout), gid: Number(gid.stdout) } : undefined
-}
 
 t.test('runs as a normal (non-root) user too', {
   skip: isRoot && !checkoutReadable ? `the checkout at ${ROOT} is not readable by an unprivileged user, so that path cannot be run from here` : false
