@@ -14,17 +14,18 @@ import { createTemplateDatabase, dropTemplateDatabase, TEMPLATE_DATABASE } from 
 const RESULTS_DIR = '.tap/test-results'
 
 /** Leaf assertions passed and failed across every file's saved TAP (subtest summaries not counted). */
-async function countResults (): Promise<{ passed: number, failed: number }> {
-  const totals = { passed: 0, failed: 0 }
+async function countResults (): Promise<{ passed: number, failed: number, skipped: number }> {
+  const totals = { passed: 0, failed: 0, skipped: 0 }
   const files = await readdir(RESULTS_DIR, { recursive: true }).catch(() => [] as string[])
   for (const file of files.filter((f) => f.endsWith('.tap'))) {
     let fileFailed = 0
     const attach = (parser: Parser): void => {
       const subtests = new Set<string>()
       parser.on('child', (child: Parser) => { subtests.add(child.name); attach(child) })
-      parser.on('assert', (result: { ok: boolean, name: string }) => {
+      parser.on('assert', (result: { ok: boolean, name: string, skip?: boolean | string }) => {
         if (subtests.has(result.name)) return
-        if (result.ok) totals.passed++
+        if (result.skip !== undefined && result.skip !== false) totals.skipped++
+        else if (result.ok) totals.passed++
         else fileFailed++
       })
     }
@@ -66,7 +67,7 @@ try {
   await embedded?.stop()
   if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
 }
-const { passed, failed } = await countResults()
+const { passed, failed, skipped } = await countResults()
 if (passed + failed === 0) exitCode ||= 1
-process.stdout.write(`${passed} passed, ${failed} failed\n`)
+process.stdout.write(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}\n`)
 process.exitCode = exitCode
