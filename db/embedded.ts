@@ -59,7 +59,7 @@ async function loadBinaries (): Promise<Binaries> {
  * folder and run from there.
  */
 async function reachableBinaries (bin: Binaries, runAs: RunAs | undefined, log: EmbeddedPostgresOptions['log']): Promise<Binaries> {
-  if (runAs === undefined || spawnSync('test', ['-x', bin.postgres], { uid: runAs.uid, gid: runAs.gid }).status === 0) return bin
+  if (runAs === undefined || testAs(runAs, '-x', bin.postgres)) return bin
   const nativeDir = path.dirname(path.dirname(bin.postgres))
   const { version } = JSON.parse(await readFile(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version: string }
   const target = path.join(SHARED_ROOT, `postgres-${os.platform()}-${os.arch()}-${version}`)
@@ -99,10 +99,13 @@ export function lookupUser (user: string): { uid: number, gid: number } | undefi
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
 }
 
-/** True when `runAs` may create files in `dir` (every parent must be searchable by that user). */
-function canWrite (dir: string, runAs: RunAs): boolean {
-  return spawnSync('sh', ['-c', 'test -d "$1" && test -w "$1" && test -x "$1"', 'sh', dir], { uid: runAs.uid, gid: runAs.gid }).status === 0
+/** Runs `test <args>` as the server user: can that user reach a path (every parent included)? */
+function testAs (runAs: RunAs, ...args: string[]): boolean {
+  return spawnSync('test', args, { uid: runAs.uid, gid: runAs.gid }).status === 0
 }
+
+/** True when `runAs` may create files in `dir`. */
+const canWrite = (dir: string, runAs: RunAs): boolean => testAs(runAs, '-d', dir) && testAs(runAs, '-w', dir) && testAs(runAs, '-x', dir)
 
 export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {

@@ -30,6 +30,13 @@ export async function listEvents (db: Db, { limit }: { limit: number }): Promise
     .orderBy('created_at', 'desc').orderBy('id').limit(limit).execute()
 }
 
+/** The newest event with this name, else the newest event of all; undefined when there are none. */
+export async function findEventIdPreferringName (db: Db, name: string): Promise<string | undefined> {
+  const row = await db.selectFrom('events').select('id')
+    .orderBy(sql`name = ${name}`, 'desc').orderBy('created_at', 'desc').limit(1).executeTakeFirst()
+  return row?.id
+}
+
 export async function countEvents (db: Db): Promise<number> {
   const row = await db.selectFrom('events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
   return Number(row.n)

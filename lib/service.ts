@@ -3,7 +3,7 @@ import closeWithGrace from 'close-with-grace'
 import type { Logger } from 'pino'
 import { closeDb, createDb, type Db } from '../db/client.ts'
 import { startEmbeddedPostgres } from '../db/embedded.ts'
-import { countEvents, insertEvent, listEvents } from '../db/events.ts'
+import { countEvents, findEventIdPreferringName, insertEvent } from '../db/events.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { buildApp } from '../server/app.ts'
 import { startPurchaseWorker, type PurchaseWorker } from '../worker/worker.ts'
@@ -116,10 +116,9 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   }
 
   if (apiDb !== undefined) {
-    const db = apiDb
-    const app = await buildApp({ db, boss, log, config, onPurchaseAccepted: worker?.wake })
+    const app = await buildApp({ db: apiDb, boss, log, config, onPurchaseAccepted: worker?.wake })
     closers.push({ name: 'http server', close: async () => { await app.close() } })
-    const hintEventId = config.DEMO_EVENT ? await ensureDemoEvent(db, log) : undefined
+    const hintEventId = config.DEMO_EVENT ? await ensureDemoEvent(apiDb, log) : undefined
     await app.listen({ port: config.PORT, host: config.HOST })
     const address = app.server.address()
     const port = typeof address === 'object' && address !== null ? address.port : config.PORT
@@ -144,6 +143,5 @@ async function ensureDemoEvent (db: Db, log: Logger): Promise<string | undefined
     log.info({ eventId: event.id, quota: event.total_quota }, 'created the demo event')
     return event.id
   }
-  const events = await listEvents(db, { limit: 1000 })
-  return (events.find((e) => e.name === DEMO_EVENT.name) ?? events[0])?.id
+  return await findEventIdPreferringName(db, DEMO_EVENT.name)
 }
