@@ -1,4 +1,4 @@
-import { Kysely } from 'kysely'
+import { Kysely, sql } from 'kysely'
 import { PostgresJSDialect } from 'kysely-postgres-js'
 import postgres from 'postgres'
 import type { Database } from './database.ts'
@@ -44,4 +44,22 @@ export function createDb (options: DatabaseOptions): Db {
   const db = new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: sql }) })
   pools.set(db, sql)
   return db
+}
+
+/** Queues a notification, delivered to listeners when (and only if) the transaction commits. */
+export async function notify (trx: Db, channel: string): Promise<void> {
+  await sql`SELECT pg_notify(${channel}, '')`.execute(trx)
+}
+
+/**
+ * Calls `onNotify` for each notification on `channel`, on a connection of its own that postgres.js
+ * re-establishes (and re-subscribes) after it drops; `onListening` runs at each (re)subscription,
+ * since notifications sent while it was down are gone. Resolves once listening; the returned
+ * function stops.
+ */
+export async function listen (db: Db, channel: string, onNotify: () => void, onListening: () => void): Promise<() => Promise<void>> {
+  const pool = pools.get(db)
+  if (pool === undefined) throw new Error('listen() needs a Db made by createDb()')
+  const subscription = await pool.listen(channel, onNotify, onListening)
+  return async () => { await subscription.unlisten() }
 }

@@ -62,3 +62,28 @@ export async function changeAvailableQuota (trx: Db, id: string, delta: number):
     .where('id', '=', id)
     .execute()
 }
+
+/**
+ * The batched form of lockEventForUpdate: locks every listed event, in id order. A fixed order is
+ * what keeps two deciders from deadlocking: each waits only for locks ordered before its own.
+ * (The rows are locked as the sorted scan returns them: LockRows sits above the Sort.)
+ */
+export async function lockEventsForUpdate (trx: Db, ids: readonly string[]): Promise<Map<string, number>> {
+  if (ids.length === 0) return new Map()
+  const rows = await trx.selectFrom('events').select(['id', 'available_quota'])
+    .where('id', '=', sql<string>`ANY(${ids}::uuid[])`)
+    .orderBy('id')
+    .forNoKeyUpdate()
+    .execute()
+  return new Map(rows.map((row) => [row.id, row.available_quota]))
+}
+
+/** Takes seats from many events in one statement (`seats` > 0 each). The CHECK refuses any oversell. */
+export async function takeSeats (trx: Db, sales: ReadonlyArray<{ eventId: string, seats: number }>): Promise<void> {
+  if (sales.length === 0) return
+  await sql`
+    UPDATE events e
+    SET available_quota = e.available_quota - s.seats, version = e.version + 1
+    FROM unnest(${sales.map((s) => s.eventId)}::uuid[], ${sales.map((s) => s.seats)}::int[]) AS s (id, seats)
+    WHERE e.id = s.id`.execute(trx)
+}

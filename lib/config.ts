@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { WORKER_MODES } from '../worker/worker.ts'
 
 // Every variable the service reads, with its default. `.env.example` documents the same list;
 // a test keeps the two in step.
@@ -20,8 +21,11 @@ export const ConfigSchema = Type.Object({
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 2, maximum: 200 }),
   DB_CONNECT_TIMEOUT_S: Type.Integer({ default: 5, minimum: 1, maximum: 120 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 100 }),
-  WORKER_MODE: Type.Union([Type.Literal('serial')], { default: 'serial' }),
-  WORKER_IDLE_POLL_MS: Type.Integer({ default: 100, minimum: 5, maximum: 60000 }),
+  INTAKE_BATCH_MAX: Type.Integer({ default: 500, minimum: 1, maximum: 5000 }),
+  INTAKE_BATCH_WAIT_MS: Type.Integer({ default: 2, minimum: 0, maximum: 1000 }),
+  WORKER_MODE: Type.Union(WORKER_MODES.map((mode) => Type.Literal(mode)), { default: 'batched' }),
+  WORKER_BATCH_SIZE: Type.Integer({ default: 1000, minimum: 1, maximum: 10000 }),
+  WORKER_IDLE_POLL_MS: Type.Integer({ default: 1000, minimum: 5, maximum: 60000 }),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 20000, minimum: 1000 }),
   DEMO_EVENT: Type.Boolean({ default: true })
 })

@@ -13,6 +13,9 @@ if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (value) => UUID.test
 // can be recognised by id.
 export const PURCHASE_QUEUE = 'purchases'
 export const PURCHASE_DEAD_LETTER_QUEUE = 'purchases_dead'
+// Intake notifies here when a commit queued purchases, so an idle worker in any process starts
+// within milliseconds instead of at its next poll.
+export const PURCHASES_QUEUED_CHANNEL = 'boxoffice_purchases_queued'
 
 export const PurchaseJobData = Type.Object({
   event_id: Type.String({ format: 'uuid' }),

@@ -95,7 +95,8 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   })
   // One pool per role. Sharing one, a burst of purchases queues ahead of every worker transaction
   // and starves settlement for as long as the burst lasts (seen in the bench: no decisions at all
-  // until intake stopped). The serial worker needs one connection; two leave room for its idle poll.
+  // until intake stopped). The worker runs one transaction at a time (its LISTEN connection is
+  // separate); the second connection is spare.
   const apiDb = roles.api ? poolFor('api', config.DB_POOL_MAX) : undefined
   const workerDb = roles.worker ? poolFor('worker', 2) : undefined
   for (const [name, pool] of [['api database pool', apiDb], ['worker database pool', workerDb]] as const) {
@@ -110,7 +111,7 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
 
   let worker: PurchaseWorker | undefined
   if (workerDb !== undefined) {
-    worker = startPurchaseWorker({ db: workerDb, boss, log }, { idlePollMs: config.WORKER_IDLE_POLL_MS })
+    worker = startPurchaseWorker({ db: workerDb, boss, log }, { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS })
     const running = worker
     closers.push({ name: 'purchase worker', close: running.stop })
   }

@@ -5,6 +5,7 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 export const ERRORS = {
   EVENT_NOT_FOUND: { statusCode: 404, message: 'Event not found' },
   BOOKING_NOT_FOUND: { statusCode: 404, message: 'Booking not found' },
+  PURCHASE_NOT_STORED: { statusCode: 503, message: 'The purchase could not be stored and nothing was recorded; try again', retryAfterSeconds: 1 },
   QUEUE_FULL: { statusCode: 503, message: 'System is too busy', retryAfterSeconds: 1 },
   DATABASE_UNAVAILABLE: { statusCode: 503, message: 'Database unavailable, try again shortly', retryAfterSeconds: 2 },
   SHUTTING_DOWN: { statusCode: 503, message: 'Server is shutting down, try again shortly', retryAfterSeconds: 1 },

@@ -2,9 +2,9 @@ import type { ControlledTransaction } from 'kysely'
 import { fromKysely, type JobWithMetadata, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
-import { findBookingStatus, recordDecision, type Decision } from '../db/bookings.ts'
+import { findBookingStatus, findPendingBookingIds, recordDecision, recordDecisions, type BookingDecision, type Decision } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type Database } from '../db/database.ts'
-import { changeAvailableQuota, lockEventForUpdate } from '../db/events.ts'
+import { changeAvailableQuota, lockEventForUpdate, lockEventsForUpdate, takeSeats } from '../db/events.ts'
 import { isPurchaseJobData, PURCHASE_QUEUE, type PurchaseJobData } from '../lib/purchase-queue.ts'
 
 export interface SettleDeps {
@@ -17,6 +17,75 @@ export interface SettleDeps {
 export function decidePurchase (available: number, quantity: number): Decision {
   if (available >= quantity) return { status: BOOKING_STATUS.success }
   return { status: BOOKING_STATUS.failed, reason: available === 0 ? FAILURE_REASON.soldOut : FAILURE_REASON.insufficientQuota }
+}
+
+export interface QueuedPurchase {
+  /** The job id, which is the booking id: a UUIDv7, so ids sort in arrival order. */
+  id: string
+  data: unknown
+}
+
+export interface BatchDecisions {
+  /** One per pending booking, in arrival order. */
+  decisions: BookingDecision[]
+  /** Seats taken per event (events with none taken are left out). */
+  sales: Array<{ eventId: string, seats: number }>
+}
+
+/**
+ * The batch rule, free of I/O: decides purchases one by one in arrival order (by id), each against
+ * the seats its event has left after the purchases before it. `available` holds the quota of every
+ * event, read under its row lock; `pending` the bookings still undecided (any other purchase was
+ * already decided by an earlier delivery of its job and is left alone).
+ */
+export function decidePurchases (purchases: readonly QueuedPurchase[], available: ReadonlyMap<string, number>, pending: ReadonlySet<string>): BatchDecisions {
+  const left = new Map(available)
+  const decisions: BookingDecision[] = []
+  const ordered = [...purchases].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  for (const { id, data } of ordered) {
+    if (!pending.has(id)) continue
+    const seats = isPurchaseJobData(data) ? left.get(data.event_id) : undefined
+    if (!isPurchaseJobData(data) || seats === undefined) {
+      decisions.push({ id, decision: { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } })
+      continue
+    }
+    const decision = decidePurchase(seats, data.quantity)
+    if (decision.status === BOOKING_STATUS.success) left.set(data.event_id, seats - data.quantity)
+    decisions.push({ id, decision })
+  }
+  const sales = [...left].filter(([eventId, seats]) => seats !== available.get(eventId))
+    .map(([eventId, seats]) => ({ eventId, seats: (available.get(eventId) as number) - seats }))
+  return { decisions, sales }
+}
+
+/**
+ * Claims up to `batchSize` of the oldest purchase jobs and decides them all in one transaction,
+ * with a fixed number of statements whatever the batch size: claim (pg-boss fetch), lock every
+ * event concerned (once each, in id order), read which bookings are still pending, then, after
+ * deciding in memory in arrival order, take the seats (one statement), record every outcome (one
+ * statement) and complete every job (one statement). As in the serial worker, a crash at any line
+ * rolls all of it back, claims included. Any error rolls the whole batch back and is thrown: the
+ * caller then settles those purchases one at a time (settleNextPurchase), which isolates a
+ * purchase that keeps failing and gives it the retry and dead-letter path.
+ *
+ * Returns the number of jobs claimed (0 when the queue is empty).
+ */
+export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: number): Promise<number> {
+  return await db.transaction().execute(async (trx) => {
+    const queueDb = fromKysely(trx)
+    const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb })
+    if (jobs.length === 0) return 0
+    const eventIds = [...new Set(jobs.flatMap((job) => isPurchaseJobData(job.data) ? [job.data.event_id] : []))]
+    const available = await lockEventsForUpdate(trx, eventIds)
+    const pending = await findPendingBookingIds(trx, jobs.map((job) => job.id))
+    const { decisions, sales } = decidePurchases(jobs, available, pending)
+    await takeSeats(trx, sales)
+    const recorded = await recordDecisions(trx, decisions)
+    if (recorded !== decisions.length) throw new Error(`recorded ${recorded} of ${decisions.length} decisions`)
+    const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
+    if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
+    return jobs.length
+  })
 }
 
 export type SettleOutcome = Decision['status'] | 'skipped'

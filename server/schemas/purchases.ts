@@ -14,3 +14,10 @@ export const BuyAccepted = Type.Object({
   status: Type.Literal('pending'),
   message: Type.Literal('Request queued')
 })
+
+export const BuyDecided = Type.Object({
+  booking_id: Uuid,
+  status: Type.Literal('failed'),
+  reason: Type.Literal('sold_out'),
+  message: Type.Literal('Sold out')
+}, { description: 'Decided at once: the event had no seats left. The booking is stored like any other.' })

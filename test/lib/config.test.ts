@@ -5,7 +5,7 @@ import { ConfigSchema, loadConfig } from '../../lib/config.ts'
 
 t.test('defaults apply when nothing is set', async (t) => {
   const config = loadConfig({}, { dotenv: false })
-  t.match(config, { HOST: '127.0.0.1', PORT: 3000, QUEUE_CAPACITY: 100000, WORKER_MODE: 'serial', DEMO_EVENT: true })
+  t.match(config, { HOST: '127.0.0.1', PORT: 3000, QUEUE_CAPACITY: 100000, WORKER_MODE: 'batched', DEMO_EVENT: true })
   t.equal(config.DATABASE_URL, undefined)
   t.equal(config.ADMIN_TOKEN, undefined)
   t.ok(Object.isFrozen(config))
