@@ -3,12 +3,17 @@
 // A flash sale, measured against this machine's own ceiling and checked for correctness:
 //  1. ceiling: a no-op Fastify POST /buy (same schema, same reply, no database) is loaded with the
 //     same generator and concurrency; every throughput is reported as a ratio of it;
+//  then, for each worker mode asked for (default: batched, then serial), on a fresh database:
 //  2. sale: events are created, then `--requests` purchases from distinct users are fired at
-//     `--concurrency` as fast as the server accepts them (autocannon);
-//  3. drain: the bench waits until every accepted purchase has a final status (or `--wait` runs out);
-//  4. invariants, from the database and the API (bench/invariants.ts); any failure exits 1.
-// Without --url it runs the real service (`node lib/main.ts`) on a fresh embedded PostgreSQL and
-// stops both after. Writes bench/results/<time>.json and .svg; --json prints the JSON last.
+//     `--concurrency` as fast as the server accepts them (autocannon), at `npm start` (API and
+//     worker in one process);
+//  3. drain: the bench waits until every stored purchase has a final status (or `--wait` runs out);
+//  4. invariants, from the database and the API (bench/invariants.ts); any failure exits 1;
+//  5. settlement: `--backlog` purchases are stored by the API alone (`npm run server`), then the
+//     worker alone (`npm run worker`) is started and timed deciding them: decisions per second
+//     with nothing else running (for at most `--backlog-seconds`).
+// Without --url it runs the real service on a fresh embedded PostgreSQL per mode and stops both
+// after. Writes bench/results/<time>-<mode>.json and .svg; --json prints each mode's JSON, one line each.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -20,18 +25,24 @@ import postgres from 'postgres'
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.ts'
 import { renderChart, type Sample } from './chart.ts'
 import { checkInvariants } from './invariants.ts'
+import { summarizeProfiles } from './profile.ts'
+import { WORKER_MODES } from '../worker/worker.ts'
 
 const ROOT = path.resolve(import.meta.dirname, '..')
 
 const { values: opts } = parseArgs({
   options: {
-    requests: { type: 'string', default: '5000' },
-    quota: { type: 'string', default: '1000' },
+    requests: { type: 'string', default: '50000' },
+    quota: { type: 'string', default: '5000' },
+    'serial-requests': { type: 'string', default: '5000' },
+    backlog: { type: 'string', default: '20000' },
+    'backlog-seconds': { type: 'string', default: '10' },
+    profile: { type: 'boolean', default: false },
     concurrency: { type: 'string', default: '100' },
     duration: { type: 'string', default: '60' },
     quantity: { type: 'string', default: '1' },
     events: { type: 'string', default: '1' },
-    'worker-mode': { type: 'string', default: 'serial' },
+    'worker-mode': { type: 'string', default: 'batched,serial' },
     wait: { type: 'string', default: '180' },
     'ceiling-seconds': { type: 'string', default: '5' },
     sample: { type: 'string', default: '200' },
@@ -46,13 +57,19 @@ const { values: opts } = parseArgs({
 })
 
 const HELP = `npm run bench -- [options]
-  --requests N          purchase requests to send (default 5000)
-  --quota N             seats per event (default 1000)
+  --requests N          purchase requests in the sale (default 50000)
+  --quota N             seats per event (default 5000)
+  --serial-requests N   requests in the serial mode's sale, which settles ~200/s; its quota is scaled
+                        by the same ratio (default 5000; the batched mode uses --requests)
+  --backlog N           purchases stored before the worker starts, to time settlement alone;
+                        0 skips that phase (default 20000)
+  --backlog-seconds S   longest the worker is timed on the backlog (default 10)
+  --profile             write CPU profiles of the service (node --cpu-prof) and print their top costs
   --concurrency C       connections kept busy by the load generator (default 100)
   --duration S          stop sending after S seconds even if requests remain (default 60)
   --quantity MIX        seats per request: "1", a range "1-4", or weights "1:70,2:20,4:10" (default 1)
   --events N            events sharing the requests evenly; 1 = one hot event (default 1)
-  --worker-mode MODE    WORKER_MODE for the service it starts (default serial)
+  --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
   --wait S              longest wait for every accepted purchase to be decided (default 180)
   --ceiling-seconds S   how long to load the no-op ceiling server (default 5)
   --sample N            accepted purchases whose GET /bookings/:id is compared with the database (default 200)
@@ -60,7 +77,7 @@ const HELP = `npm run bench -- [options]
   --database-url URL    that server's database, for the invariant checks
   --admin-token T       that server's ADMIN_TOKEN, to create the events
   --out DIR             where the JSON and SVG go (default bench/results)
-  --json                print the result JSON as the last line of stdout
+  --json                print each mode's result JSON, one line each, last on stdout
   --quiet               no progress lines`
 
 function int (name: string, value: string | undefined, min: number): number {
@@ -108,7 +125,13 @@ const waitS = int('wait', opts.wait, 1)
 const ceilingS = int('ceiling-seconds', opts['ceiling-seconds'], 1)
 const sampleSize = int('sample', opts.sample, 0)
 const pickQuantity = parseQuantityMix(opts.quantity)
-const workerMode = opts['worker-mode']
+const serialRequests = int('serial-requests', opts['serial-requests'], 1)
+const backlog = int('backlog', opts.backlog, 0)
+const backlogS = int('backlog-seconds', opts['backlog-seconds'], 1)
+const workerModes = (opts['worker-mode'] ?? '').split(',').map((mode) => mode.trim()).filter((mode) => mode !== '')
+if (workerModes.length === 0 || workerModes.some((mode) => !(WORKER_MODES as readonly string[]).includes(mode))) {
+  fail(`--worker-mode must list modes among ${WORKER_MODES.join(', ')} (got ${opts['worker-mode']})`)
+}
 const log = (line: string): void => { if (!opts.quiet) process.stderr.write(line + '\n') }
 
 if (opts.help) {
@@ -118,6 +141,7 @@ if (opts.help) {
 if (opts.url !== undefined && (opts['database-url'] === undefined || opts['admin-token'] === undefined)) {
   fail('--url needs --database-url (for the invariant checks) and --admin-token (to create the events)')
 }
+if (opts.url !== undefined && workerModes.length > 1) fail('--url measures the server that runs there: give one --worker-mode (its WORKER_MODE)')
 
 async function waitForLine (child: ChildProcess, text: string, timeoutMs = 60_000): Promise<void> {
   let seen = ''
@@ -179,13 +203,275 @@ async function rssKb (pid: number | undefined): Promise<number | undefined> {
 const pct = (n: number): string => `${(100 * n).toFixed(1)}%`
 const round = (n: number, digits = 1): number => Number(n.toFixed(digits))
 
-let embedded: EmbeddedPostgres | undefined
-let service: ChildProcess | undefined
-let noop: ChildProcess | undefined
-let dataDir: string | undefined
-let sql: postgres.Sql | undefined
-let exitCode: number
 
+const ENTRY = { all: 'lib/main.ts', api: 'server/main.ts', worker: 'worker/main.ts' } as const
+
+interface Service { child: ChildProcess, baseUrl: string }
+
+/** Runs one of the service's entry points against `databaseUrl` and waits until it is ready. */
+async function startService (role: keyof typeof ENTRY, env: Record<string, string>, profileDir: string | undefined): Promise<Service> {
+  const port = await freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, ENTRY[role])], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DEMO_EVENT: 'false', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  // Keep the pipes drained (a full pipe would block the service); show errors.
+  child.stdout?.resume()
+  child.stderr?.on('data', (chunk: Buffer) => { if (!opts.quiet) process.stderr.write(`  [${role}] ${chunk.toString()}`) })
+  if (role === 'worker') {
+    const dbUrl = env.DATABASE_URL as string
+    const probe = postgres(dbUrl, { max: 1, onnotice: () => {} })
+    try {
+      const deadline = Date.now() + 60_000
+      for (;;) {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error('the worker exited during start-up')
+        const [row] = await probe<[{ n: string }]>`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'boxoffice-worker'`
+        if (Number(row.n) > 0) break
+        if (Date.now() > deadline) throw new Error('the worker did not connect within 60 s')
+        await sleep(20)
+      }
+    } finally {
+      await probe.end()
+    }
+  } else {
+    await fetchUntilHealthy(baseUrl, child)
+  }
+  return { child, baseUrl }
+}
+
+async function createEvents (baseUrl: string, token: string, count: number, seats: number, label: string): Promise<string[]> {
+  const ids: string[] = []
+  for (let i = 0; i < count; i++) {
+    const res = await fetch(`${baseUrl}/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ name: `${label} #${i + 1}`, total_quota: seats })
+    })
+    if (res.status !== 201) throw new Error(`creating an event failed: ${res.status} ${await res.text()}`)
+    ids.push(((await res.json()) as { id: string }).id)
+  }
+  return ids
+}
+
+const roundRobin = (ids: readonly string[]): () => string => {
+  let next = 0
+  return () => ids[next++ % ids.length] as string
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+async function countDecided (sql: postgres.Sql, eventIds: readonly string[]): Promise<number> {
+  const [row] = await sql<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds as string[]}::uuid[]) AND status <> 'PENDING'`
+  return Number(row.n)
+}
+
+/** First and last decision among these bookings, and how many there are, from the database's clock. */
+async function decisionSpan (sql: postgres.Sql, ids: readonly string[]): Promise<{ n: number, first: Date | null, last: Date | null }> {
+  const [row] = await sql<[{ n: string, first: Date | null, last: Date | null }]>`
+    SELECT count(*) AS n, min(decided_at) AS first, max(decided_at) AS last FROM bookings WHERE id = ANY(${ids as string[]}::uuid[]) AND status <> 'PENDING'`
+  return { n: Number(row.n), first: row.first, last: row.last }
+}
+const spanSeconds = (span: { first: Date | null, last: Date | null }): number =>
+  span.first !== null && span.last !== null ? (span.last.getTime() - span.first.getTime()) / 1000 : 0
+
+interface SaleParams { mode: string, requests: number, quota: number, ceilingRps: number, startedAt: Date, profileDir: string | undefined }
+
+/** One worker mode: the sale (steps 2-4) and, without --url, the settlement backlog (step 5). */
+async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileDir }: SaleParams): Promise<Record<string, unknown>> {
+  let embedded: EmbeddedPostgres | undefined
+  let dataDir: string | undefined
+  let service: Service | undefined
+  let sql: postgres.Sql | undefined
+  try {
+    let baseUrl = opts.url
+    let databaseUrl = opts['database-url']
+    let adminToken = opts['admin-token']
+    const serviceEnv: Record<string, string> = {}
+    if (baseUrl === undefined) {
+      dataDir = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-'))
+      embedded = await startEmbeddedPostgres({ dataDir, database: 'boxoffice' })
+      databaseUrl = embedded.url
+      adminToken = randomBytes(18).toString('base64url')
+      Object.assign(serviceEnv, { DATABASE_URL: databaseUrl, ADMIN_TOKEN: adminToken, WORKER_MODE: mode, QUEUE_CAPACITY: String(Math.max(requests, backlog) * 2 + 100_000) })
+      service = await startService('all', serviceEnv, profileDir)
+      baseUrl = service.baseUrl
+    }
+    sql = postgres(databaseUrl as string, { max: 2, onnotice: () => {} })
+    const [{ version: postgresVersion }] = await sql<[{ version: string }]>`SELECT current_setting('server_version') AS version`
+    const db = sql
+    const eventIds = await createEvents(baseUrl, adminToken as string, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`)
+    const pickEvent = roundRobin(eventIds)
+
+    // The sale, sampled every 250 ms: stored (from the answers) and decided (from the database).
+    const queuedIds: string[] = []
+    const soldOutIds: string[] = []
+    const statusCounts = new Map<number, number>()
+    const samples: Sample[] = []
+    let lastStoredAt = 0
+    let maxRssKb = 0
+    const saleStart = performance.now()
+    let sampling = true
+    const sampler = (async () => {
+      while (sampling) {
+        const decided = await countDecided(db, eventIds)
+        const t = (performance.now() - saleStart) / 1000
+        samples.push({ t: round(t, 2), accepted: queuedIds.length + soldOutIds.length, decided })
+        const rss = await rssKb(service?.child.pid)
+        if (rss !== undefined) maxRssKb = Math.max(maxRssKb, rss)
+        const sent = [...statusCounts.values()].reduce((a, b) => a + b, 0)
+        log(`  t=${t.toFixed(1)}s  sent ${sent}  queued ${queuedIds.length}  sold out at once ${soldOutIds.length}  decided ${decided}`)
+        await sleep(250)
+      }
+    })()
+
+    log(`sale (${mode}): ${requests} requests, ${eventCount} event(s) x ${quota} seats, concurrency ${concurrency}`)
+    const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, (status, body) => {
+      statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1)
+      if (status === 202 || status === 200) {
+        const id = (JSON.parse(body) as { booking_id: string }).booking_id;
+        (status === 202 ? queuedIds : soldOutIds).push(id)
+        lastStoredAt = performance.now()
+      }
+    }), { amount: requests, seconds: durationS })
+    const intakeSeconds = sale.duration
+    const stored = queuedIds.length + soldOutIds.length
+    // How much settlement kept pace while the crowd was still arriving.
+    const decidedDuringIntake = await countDecided(db, eventIds)
+
+    // Drain: wait for every stored purchase to be decided.
+    const drainDeadline = performance.now() + waitS * 1000
+    while (await countDecided(db, eventIds) < stored && performance.now() < drainDeadline) await sleep(50)
+    sampling = false
+    await sampler
+    const decided = await countDecided(db, eventIds)
+    const queuedSpan = await decisionSpan(db, queuedIds)
+    const [timing] = await db<[{ last: Date | null }]>`
+      SELECT max(decided_at) AS last FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND status <> 'PENDING'`
+    const allDecidedAt = samples.at(-1)?.t ?? 0
+    const timeToAllDecided = decided >= stored ? allDecidedAt : null
+
+    const storedIds = [...queuedIds, ...soldOutIds]
+    const invariants = await checkInvariants(db, { baseUrl, eventIds, acceptedIds: storedIds, sampleSize })
+    const soldOutWrong = soldOutIds.length === 0
+      ? 0
+      : Number((await db<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${soldOutIds}::uuid[]) AND (status <> 'FAILED' OR reason <> 'sold_out')`)[0].n)
+    if (soldOutWrong > 0) invariants.failures.push(`${soldOutWrong} purchases answered "sold out" at once are not stored as failed/sold_out`)
+
+    // Settlement alone: the API stores a backlog with no worker running, then the worker is timed.
+    let settlement: Record<string, unknown> = { settle_backlog: 0 }
+    if (opts.url === undefined && backlog > 0) {
+      await stopOrThrow(service, 'the service')
+      service = undefined
+      settlement = await timeSettlement(db, serviceEnv, adminToken as string, mode, quota, startedAt, profileDir, invariants.failures)
+    }
+
+    const intakeRps = stored / intakeSeconds
+    return {
+      requests,
+      quota: quota * eventCount,
+      events: eventCount,
+      concurrency,
+      quantity_mix: opts.quantity,
+      accepted: queuedIds.length,
+      sold_out_at_once: soldOutIds.length,
+      stored,
+      rejected_busy: statusCounts.get(503) ?? 0,
+      errors: sale.errors + sale.timeouts + [...statusCounts].filter(([s]) => s !== 202 && s !== 200 && s !== 503).reduce((sum, [, n]) => sum + n, 0),
+      intake_rps: round(intakeRps),
+      intake_p50_ms: sale.latency.p50,
+      intake_p99_ms: sale.latency.p99,
+      decided,
+      decided_during_intake: decidedDuringIntake,
+      decide_rps: round(spanSeconds(queuedSpan) > 0 ? queuedSpan.n / spanSeconds(queuedSpan) : queuedSpan.n),
+      time_to_all_decided_s: timeToAllDecided,
+      last_decision_after_last_acceptance_s: timing.last !== null && lastStoredAt > 0
+        ? round((timing.last.getTime() - (performance.timeOrigin + lastStoredAt)) / 1000, 3)
+        : null,
+      ...settlement,
+      sold: invariants.sold,
+      oversold: invariants.oversold,
+      quota_mismatch: invariants.quota_mismatch,
+      lost: invariants.lost,
+      duplicate_ids: invariants.duplicate_ids,
+      api_sampled: invariants.api_sampled,
+      api_disagreements: invariants.api_disagreements,
+      ceiling_rps: round(ceilingRps),
+      intake_ratio: round(intakeRps / ceilingRps, 3),
+      server_max_rss_mb: maxRssKb > 0 ? round(maxRssKb / 1024) : null,
+      worker_mode: mode,
+      node_version: process.version,
+      postgres_version: postgresVersion,
+      cpus: os.cpus().length,
+      started_at: startedAt.toISOString(),
+      invariants_ok: invariants.failures.length === 0 && timeToAllDecided !== null,
+      failures: timeToAllDecided === null ? [...invariants.failures, `not every purchase was decided within ${waitS} s`] : invariants.failures,
+      samples
+    }
+  } finally {
+    await sql?.end({ timeout: 5 })
+    try {
+      await stopOrThrow(service, 'the service')
+    } finally {
+      await embedded?.stop()
+      if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
+    }
+  }
+}
+
+async function stopOrThrow (service: Service | undefined, what: string): Promise<void> {
+  if (service === undefined) return
+  const code = await stopChild(service.child)
+  if (code !== 0) throw new Error(`${what} exited with ${code} on SIGTERM`)
+}
+
+/**
+ * Step 5: `--backlog` purchases for fresh events, stored by `npm run server` with no worker
+ * anywhere (so none is sold out at once), then `npm run worker` alone, timed from its first
+ * decision to its last (the database's clock), for at most `--backlog-seconds`.
+ */
+async function timeSettlement (db: postgres.Sql, env: Record<string, string>, token: string, mode: string, quota: number, startedAt: Date, profileDir: string | undefined, failures: string[]): Promise<Record<string, unknown>> {
+  const api = await startService('api', env, profileDir)
+  let worker: Service | undefined
+  try {
+    const eventIds = await createEvents(api.baseUrl, token, eventCount, quota, `Bench backlog ${startedAt.toISOString()} ${mode}`)
+    const ids: string[] = []
+    log(`settlement (${mode}): storing a backlog of ${backlog} purchases with no worker running...`)
+    const fill = await runAutocannon(buyRequest(api.baseUrl, roundRobin(eventIds), (status, body) => {
+      if (status === 202) ids.push((JSON.parse(body) as { booking_id: string }).booking_id)
+    }), { amount: backlog, seconds: Math.max(durationS, 120) })
+    if (ids.length < backlog) failures.push(`settlement backlog: only ${ids.length} of ${backlog} purchases were stored (${fill.non2xx} refused)`)
+    await stopOrThrow(api, 'the API')
+    log(`settlement (${mode}): starting the worker alone on ${ids.length} purchases (at most ${backlogS} s)...`)
+    worker = await startService('worker', { ...env }, profileDir)
+    const deadline = performance.now() + backlogS * 1000
+    let decided = 0
+    while ((decided = await countDecided(db, eventIds)) < ids.length && performance.now() < deadline) await sleep(50)
+    await stopOrThrow(worker, 'the worker')
+    worker = undefined
+    const span = await decisionSpan(db, ids)
+    const seconds = spanSeconds(span)
+    // Whatever was decided must still add up: no seat sold twice, quota used == seats sold.
+    const check = await checkInvariants(db, { baseUrl: '', eventIds, acceptedIds: [], sampleSize: 0 })
+    failures.push(...check.failures.map((f) => `settlement: ${f}`))
+    log(`settlement (${mode}): ${span.n} decided in ${seconds.toFixed(2)} s`)
+    return {
+      settle_backlog: ids.length,
+      settle_decided: span.n,
+      settle_drained: decided >= ids.length,
+      settle_seconds: round(seconds, 3),
+      settle_rps: round(seconds > 0 ? span.n / seconds : span.n)
+    }
+  } finally {
+    await stopChild(worker?.child)
+    await stopChild(api.child)
+  }
+}
+
+let noop: ChildProcess | undefined
+let exitCode: number
 try {
   const startedAt = new Date()
   // 1. The ceiling, measured first, while nothing else runs.
@@ -199,186 +485,81 @@ try {
   const ceilingRps = ceiling['2xx'] / (ceiling.duration || ceilingS)
   log(`ceiling: ${Math.round(ceilingRps)} req/s`)
 
-  // 2. The service under test, on a fresh database unless --url.
-  let baseUrl = opts.url
-  let databaseUrl = opts['database-url']
-  let adminToken = opts['admin-token']
-  if (baseUrl === undefined) {
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-'))
-    embedded = await startEmbeddedPostgres({ dataDir, database: 'boxoffice' })
-    databaseUrl = embedded.url
-    adminToken = randomBytes(18).toString('base64url')
-    const port = await freePort()
-    baseUrl = `http://127.0.0.1:${port}`
-    service = spawn(process.execPath, [path.join(ROOT, 'lib', 'main.ts')], {
-      cwd: ROOT,
-      env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: adminToken, WORKER_MODE: workerMode, DEMO_EVENT: 'false', LOG_LEVEL: 'warn', QUEUE_CAPACITY: String(Math.max(requests * 2, 100_000)) },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    const ready = fetchUntilHealthy(baseUrl)
-    await ready
-  }
-  sql = postgres(databaseUrl as string, { max: 2, onnotice: () => {} })
-  const [{ version: postgresVersion }] = await sql<[{ version: string }]>`SELECT current_setting('server_version') AS version`
-
-  const eventIds: string[] = []
-  for (let i = 0; i < eventCount; i++) {
-    const res = await fetch(`${baseUrl}/events`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
-      body: JSON.stringify({ name: `Bench sale ${startedAt.toISOString()} #${i + 1}`, total_quota: quota })
-    })
-    if (res.status !== 201) throw new Error(`creating an event failed: ${res.status} ${await res.text()}`)
-    eventIds.push(((await res.json()) as { id: string }).id)
-  }
-  let nextEvent = 0
-  const pickEvent = (): string => eventIds[nextEvent++ % eventIds.length] as string
-
-  // 3. The sale, sampled every 250 ms: accepted (from the answers) and decided (from the database).
-  const acceptedIds: string[] = []
-  const statusCounts = new Map<number, number>()
-  const samples: Sample[] = []
-  let lastAcceptedAt = 0
-  let maxRssKb = 0
-  const saleStart = performance.now()
-  const countDecided = async (): Promise<number> => {
-    const [row] = await (sql as postgres.Sql)<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND status <> 'PENDING'`
-    return Number(row.n)
-  }
-  let sampling = true
-  const sampler = (async () => {
-    while (sampling) {
-      const decided = await countDecided()
-      const t = (performance.now() - saleStart) / 1000
-      samples.push({ t: round(t, 2), accepted: acceptedIds.length, decided })
-      const rss = await rssKb(service?.pid)
-      if (rss !== undefined) maxRssKb = Math.max(maxRssKb, rss)
-      const sent = [...statusCounts.values()].reduce((a, b) => a + b, 0)
-      log(`  t=${t.toFixed(1)}s  sent ${sent}  accepted ${acceptedIds.length}  decided ${decided}`)
-      await new Promise((resolve) => setTimeout(resolve, 250))
-    }
-  })()
-
-  log(`sale: ${requests} requests, ${eventCount} event(s) x ${quota} seats, concurrency ${concurrency}, worker ${workerMode}`)
-  const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, (status, body) => {
-    statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1)
-    if (status === 202) {
-      acceptedIds.push((JSON.parse(body) as { booking_id: string }).booking_id)
-      lastAcceptedAt = performance.now()
-    }
-  }), { amount: requests, seconds: durationS })
-  const intakeSeconds = sale.duration
-  // How much settlement kept pace while the crowd was still arriving.
-  const decidedDuringIntake = await countDecided()
-
-  // 4. Drain: wait for every accepted purchase to be decided.
-  const drainDeadline = performance.now() + waitS * 1000
-  while (await countDecided() < acceptedIds.length && performance.now() < drainDeadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  sampling = false
-  await sampler
-  const decided = await countDecided()
-  const [timing] = await sql<[{ first: Date | null, last: Date | null }]>`
-    SELECT min(decided_at) AS first, max(decided_at) AS last FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND status <> 'PENDING'`
-  const decideSpan = timing.first !== null && timing.last !== null ? (timing.last.getTime() - timing.first.getTime()) / 1000 : 0
-  const allDecidedAt = samples.at(-1)?.t ?? 0
-  const timeToAllDecided = decided >= acceptedIds.length ? allDecidedAt : null
-
-  // 5. Invariants.
-  const invariants = await checkInvariants(sql, { baseUrl, eventIds, acceptedIds, sampleSize })
-  const accepted = acceptedIds.length
-  const intakeRps = accepted / intakeSeconds
-  const result = {
-    requests,
-    quota: quota * eventCount,
-    events: eventCount,
-    concurrency,
-    quantity_mix: opts.quantity,
-    accepted,
-    rejected_busy: statusCounts.get(503) ?? 0,
-    errors: sale.errors + sale.timeouts + [...statusCounts].filter(([s]) => s !== 202 && s !== 503).reduce((sum, [, n]) => sum + n, 0),
-    intake_rps: round(intakeRps),
-    intake_p50_ms: sale.latency.p50,
-    intake_p99_ms: sale.latency.p99,
-    decided,
-    decided_during_intake: decidedDuringIntake,
-    decide_rps: round(decideSpan > 0 ? decided / decideSpan : decided),
-    time_to_all_decided_s: timeToAllDecided,
-    last_decision_after_last_acceptance_s: timing.last !== null && lastAcceptedAt > 0
-      ? round((timing.last.getTime() - (performance.timeOrigin + lastAcceptedAt)) / 1000, 3)
-      : null,
-    sold: invariants.sold,
-    oversold: invariants.oversold,
-    quota_mismatch: invariants.quota_mismatch,
-    lost: invariants.lost,
-    duplicate_ids: invariants.duplicate_ids,
-    api_sampled: invariants.api_sampled,
-    api_disagreements: invariants.api_disagreements,
-    ceiling_rps: round(ceilingRps),
-    intake_ratio: round(intakeRps / ceilingRps, 3),
-    server_max_rss_mb: maxRssKb > 0 ? round(maxRssKb / 1024) : null,
-    worker_mode: workerMode,
-    node_version: process.version,
-    postgres_version: postgresVersion,
-    cpus: os.cpus().length,
-    started_at: startedAt.toISOString(),
-    invariants_ok: invariants.failures.length === 0,
-    failures: invariants.failures
-  }
-
   await mkdir(opts.out, { recursive: true })
-  const stem = path.join(opts.out, `flash-sale-${startedAt.toISOString().replaceAll(':', '-').replace(/\..*/, '')}-${workerMode}`)
-  await writeFile(`${stem}.json`, JSON.stringify(result, null, 2) + '\n')
-  await writeFile(`${stem}.svg`, await renderChart(samples, ceilingRps,
-    `Flash sale: ${requests} requests, ${result.quota} seats, concurrency ${concurrency}, worker ${workerMode}`))
-
-  const rows: Array<[string, string]> = [
-    ['requests / accepted / busy (503) / errors', `${requests} / ${accepted} / ${result.rejected_busy} / ${result.errors}`],
-    ['no-op ceiling', `${result.ceiling_rps} req/s`],
-    ['intake (accepted and committed)', `${result.intake_rps} req/s  (${pct(result.intake_ratio)} of ceiling)`],
-    ['intake latency p50 / p99', `${result.intake_p50_ms} / ${result.intake_p99_ms} ms`],
-    ['decided', `${decided} at ${result.decide_rps} decisions/s (${decidedDuringIntake} while intake ran)`],
-    ['all decided after', timeToAllDecided === null ? `NOT within ${waitS} s` : `${timeToAllDecided} s`],
-    ['last decision after last acceptance', `${result.last_decision_after_last_acceptance_s ?? '-'} s`],
-    ['sold / quota', `${result.sold} / ${result.quota}`],
-    ['oversold / quota mismatch / lost / duplicate ids', `${result.oversold} / ${result.quota_mismatch} / ${result.lost} / ${result.duplicate_ids}`],
-    ['API agrees with database', `${result.api_sampled - result.api_disagreements} of ${result.api_sampled} sampled`],
-    ['server max RSS', result.server_max_rss_mb === null ? '-' : `${result.server_max_rss_mb} MB`],
-    ['worker / node / postgres', `${workerMode} / ${process.version} / ${postgresVersion}`],
-    ['invariants', result.invariants_ok ? 'ALL HELD' : `FAILED: ${result.failures.join('; ')}`],
-    ['written', `${stem}.json, ${stem}.svg`]
-  ]
-  const width = Math.max(...rows.map(([k]) => k.length))
-  process.stdout.write(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n')
-  if (opts.json) process.stdout.write(JSON.stringify(result) + '\n')
-  exitCode = result.invariants_ok && timeToAllDecided !== null ? 0 : 1
+  const stamp = startedAt.toISOString().replaceAll(':', '-').replace(/\..*/, '')
+  const results: Array<Record<string, unknown>> = []
+  for (const mode of workerModes) {
+    // The serial worker settles a few hundred purchases a second: it gets a smaller sale with the
+    // same seats-to-requests ratio, so it ends in about a minute rather than many.
+    const modeRequests = mode === 'serial' && opts.url === undefined ? Math.min(requests, serialRequests) : requests
+    const modeQuota = Math.max(1, Math.round(quota * modeRequests / requests))
+    const stem = path.join(opts.out, `flash-sale-${stamp}-${mode}`)
+    const profileDir = opts.profile ? `${stem}-profiles` : undefined
+    const { samples, ...result } = await runMode({ mode, requests: modeRequests, quota: modeQuota, ceilingRps, startedAt, profileDir })
+    results.push(result)
+    await writeFile(`${stem}.json`, JSON.stringify(result, null, 2) + '\n')
+    await writeFile(`${stem}.svg`, await renderChart(samples as Sample[], ceilingRps,
+      `Flash sale: ${modeRequests} requests, ${result.quota as number} seats, concurrency ${concurrency}, worker ${mode}`))
+    result.written = [`${stem}.json`, `${stem}.svg`]
+    if (profileDir !== undefined) {
+      result.profiles = profileDir
+      log(`\nwhere the time went (${mode}), self time by function across ${profileDir}:`)
+      process.stderr.write((await summarizeProfiles(profileDir)) + '\n')
+    }
+  }
+  printTable(results)
+  if (opts.json) for (const result of results) process.stdout.write(JSON.stringify(result) + '\n')
+  exitCode = results.every((result) => result.invariants_ok === true) ? 0 : 1
 } catch (err) {
   process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`)
   exitCode = 1
 } finally {
-  await sql?.end({ timeout: 5 })
   await stopChild(noop)
-  const serviceExit = await stopChild(service)
-  if (service !== undefined && serviceExit !== 0) {
-    process.stderr.write(`bench: the service exited with ${serviceExit} on SIGTERM\n`)
-    exitCode = 1
-  }
-  await embedded?.stop()
-  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
 }
 process.exitCode = exitCode
 
-async function fetchUntilHealthy (baseUrl: string): Promise<void> {
+/** One column per mode, side by side. */
+function printTable (results: ReadonlyArray<Record<string, unknown>>): void {
+  const v = (r: Record<string, unknown>, key: string): string => {
+    const value = r[key]
+    return typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean' ? String(value) : '-'
+  }
+  const rows: Array<[string, (r: Record<string, unknown>) => string]> = [
+    ['requests / seats / events', (r) => `${v(r, 'requests')} / ${v(r, 'quota')} / ${v(r, 'events')}`],
+    ['queued (202) / sold out at once (200)', (r) => `${v(r, 'accepted')} / ${v(r, 'sold_out_at_once')}`],
+    ['busy (503) / errors', (r) => `${v(r, 'rejected_busy')} / ${v(r, 'errors')}`],
+    ['no-op ceiling', (r) => `${v(r, 'ceiling_rps')} req/s`],
+    ['intake (stored and committed)', (r) => `${v(r, 'intake_rps')} req/s (${pct(r.intake_ratio as number)})`],
+    ['intake latency p50 / p99', (r) => `${v(r, 'intake_p50_ms')} / ${v(r, 'intake_p99_ms')} ms`],
+    ['queued purchases decided per s', (r) => `${v(r, 'decide_rps')} (${v(r, 'decided_during_intake')} decided during intake)`],
+    ['all decided after', (r) => r.time_to_all_decided_s === null ? `NOT within ${waitS} s` : `${v(r, 'time_to_all_decided_s')} s`],
+    ['last decision after last answer', (r) => `${v(r, 'last_decision_after_last_acceptance_s')} s`],
+    ['settlement alone: decided / backlog', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_decided')} / ${v(r, 'settle_backlog')}${r.settle_drained === true ? '' : ' (time-boxed)'}`],
+    ['settlement alone: decisions per s', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_rps')} in ${v(r, 'settle_seconds')} s`],
+    ['sold / seats', (r) => `${v(r, 'sold')} / ${v(r, 'quota')}`],
+    ['oversold / quota mismatch / lost / dup ids', (r) => `${v(r, 'oversold')} / ${v(r, 'quota_mismatch')} / ${v(r, 'lost')} / ${v(r, 'duplicate_ids')}`],
+    ['API agrees with database', (r) => `${(r.api_sampled as number) - (r.api_disagreements as number)} of ${v(r, 'api_sampled')}`],
+    ['server max RSS', (r) => `${v(r, 'server_max_rss_mb')} MB`],
+    ['node / postgres', (r) => `${v(r, 'node_version')} / ${v(r, 'postgres_version')}`],
+    ['invariants', (r) => r.invariants_ok === true ? 'ALL HELD' : `FAILED: ${(r.failures as string[]).join('; ')}`]
+  ]
+  const header: [string, ...string[]] = ['worker mode', ...results.map((r) => String(r.worker_mode))]
+  const lines = [header, ...rows.map(([label, cell]) => [label, ...results.map(cell)])]
+  const widths = header.map((_h, i) => Math.max(...lines.map((line) => (line[i] ?? '').length)))
+  process.stdout.write(lines.map((line) => line.map((cell, i) => cell.padEnd(widths[i] as number)).join('  ').trimEnd()).join('\n') + '\n')
+  for (const r of results) process.stdout.write(`written (${String(r.worker_mode)}): ${(r.written as string[]).join(', ')}\n`)
+}
+
+async function fetchUntilHealthy (baseUrl: string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 60_000
   for (;;) {
-    if (service !== undefined && (service.exitCode !== null || service.signalCode !== null)) throw new Error('the service exited during start-up')
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error('the service exited during start-up')
     try {
       if ((await fetch(`${baseUrl}/health`)).ok) return
     } catch {
       // not listening yet
     }
     if (Date.now() > deadline) throw new Error(`${baseUrl}/health did not answer 200 within 60 s`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await sleep(100)
   }
 }
