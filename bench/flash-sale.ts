@@ -212,7 +212,7 @@ interface Service { child: ChildProcess, baseUrl: string }
 async function startService (role: keyof typeof ENTRY, env: Record<string, string>, profileDir: string | undefined): Promise<Service> {
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
-  const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
+  const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${role === 'all' ? 'sale-npm-start' : role === 'api' ? 'settlement-npm-run-server' : 'settlement-npm-run-worker'}.cpuprofile`]
   const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, ENTRY[role])], {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DEMO_EVENT: 'false', LOG_LEVEL: 'warn', ...env },
@@ -268,11 +268,17 @@ async function countDecided (sql: postgres.Sql, eventIds: readonly string[]): Pr
   return Number(row.n)
 }
 
-/** First and last decision among these bookings, and how many there are, from the database's clock. */
-async function decisionSpan (sql: postgres.Sql, ids: readonly string[]): Promise<{ n: number, first: Date | null, last: Date | null }> {
-  const [row] = await sql<[{ n: string, first: Date | null, last: Date | null }]>`
-    SELECT count(*) AS n, min(decided_at) AS first, max(decided_at) AS last FROM bookings WHERE id = ANY(${ids as string[]}::uuid[]) AND status <> 'PENDING'`
-  return { n: Number(row.n), first: row.first, last: row.last }
+/**
+ * First and last decision among these bookings (the database's clock), how many there are, and
+ * how many came after the first: a rate is `after / span`, since the decisions stamped at the
+ * first instant (a whole batch shares one) were made before the span starts.
+ */
+async function decisionSpan (sql: postgres.Sql, ids: readonly string[]): Promise<{ n: number, after: number, first: Date | null, last: Date | null }> {
+  const [row] = await sql<[{ n: string, after: string, first: Date | null, last: Date | null }]>`
+    WITH d AS (SELECT decided_at FROM bookings WHERE id = ANY(${ids as string[]}::uuid[]) AND status <> 'PENDING')
+    SELECT (SELECT count(*) FROM d) AS n, (SELECT count(*) FROM d WHERE decided_at > (SELECT min(decided_at) FROM d)) AS after,
+      (SELECT min(decided_at) FROM d) AS first, (SELECT max(decided_at) FROM d) AS last`
+  return { n: Number(row.n), after: Number(row.after), first: row.first, last: row.last }
 }
 const spanSeconds = (span: { first: Date | null, last: Date | null }): number =>
   span.first !== null && span.last !== null ? (span.last.getTime() - span.first.getTime()) / 1000 : 0
@@ -313,6 +319,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     let lastStoredAt = 0
     let maxRssKb = 0
     const saleStart = performance.now()
+    let lastAnswerAt = saleStart
     let sampling = true
     const sampler = (async () => {
       while (sampling) {
@@ -330,13 +337,16 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     log(`sale (${mode}): ${requests} requests, ${eventCount} event(s) x ${quota} seats, concurrency ${concurrency}`)
     const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, (status, body) => {
       statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1)
+      lastAnswerAt = performance.now()
       if (status === 202 || status === 200) {
         const id = (JSON.parse(body) as { booking_id: string }).booking_id;
         (status === 202 ? queuedIds : soldOutIds).push(id)
         lastStoredAt = performance.now()
       }
     }), { amount: requests, seconds: durationS })
-    const intakeSeconds = sale.duration
+    // From the first request to the last answer (autocannon's own duration is rounded up to its
+    // one-second ticks, too coarse for a sale of a few seconds).
+    const intakeSeconds = (lastAnswerAt - saleStart) / 1000 || sale.duration
     const stored = queuedIds.length + soldOutIds.length
     // How much settlement kept pace while the crowd was still arriving.
     const decidedDuringIntake = await countDecided(db, eventIds)
@@ -380,12 +390,13 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       stored,
       rejected_busy: statusCounts.get(503) ?? 0,
       errors: sale.errors + sale.timeouts + [...statusCounts].filter(([s]) => s !== 202 && s !== 200 && s !== 503).reduce((sum, [, n]) => sum + n, 0),
+      intake_seconds: round(intakeSeconds, 3),
       intake_rps: round(intakeRps),
       intake_p50_ms: sale.latency.p50,
       intake_p99_ms: sale.latency.p99,
       decided,
       decided_during_intake: decidedDuringIntake,
-      decide_rps: round(spanSeconds(queuedSpan) > 0 ? queuedSpan.n / spanSeconds(queuedSpan) : queuedSpan.n),
+      decide_rps: round(spanSeconds(queuedSpan) > 0 ? queuedSpan.after / spanSeconds(queuedSpan) : queuedSpan.n),
       time_to_all_decided_s: timeToAllDecided,
       last_decision_after_last_acceptance_s: timing.last !== null && lastStoredAt > 0
         ? round((timing.last.getTime() - (performance.timeOrigin + lastStoredAt)) / 1000, 3)
@@ -462,7 +473,7 @@ async function timeSettlement (db: postgres.Sql, env: Record<string, string>, to
       settle_decided: span.n,
       settle_drained: decided >= ids.length,
       settle_seconds: round(seconds, 3),
-      settle_rps: round(seconds > 0 ? span.n / seconds : span.n)
+      settle_rps: round(seconds > 0 ? span.after / seconds : span.n)
     }
   } finally {
     await stopChild(worker?.child)

@@ -18,13 +18,20 @@ function ownerOf ({ functionName, url }: ProfileNode['callFrame']): string {
   return ours !== null ? `ours: ${ours[1] as string}/` : url
 }
 
-export async function summarizeProfiles (dir: string, top = 15): Promise<string> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile'))
+/** One summary per profile in `dir` (each process of a run writes its own). */
+export async function summarizeProfiles (dir: string, top = 12): Promise<string> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort()
+  const parts: string[] = []
+  for (const file of files) parts.push(`== ${file}\n${await summarizeProfile(path.join(dir, file), top)}`)
+  return parts.length === 0 ? `no profiles in ${dir}` : parts.join('\n')
+}
+
+export async function summarizeProfile (file: string, top: number): Promise<string> {
   const byOwner = new Map<string, number>()
   const byFunction = new Map<string, number>()
   let total = 0
-  for (const file of files) {
-    const profile = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as CpuProfile
+  {
+    const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile
     const nodes = new Map(profile.nodes.map((node) => [node.id, node]))
     profile.samples.forEach((id, i) => {
       const node = nodes.get(id)
@@ -39,12 +46,12 @@ export async function summarizeProfiles (dir: string, top = 15): Promise<string>
       byFunction.set(key, (byFunction.get(key) ?? 0) + us)
     })
   }
-  if (total === 0) return `no samples in ${dir} (${files.length} profiles)`
+  if (total === 0) return 'no samples'
   const share = (us: number): string => `${(100 * us / total).toFixed(1).padStart(5)}%`
   const list = (map: Map<string, number>, n: number): string =>
     [...map].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, us]) => `  ${share(us)}  ${name}`).join('\n')
   return [
-    `${files.length} profiles, ${(total / 1e6).toFixed(1)} s of samples`,
+    `${(total / 1e6).toFixed(1)} s of samples`,
     'by owner (self time):', list(byOwner, top),
     'top functions (self time):', list(byFunction, top)
   ].join('\n')

@@ -72,16 +72,6 @@ export async function recordDecision (trx: Db, id: string, decision: Decision): 
   return result.numUpdatedRows === 1n
 }
 
-/** Of these bookings, the ones still waiting for a decision; read under the events' row locks. */
-export async function findPendingBookingIds (trx: Db, ids: readonly string[]): Promise<Set<string>> {
-  if (ids.length === 0) return new Set()
-  const rows = await trx.selectFrom('bookings').select('id')
-    .where('id', '=', sql<string>`ANY(${ids}::uuid[])`)
-    .where('status', '=', BOOKING_STATUS.pending)
-    .execute()
-  return new Set(rows.map((row) => row.id))
-}
-
 export interface BookingDecision {
   id: string
   decision: Decision

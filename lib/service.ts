@@ -6,7 +6,7 @@ import { startEmbeddedPostgres } from '../db/embedded.ts'
 import { countEvents, findEventIdPreferringName, insertEvent } from '../db/events.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { buildApp } from '../server/app.ts'
-import { startPurchaseWorker, type PurchaseWorker } from '../worker/worker.ts'
+import { startPurchaseWorker, WORKER_POOL_SIZE, type PurchaseWorker } from '../worker/worker.ts'
 import { loadConfig, type Config } from './config.ts'
 import { createLogger } from './logger.ts'
 import { createBoss, ensurePurchaseQueues } from './purchase-queue.ts'
@@ -95,10 +95,10 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   })
   // One pool per role. Sharing one, a burst of purchases queues ahead of every worker transaction
   // and starves settlement for as long as the burst lasts (seen in the bench: no decisions at all
-  // until intake stopped). The worker runs one transaction at a time (its LISTEN connection is
-  // separate); the second connection is spare.
+  // until intake stopped). The worker needs one connection per transaction it runs at once (its
+  // LISTEN connection is separate).
   const apiDb = roles.api ? poolFor('api', config.DB_POOL_MAX) : undefined
-  const workerDb = roles.worker ? poolFor('worker', 2) : undefined
+  const workerDb = roles.worker ? poolFor('worker', WORKER_POOL_SIZE) : undefined
   for (const [name, pool] of [['api database pool', apiDb], ['worker database pool', workerDb]] as const) {
     if (pool !== undefined) closers.push({ name, close: async () => { await closeDb(pool) } })
   }

@@ -41,7 +41,7 @@ interface Waiting {
 /**
  * Group-committed intake. Concurrent purchases are gathered for at most `batchWaitMs` (or until
  * `batchMax` wait) and stored by one transaction: one multi-row insert of booking rows, one
- * pg-boss insert() of their jobs, one NOTIFY for workers in other processes, one commit. Each
+ * pg-boss insert() of their jobs, one commit (then a NOTIFY for workers in other processes). Each
  * request is answered when that commit returns, so a 202 still means "stored". A failed batch
  * fails only its own requests, with a 503, and stores none of them (one transaction).
  *
@@ -110,6 +110,7 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
 
   async function storeBatch (batch: readonly Waiting[]): Promise<void> {
     let stored: Map<string, string>
+    const t0 = performance.now()
     try {
       stored = await db.transaction().execute(async (trx) => {
         const statuses = await insertPurchases(trx, batch.map((w) => w.purchase))
@@ -119,7 +120,6 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
           const ids = await boss.insert(PURCHASE_QUEUE, jobs, { db: fromKysely(trx), returnId: true })
           // insert() skips a duplicate id silently; a purchase without its job must not be answered 202.
           if (ids?.length !== jobs.length) throw new Error(`stored ${ids?.length ?? 0} of ${jobs.length} purchase jobs`)
-          await notify(trx, PURCHASES_QUEUED_CHANNEL)
         }
         return statuses
       })
@@ -130,6 +130,7 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
       for (const w of batch) w.reject(failure)
       return
     }
+    if (process.env.XP_DEBUG) process.stderr.write(`batch ${batch.length} ${(performance.now() - t0).toFixed(1)}ms inflight ${inFlight} waiting ${waiting.length}\n`)
     let pending = 0
     for (const w of batch) {
       const status = stored.get(w.purchase.id)
@@ -143,7 +144,31 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
       }
     }
     acceptedSinceCount += pending
-    if (pending > 0) onAccepted?.()
+    if (pending > 0) {
+      onAccepted?.()
+      notifyWorkers()
+    }
+  }
+
+  // Workers in other processes learn of new purchases by NOTIFY, sent after the commit rather than
+  // inside it: a NOTIFY in the transaction would serialise every intake commit on PostgreSQL's
+  // notification queue lock, and nobody waits for this one. At most one is in flight; arrivals
+  // meanwhile are covered by one more after it. If it fails, workers still poll.
+  let notifying = false
+  let notifyAgain = false
+  function notifyWorkers (): void {
+    if (notifying) {
+      notifyAgain = true
+      return
+    }
+    notifying = true
+    notifyAgain = false
+    notify(db, PURCHASES_QUEUED_CHANNEL)
+      .catch((err: unknown) => { log.warn({ err }, 'could not notify workers of new purchases; they will find them at their next poll') })
+      .finally(() => {
+        notifying = false
+        if (notifyAgain) notifyWorkers()
+      })
   }
 
   return {

@@ -2,7 +2,7 @@ import type { ControlledTransaction } from 'kysely'
 import { fromKysely, type JobWithMetadata, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
-import { findBookingStatus, findPendingBookingIds, recordDecision, recordDecisions, type BookingDecision, type Decision } from '../db/bookings.ts'
+import { findBookingStatus, recordDecision, recordDecisions, type BookingDecision, type Decision } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type Database } from '../db/database.ts'
 import { changeAvailableQuota, lockEventForUpdate, lockEventsForUpdate, takeSeats } from '../db/events.ts'
 import { isPurchaseJobData, PURCHASE_QUEUE, type PurchaseJobData } from '../lib/purchase-queue.ts'
@@ -26,7 +26,7 @@ export interface QueuedPurchase {
 }
 
 export interface BatchDecisions {
-  /** One per pending booking, in arrival order. */
+  /** One per purchase, in arrival order. */
   decisions: BookingDecision[]
   /** Seats taken per event (events with none taken are left out). */
   sales: Array<{ eventId: string, seats: number }>
@@ -35,15 +35,14 @@ export interface BatchDecisions {
 /**
  * The batch rule, free of I/O: decides purchases one by one in arrival order (by id), each against
  * the seats its event has left after the purchases before it. `available` holds the quota of every
- * event, read under its row lock; `pending` the bookings still undecided (any other purchase was
- * already decided by an earlier delivery of its job and is left alone).
+ * event concerned, read under its row lock; a purchase whose payload is malformed or whose event
+ * does not exist fails as invalid_request without touching seats.
  */
-export function decidePurchases (purchases: readonly QueuedPurchase[], available: ReadonlyMap<string, number>, pending: ReadonlySet<string>): BatchDecisions {
+export function decidePurchases (purchases: readonly QueuedPurchase[], available: ReadonlyMap<string, number>): BatchDecisions {
   const left = new Map(available)
   const decisions: BookingDecision[] = []
   const ordered = [...purchases].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
   for (const { id, data } of ordered) {
-    if (!pending.has(id)) continue
     const seats = isPurchaseJobData(data) ? left.get(data.event_id) : undefined
     if (!isPurchaseJobData(data) || seats === undefined) {
       decisions.push({ id, decision: { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } })
@@ -59,29 +58,50 @@ export function decidePurchases (purchases: readonly QueuedPurchase[], available
 }
 
 /**
+ * Runs the claim-and-lock step of one batch. Several batched loops in one process share one, so
+ * that the loop that claimed the older purchases also queues first for their events' locks: batches
+ * of one event are then decided in the order they were claimed, and a loop's claim overlaps the
+ * other loop's writes instead of waiting for them.
+ */
+export type ClaimGate = <T>(claim: () => Promise<T>) => Promise<T>
+
+export function createClaimGate (): ClaimGate {
+  let tail: Promise<unknown> = Promise.resolve()
+  return async (claim) => {
+    const turn = tail.then(claim)
+    tail = turn.catch(() => {})
+    return await turn
+  }
+}
+
+/**
  * Claims up to `batchSize` of the oldest purchase jobs and decides them all in one transaction,
  * with a fixed number of statements whatever the batch size: claim (pg-boss fetch), lock every
- * event concerned (once each, in id order), read which bookings are still pending, then, after
- * deciding in memory in arrival order, take the seats (one statement), record every outcome (one
- * statement) and complete every job (one statement). As in the serial worker, a crash at any line
- * rolls all of it back, claims included. Any error rolls the whole batch back and is thrown: the
- * caller then settles those purchases one at a time (settleNextPurchase), which isolates a
- * purchase that keeps failing and gives it the retry and dead-letter path.
+ * event concerned (once each, in id order), then, after deciding in memory in arrival order, take
+ * the seats (one statement), record every outcome (one statement) and complete every job (one
+ * statement). As in the serial worker, a crash at any line rolls all of it back, claims included.
+ *
+ * Every claimed purchase is expected to be pending (its job and its decision commit together, so
+ * a decided purchase's job is never claimable again). If one is not (a job re-queued by hand, a
+ * booking missing), fewer bookings change than were decided: the batch is rolled back and thrown,
+ * like any other error, and the caller settles those purchases one at a time (settleNextPurchase),
+ * which skips a decided one, and gives one that keeps failing its retries and the dead-letter queue.
  *
  * Returns the number of jobs claimed (0 when the queue is empty).
  */
-export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: number): Promise<number> {
+export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim()): Promise<number> {
   return await db.transaction().execute(async (trx) => {
     const queueDb = fromKysely(trx)
-    const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb })
+    const { jobs, available } = await claimGate(async () => {
+      const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb })
+      const eventIds = [...new Set(jobs.flatMap((job) => isPurchaseJobData(job.data) ? [job.data.event_id] : []))]
+      return { jobs, available: await lockEventsForUpdate(trx, eventIds) }
+    })
     if (jobs.length === 0) return 0
-    const eventIds = [...new Set(jobs.flatMap((job) => isPurchaseJobData(job.data) ? [job.data.event_id] : []))]
-    const available = await lockEventsForUpdate(trx, eventIds)
-    const pending = await findPendingBookingIds(trx, jobs.map((job) => job.id))
-    const { decisions, sales } = decidePurchases(jobs, available, pending)
+    const { decisions, sales } = decidePurchases(jobs, available)
     await takeSeats(trx, sales)
     const recorded = await recordDecisions(trx, decisions)
-    if (recorded !== decisions.length) throw new Error(`recorded ${recorded} of ${decisions.length} decisions`)
+    if (recorded !== decisions.length) throw new Error(`only ${recorded} of ${decisions.length} claimed purchases were pending`)
     const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
     if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
     return jobs.length

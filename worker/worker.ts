@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { listen } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
-import { settleNextPurchase, settlePurchaseBatch, type SettleDeps } from './settle.ts'
+import { createClaimGate, settleNextPurchase, settlePurchaseBatch, type SettleDeps } from './settle.ts'
 
 export const WORKER_MODES = ['batched', 'serial'] as const
 export type WorkerMode = typeof WORKER_MODES[number]
@@ -22,6 +22,13 @@ export interface PurchaseWorker {
   stop: () => Promise<void>
   readonly settled: number
 }
+
+// Transactions a batched worker runs at once. Two overlap one batch's claim with the other's
+// writes (on one hot event they still decide one after the other, in claim order: ClaimGate);
+// more would only queue on the event's lock. Each needs a connection (WORKER_POOL_SIZE).
+export const BATCHED_LOOPS = 2
+/** Connections the worker's pool needs: one per loop, and one spare. */
+export const WORKER_POOL_SIZE = BATCHED_LOOPS + 1
 
 // A database outage makes every attempt fail at once; back off rather than spin.
 const ERROR_BACKOFF_MS = 1000
@@ -44,22 +51,25 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   const stopped = new AbortController()
   const pause = async (ms: number): Promise<void> => { await sleep(ms, undefined, { signal: stopped.signal }).catch(() => {}) }
   let settled = 0
-  let idle: AbortController | undefined
-  // Set by wake() while a transaction is running, so a wake-up that arrives then is not lost.
-  let woken = false
   // Purchases still to settle one at a time after a failed batch.
   let serialAfterFailure = 0
+  const claimGate = createClaimGate()
+  const loops = options.mode === 'batched' ? BATCHED_LOOPS : 1
+  // Per loop: set by wake() while its transaction runs, so a wake-up that arrives then is not lost.
+  const woken: boolean[] = Array.from({ length: loops }, () => false)
+  const idle: Array<AbortController | undefined> = Array.from({ length: loops }, () => undefined)
 
   const wake = (): void => {
-    woken = true
-    idle?.abort()
+    woken.fill(true)
+    for (const controller of idle) controller?.abort()
   }
 
-  async function rest (ms: number): Promise<void> {
-    if (woken) return
-    idle = new AbortController()
-    await sleep(ms, undefined, { signal: idle.signal }).catch(() => {})
-    idle = undefined
+  async function rest (loop: number, ms: number): Promise<void> {
+    if (woken[loop] === true) return
+    const controller = new AbortController()
+    idle[loop] = controller
+    await sleep(ms, undefined, { signal: controller.signal }).catch(() => {})
+    idle[loop] = undefined
   }
 
   let unlisten: (() => Promise<void>) | undefined
@@ -77,12 +87,13 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
 
   async function settleOnce (): Promise<number> {
     if (options.mode === 'serial' || serialAfterFailure > 0) {
-      const claimed = await settleNextPurchase({ ...deps, log })
+      // Through the gate: one serial transaction at a time, so recovery keeps arrival order too.
+      const claimed = await claimGate(async () => await settleNextPurchase({ ...deps, log }))
       serialAfterFailure = claimed === 0 ? 0 : Math.max(0, serialAfterFailure - claimed)
       return claimed
     }
     try {
-      return await settlePurchaseBatch({ ...deps, log }, options.batchSize)
+      return await settlePurchaseBatch({ ...deps, log }, options.batchSize, claimGate)
     } catch (err) {
       log.warn({ err }, 'a batch of purchases failed and was rolled back; settling them one at a time')
       serialAfterFailure = options.batchSize
@@ -90,21 +101,23 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
     }
   }
 
-  const loop = (async () => {
-    log.info({ mode: options.mode, batchSize: options.mode === 'batched' ? options.batchSize : 1 }, 'purchase worker started')
+  async function run (loop: number): Promise<void> {
     while (!stopping) {
-      woken = false
+      woken[loop] = false
       try {
         const claimed = await settleOnce()
         settled += claimed
-        if (claimed === 0 && serialAfterFailure === 0 && !stopping) await rest(options.idlePollMs)
+        if (claimed === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, options.idlePollMs)
       } catch (err) {
         log.error({ err }, 'purchase worker could not settle; retrying')
         await pause(ERROR_BACKOFF_MS)
       }
     }
-    log.info({ settled }, 'purchase worker stopped')
-  })()
+  }
+
+  log.info({ mode: options.mode, batchSize: options.mode === 'batched' ? options.batchSize : 1, loops }, 'purchase worker started')
+  const running = Promise.all(Array.from({ length: loops }, async (_v, loop) => { await run(loop) }))
+    .then(() => { log.info({ settled }, 'purchase worker stopped') })
 
   return {
     wake,
@@ -113,7 +126,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
       stopping = true
       stopped.abort()
       wake()
-      await loop
+      await running
       await listening
       await unlisten?.()
     }
