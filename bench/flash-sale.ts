@@ -205,6 +205,9 @@ const round = (n: number, digits = 1): number => Number(n.toFixed(digits))
 
 
 const ENTRY = { all: 'lib/main.ts', api: 'server/main.ts', worker: 'worker/main.ts' } as const
+// The flags package.json's start/server/worker scripts run the service with (the ceiling server
+// runs with Node's defaults).
+const SERVICE_NODE_FLAGS = ['--max-semi-space-size=4']
 
 interface Service { child: ChildProcess, baseUrl: string }
 
@@ -213,7 +216,7 @@ async function startService (role: keyof typeof ENTRY, env: Record<string, strin
   const port = await freePort()
   const baseUrl = `http://127.0.0.1:${port}`
   const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${role === 'all' ? 'sale-npm-start' : role === 'api' ? 'settlement-npm-run-server' : 'settlement-npm-run-worker'}.cpuprofile`]
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, ENTRY[role])], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...nodeArgs, path.join(ROOT, ENTRY[role])], {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DEMO_EVENT: 'false', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe']

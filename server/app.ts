@@ -26,7 +26,7 @@ const BODY_LIMIT_BYTES = 16 * 1024
 
 // Transactions storing purchases at once. More would only make each batch smaller: a few in flight
 // keep PostgreSQL's group commit busy while the next batch gathers (measured: bench/README.md).
-const INTAKE_BATCHES_IN_FLIGHT = Number(process.env.XP_IN_FLIGHT ?? 4)
+const INTAKE_BATCHES_IN_FLIGHT = 4
 
 /** Builds the HTTP app; never listens (main.ts and the tests do). */
 export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: AppDeps): Promise<FastifyInstance> {

@@ -110,7 +110,6 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
 
   async function storeBatch (batch: readonly Waiting[]): Promise<void> {
     let stored: Map<string, string>
-    const t0 = performance.now()
     try {
       stored = await db.transaction().execute(async (trx) => {
         const statuses = await insertPurchases(trx, batch.map((w) => w.purchase))
@@ -130,7 +129,6 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
       for (const w of batch) w.reject(failure)
       return
     }
-    if (process.env.XP_DEBUG) process.stderr.write(`batch ${batch.length} ${(performance.now() - t0).toFixed(1)}ms inflight ${inFlight} waiting ${waiting.length}\n`)
     let pending = 0
     for (const w of batch) {
       const status = stored.get(w.purchase.id)

@@ -15,7 +15,7 @@ const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'reject
   'intake_p99_ms', 'decided', 'decide_rps', 'time_to_all_decided_s', 'sold', 'oversold', 'lost', 'ceiling_rps', 'intake_ratio',
   'worker_mode', 'node_version', 'postgres_version', 'started_at']
 
-async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<{ code: number | null, result: Record<string, unknown>, out: string, stdout: string }> {
+async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<{ code: number | null, results: Array<Record<string, unknown>>, result: Record<string, unknown>, out: string, stdout: string }> {
   const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
   t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
   const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'flash-sale.ts'), '--json', '--quiet', '--out', out, '--ceiling-seconds', '1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -24,28 +24,45 @@ async function runBench (t: { teardown: (fn: () => unknown) => void }, args: str
   child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
-  const last = stdout.trim().split('\n').at(-1) ?? ''
-  let result: Record<string, unknown>
-  try { result = JSON.parse(last) } catch { throw new Error(`no JSON last line (exit ${code}): ${stdout}\n${stderr}`) }
-  return { code, result, out, stdout }
+  // One JSON line per worker mode, last on stdout.
+  const results: Array<Record<string, unknown>> = []
+  for (const line of stdout.trim().split('\n').reverse()) {
+    if (!line.startsWith('{')) break
+    results.unshift(JSON.parse(line) as Record<string, unknown>)
+  }
+  const result = results.at(-1)
+  if (result === undefined) throw new Error(`no JSON last line (exit ${code}): ${stdout}\n${stderr}`)
+  return { code, results, result, out, stdout }
 }
 
-t.test('a small flash sale: every field reported, every invariant held, JSON and SVG written', async (t) => {
-  const { code, result, out, stdout } = await runBench(t, ['--requests', '300', '--quota', '40', '--concurrency', '20', '--quantity', '1:3,2:1'])
+t.test('a small flash sale in both worker modes: every field reported, every invariant held, JSON and SVG written', async (t) => {
+  const { code, results, out, stdout } = await runBench(t, ['--requests', '300', '--quota', '40', '--concurrency', '20', '--quantity', '1:3,2:1',
+    '--serial-requests', '300', '--backlog', '300', '--backlog-seconds', '20'])
   t.equal(code, 0, 'exits 0')
-  for (const field of REQUIRED_FIELDS) t.ok(field in result, `reports ${field}`)
-  t.match(result, { requests: 300, quota: 40, concurrency: 20, accepted: 300, rejected_busy: 0, errors: 0, decided: 300, oversold: 0, lost: 0, invariants_ok: true, worker_mode: 'serial' })
-  t.equal(result.sold, 40, 'sold exactly the quota')
-  t.ok((result.ceiling_rps as number) > 0)
-  t.ok((result.intake_ratio as number) > 0)
-  t.match(result.postgres_version, /^18\./)
-  t.match(stdout, /invariants\s+ALL HELD/, 'the table says so')
+  t.same(results.map((r) => r.worker_mode), ['batched', 'serial'], 'both modes, batched first')
+  for (const result of results) {
+    for (const field of REQUIRED_FIELDS) t.ok(field in result, `${String(result.worker_mode)} reports ${field}`)
+    t.match(result, { requests: 300, quota: 40, concurrency: 20, stored: 300, rejected_busy: 0, errors: 0, decided: 300, oversold: 0, lost: 0, invariants_ok: true })
+    t.equal((result.accepted as number) + (result.sold_out_at_once as number), 300, 'every request stored: queued or sold out at once')
+    t.equal(result.sold, 40, 'sold exactly the quota')
+    t.match(result, { settle_backlog: 300, settle_decided: 300, settle_drained: true }, 'the backlog was settled alone, in full')
+    t.ok((result.settle_rps as number) > 0)
+    t.ok((result.ceiling_rps as number) > 0)
+    t.ok((result.intake_ratio as number) > 0)
+    t.match(result.postgres_version, /^18\./)
+  }
+  t.match(stdout, /worker mode\s+batched\s+serial/, 'the table puts the modes side by side')
+  t.match(stdout, /invariants\s+ALL HELD\s+ALL HELD/, 'and says both held')
   const files = await readdir(out)
-  const json = files.find((f) => f.endsWith('.json'))
-  const svg = files.find((f) => f.endsWith('.svg'))
-  t.ok(json !== undefined && svg !== undefined, 'JSON and SVG written')
-  t.same(JSON.parse(await readFile(path.join(out, json ?? ''), 'utf8')), result, 'the file holds the printed JSON')
-  t.match(await readFile(path.join(out, svg ?? ''), 'utf8'), /^<svg[\s\S]*decided \/ s[\s\S]*ceiling/)
+  for (const mode of ['batched', 'serial']) {
+    const json = files.find((f) => f.endsWith(`-${mode}.json`))
+    const svg = files.find((f) => f.endsWith(`-${mode}.svg`))
+    t.ok(json !== undefined && svg !== undefined, `JSON and SVG written for ${mode}`)
+    const { written, ...printed } = results.find((r) => r.worker_mode === mode) ?? {}
+    t.ok(Array.isArray(written))
+    t.same(JSON.parse(await readFile(path.join(out, json ?? ''), 'utf8')), printed, 'the file holds the printed JSON')
+    t.match(await readFile(path.join(out, svg ?? ''), 'utf8'), /^<svg[\s\S]*decided \/ s[\s\S]*ceiling/)
+  }
 })
 
 /**
@@ -75,7 +92,7 @@ t.test('a worker that skips the lock makes the bench fail', async (t) => {
   const { base } = await startTestApp(t, database, { worker: false })
   const stopBroken = startBrokenWorkers(database)
   t.teardown(stopBroken)
-  const { code, result } = await runBench(t, ['--url', base, '--database-url', database.url, '--admin-token', ADMIN_TOKEN,
+  const { code, result } = await runBench(t, ['--url', base, '--database-url', database.url, '--admin-token', ADMIN_TOKEN, '--worker-mode', 'batched',
     '--requests', '200', '--quota', '60', '--concurrency', '20', '--wait', '60'])
   t.equal(code, 1, 'exits non-zero')
   t.equal(result.invariants_ok, false)

@@ -7,7 +7,8 @@ import { createEvent, newUserId } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
 import { startService } from '../fixtures/service.ts'
 
-t.test('a worker killed mid-transaction leaves nothing half-applied, and the purchase is decided exactly once', async (t) => {
+for (const mode of ['batched', 'serial'] as const) {
+t.test(`a ${mode} worker killed mid-transaction leaves nothing half-applied, and the purchase is decided exactly once`, async (t) => {
   const database = await createTestDatabase(t)
   const { db } = database
   const { base } = await startTestApp(t, database, { worker: false })
@@ -21,11 +22,11 @@ t.test('a worker killed mid-transaction leaves nothing half-applied, and the pur
   // it has already changed the quota inside its transaction.
   const blocker = await db.startTransaction().execute()
   await sql`SELECT id FROM bookings WHERE id = ${bookingId} FOR UPDATE`.execute(blocker)
-  const worker = await startService(t, 'worker', { DATABASE_URL: database.url })
+  const worker = await startService(t, 'worker', { DATABASE_URL: database.url, WORKER_MODE: mode })
   await waitFor(async () => {
     const waiting = await sql<{ query: string }>`SELECT query FROM pg_stat_activity
       WHERE application_name = 'boxoffice-worker' AND wait_event_type = 'Lock'`.execute(db)
-    return waiting.rows.some((row) => /update "bookings"/i.test(row.query)) ? true : undefined
+    return waiting.rows.some((row) => /update "?bookings"?/i.test(row.query)) ? true : undefined
   }, { what: 'the worker to block while writing the booking, after taking the seats' })
 
   worker.child.kill('SIGKILL')
@@ -43,7 +44,7 @@ t.test('a worker killed mid-transaction leaves nothing half-applied, and the pur
   const event = await db.selectFrom('events').select(['available_quota', 'version']).where('id', '=', eventId).executeTakeFirstOrThrow()
   t.same(event, { available_quota: 5, version: 0 }, 'no seat was taken by the dead transaction')
 
-  await startService(t, 'worker', { DATABASE_URL: database.url })
+  await startService(t, 'worker', { DATABASE_URL: database.url, WORKER_MODE: mode })
   await waitFor(async () => {
     const row = await db.selectFrom('bookings').select('status').where('id', '=', bookingId).executeTakeFirstOrThrow()
     return row.status === 'PENDING' ? undefined : row
@@ -55,3 +56,4 @@ t.test('a worker killed mid-transaction leaves nothing half-applied, and the pur
   const completed = await sql<{ state: string }>`SELECT state FROM pgboss.job WHERE id = ${bookingId} AND name = ${PURCHASE_QUEUE}`.execute(db)
   t.equal(completed.rows[0]?.state, 'completed')
 })
+}

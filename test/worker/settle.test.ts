@@ -33,9 +33,10 @@ t.test('decidePurchase takes all the seats asked for or none', async (t) => {
   t.same(decidePurchase(0, 1), { status: 'FAILED', reason: 'sold_out' })
 })
 
-t.test('the race: 1,200 concurrent buyers for 100 seats get exactly 100 seats', async (t) => {
+for (const mode of ['batched', 'serial'] as const) {
+t.test(`the race, ${mode} worker: 1,200 concurrent buyers for 100 seats get exactly 100 seats`, async (t) => {
   const database = await createTestDatabase(t)
-  const { base } = await startTestApp(t, database, { worker: true })
+  const { base } = await startTestApp(t, database, { worker: { mode } })
   const eventId = await createEvent(database.db, 100)
   const users = Array.from({ length: 1200 }, newUserId)
   // All 1,200 in flight at once: one connection each.
@@ -66,6 +67,7 @@ t.test('the race: 1,200 concurrent buyers for 100 seats get exactly 100 seats', 
   const jobs = await sql<{ state: string, n: string }>`SELECT state, count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} GROUP BY state`.execute(database.db)
   t.same(jobs.rows, [{ state: 'completed', n: String(queued.length) }], 'a job for every queued purchase, all completed')
 })
+}
 
 t.test('mixed quantities never oversell and fail whole with a precise reason', async (t) => {
   const database = await createTestDatabase(t)
