@@ -25,23 +25,39 @@ export async function closeDb (db: Db, timeoutSeconds = 5): Promise<void> {
 }
 
 /**
- * The pool as Kysely's dialect sees it: every connection it reserves runs its queries as named
- * prepared statements. The dialect sends queries through postgres.js's `unsafe()`, which does not
- * prepare by default, and an unprepared query with parameters costs two round trips (describe,
- * then bind and execute): measured, that doubled the time of every intake and worker transaction.
- * Prepared, a query text seen before on a connection costs one. Our queries have fixed texts
- * (arrays go in as one parameter, `= ANY($1)` / `unnest($1)`), so each connection keeps a handful.
- * (Behind a transaction-pooling PgBouncer, prepared statements need its `max_prepared_statements`.)
+ * The pool as Kysely's dialect sees it, tuned for round trips (each one is a context switch to
+ * PostgreSQL and back on a machine whose cores are all busy in a sale):
+ * - Every query runs as a named prepared statement. The dialect sends queries through postgres.js's
+ *   `unsafe()`, which does not prepare by default, and an unprepared query with parameters costs
+ *   two round trips (describe, then bind and execute); measured, that doubled the time of every
+ *   intake and worker transaction. Our queries have fixed texts (arrays go in as one parameter,
+ *   `= ANY($1)` / `unnest($1)`), so each connection keeps a handful. (Behind a transaction-pooling
+ *   PgBouncer, prepared statements need its `max_prepared_statements`.)
+ * - A transaction's BEGIN is not waited for on its own: it is sent at once and answered together
+ *   with the transaction's first statement, which follows it on the same connection (postgres.js
+ *   pipelines). If BEGIN fails, that first statement fails with its error.
  */
-function preparingStatements (sql: postgres.Sql): postgres.Sql {
+function tunedForRoundTrips (sql: postgres.Sql): postgres.Sql {
   return new Proxy(sql, {
     get (target, property, receiver) {
       if (property !== 'reserve') return Reflect.get(target, property, receiver) as unknown
       return async () => {
         const reserved = await target.reserve()
         const unsafe = reserved.unsafe.bind(reserved)
-        reserved.unsafe = ((query: string, parameters?: postgres.ParameterOrJSON<never>[], options?: postgres.UnsafeQueryOptions) =>
-          unsafe(query, parameters, { prepare: true, ...options })) as typeof reserved.unsafe
+        let begin: Promise<unknown> | undefined
+        reserved.unsafe = ((query: string, parameters?: postgres.ParameterOrJSON<never>[], options?: postgres.UnsafeQueryOptions) => {
+          if (begin === undefined && /^begin$/i.test(query) && (parameters === undefined || parameters.length === 0)) {
+            begin = unsafe(query).execute()
+            begin.catch(() => {}) // its error is reported by the statement that follows
+            return Promise.resolve(Object.assign([], { command: 'BEGIN', count: 0 }))
+          }
+          const pending = unsafe(query, parameters, { prepare: true, ...options })
+          if (begin === undefined) return pending
+          const answered = begin
+          begin = undefined
+          void pending.execute() // sent now, right behind the BEGIN
+          return Promise.all([answered, pending]).then(([, result]) => result)
+        }) as typeof reserved.unsafe
         return reserved
       }
     }
@@ -65,7 +81,7 @@ export function createDb (options: DatabaseOptions): Db {
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3
     }
   })
-  const db = new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: preparingStatements(sql) }) })
+  const db = new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: tunedForRoundTrips(sql) }) })
   pools.set(db, sql)
   return db
 }
