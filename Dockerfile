@@ -22,5 +22,5 @@ EXPOSE 3000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:3000/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # API and worker in one process; override with `node server/main.ts` or `node worker/main.ts`.
-# A small young generation, as package.json's scripts run it: see README, "Memory".
+# A small young generation, as package.json's scripts run it: see README, "Where the time goes".
 CMD ["node", "--max-semi-space-size=4", "lib/main.ts"]
