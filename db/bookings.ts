@@ -9,14 +9,6 @@ export interface PendingBooking {
   quantity: number
 }
 
-/** Writes the pending rows for purchases being accepted; called in the intake transaction. */
-export async function insertPendingBookings (trx: Db, bookings: readonly PendingBooking[]): Promise<void> {
-  if (bookings.length === 0) return
-  await trx.insertInto('bookings')
-    .values(bookings.map((b) => ({ ...b, status: BOOKING_STATUS.pending, reason: null, decided_at: null })))
-    .execute()
-}
-
 /**
  * Stores a batch of purchases being accepted, in one statement, and says what became of each:
  * - a purchase for an event that does not exist is not stored (absent from the result): no query

@@ -37,8 +37,8 @@ export async function closeDb (db: Db, timeoutSeconds = 5): Promise<void> {
  *   with the transaction's first statement, which follows it on the same connection (postgres.js
  *   pipelines). If BEGIN fails, that first statement fails with its error.
  */
-function tunedForRoundTrips (sql: postgres.Sql): postgres.Sql {
-  return new Proxy(sql, {
+function tunedForRoundTrips (pool: postgres.Sql): postgres.Sql {
+  return new Proxy(pool, {
     get (target, property, receiver) {
       if (property !== 'reserve') return Reflect.get(target, property, receiver) as unknown
       return async () => {
@@ -69,7 +69,7 @@ function tunedForRoundTrips (sql: postgres.Sql): postgres.Sql {
  * stuck query or a lock held by a dead peer surfaces as an error (and a 503) instead of a hang.
  */
 export function createDb (options: DatabaseOptions): Db {
-  const sql = postgres(options.url, {
+  const pool = postgres(options.url, {
     max: options.poolMax,
     connect_timeout: options.connectTimeoutSeconds,
     idle_timeout: 60,
@@ -81,14 +81,14 @@ export function createDb (options: DatabaseOptions): Db {
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3
     }
   })
-  const db = new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: tunedForRoundTrips(sql) }) })
-  pools.set(db, sql)
+  const db = new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: tunedForRoundTrips(pool) }) })
+  pools.set(db, pool)
   return db
 }
 
 /** Sends a notification; inside a transaction, it is delivered when (and only if) that commits. */
-export async function notify (trx: Db, channel: string): Promise<void> {
-  await sql`SELECT pg_notify(${channel}, '')`.execute(trx)
+export async function notify (db: Db, channel: string): Promise<void> {
+  await sql`SELECT pg_notify(${channel}, '')`.execute(db)
 }
 
 /**

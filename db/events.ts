@@ -20,11 +20,6 @@ export async function findEventById (db: Db, id: string): Promise<EventSummary |
   return await db.selectFrom('events').selectAll().select(withSold).where('id', '=', id).executeTakeFirst()
 }
 
-export async function eventExists (db: Db, id: string): Promise<boolean> {
-  const row = await db.selectFrom('events').select('id').where('id', '=', id).executeTakeFirst()
-  return row !== undefined
-}
-
 export async function listEvents (db: Db, { limit }: { limit: number }): Promise<EventSummary[]> {
   return await db.selectFrom('events').selectAll().select(withSold)
     .orderBy('created_at', 'desc').orderBy('id').limit(limit).execute()

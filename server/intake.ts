@@ -4,7 +4,7 @@ import { v7 as uuidv7 } from 'uuid'
 import type { Db } from '../db/client.ts'
 import { notify } from '../db/client.ts'
 import { countPendingBookings, insertPurchases, type PendingBooking } from '../db/bookings.ts'
-import { BOOKING_STATUS, FAILURE_REASON } from '../db/database.ts'
+import { BOOKING_STATUS, FAILURE_REASON, type BookingStatus } from '../db/database.ts'
 import { PURCHASE_QUEUE, PURCHASES_QUEUED_CHANNEL, type PurchaseJobData } from '../lib/purchase-queue.ts'
 import { AppError, isDatabaseUnavailable } from './errors.ts'
 
@@ -74,7 +74,7 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
   const refreshTimer = setInterval(() => { refreshing ??= refreshPending().finally(() => { refreshing = undefined }) }, options.pendingRefreshMs ?? 1000)
   refreshing = refreshPending().finally(() => { refreshing = undefined })
 
-  let waiting: Waiting[] = []
+  const waiting: Waiting[] = []
   let windowTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
   let windowElapsed = false
   let inFlight = 0
@@ -96,8 +96,7 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
   /** Starts a transaction for each batch that is due (full, or its window elapsed) and has a slot. */
   function pump (): void {
     while (inFlight < options.batchesInFlight && waiting.length > 0 && (windowElapsed || waiting.length >= options.batchMax)) {
-      const batch = waiting.length <= options.batchMax ? waiting : waiting.slice(0, options.batchMax)
-      waiting = waiting.length <= options.batchMax ? [] : waiting.slice(options.batchMax)
+      const batch = waiting.splice(0, options.batchMax)
       if (waiting.length === 0) closeWindow()
       inFlight += 1
       void storeBatch(batch).finally(() => {
@@ -109,7 +108,7 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
   }
 
   async function storeBatch (batch: readonly Waiting[]): Promise<void> {
-    let stored: Map<string, string>
+    let stored: Map<string, BookingStatus>
     try {
       stored = await db.transaction().execute(async (trx) => {
         const statuses = await insertPurchases(trx, batch.map((w) => w.purchase))

@@ -44,7 +44,7 @@ export function decidePurchases (purchases: readonly QueuedPurchase[], available
   const ordered = [...purchases].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
   for (const { id, data } of ordered) {
     const seats = isPurchaseJobData(data) ? left.get(data.event_id) : undefined
-    if (!isPurchaseJobData(data) || seats === undefined) {
+    if (seats === undefined || !isPurchaseJobData(data)) {
       decisions.push({ id, decision: { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } })
       continue
     }
