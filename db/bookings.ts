@@ -2,47 +2,231 @@ import { sql } from 'kysely'
 import type { Db } from './client.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingRow, type BookingStatus, type FailureReason } from './database.ts'
 
-export interface PendingBooking {
+export interface NewPurchase {
   id: string
   event_id: string
   user_id: string
   quantity: number
+  idempotency_key: string | null
+  max_wait_seconds: number | null
 }
 
 /**
- * Stores a batch of purchases being accepted, in one statement, and says what became of each:
- * - a purchase for an event that does not exist is not stored (absent from the result): no query
- *   per request for the unknown-event check, and nothing cached that could go stale;
- * - a purchase for an event with no seats left is stored already decided (FAILED, sold_out): the
- *   sold-out fast path. It reads the event's committed quota in this very statement, so it is
- *   right in every API process and the moment seats come back (any later batch sees them);
- * - every other purchase is stored PENDING and needs a job.
- * Called in the intake transaction, which inserts the jobs for the pending ones before it commits.
+ * What the storing statement made of a purchase:
+ * - unknown_event, not_open, closed: refused, nothing stored;
+ * - sold_out: stored already decided (FAILED, sold_out), no job needed;
+ * - pending: stored PENDING with its arrival number (and deadline); it needs its job;
+ * - replay: the user already has a purchase under this idempotency key (`existing`); nothing stored;
+ * - not_stored: it would have been stored, but its key was taken by a purchase committed while
+ *   this statement ran (look that one up).
  */
-export async function insertPurchases (trx: Db, purchases: readonly PendingBooking[]): Promise<Map<string, BookingStatus>> {
-  if (purchases.length === 0) return new Map()
-  const { rows } = await sql<{ id: string, status: BookingStatus }>`
-    INSERT INTO bookings (id, event_id, user_id, quantity, status, reason, decided_at)
-    SELECT p.id, p.event_id, p.user_id, p.quantity,
-      CASE WHEN e.available_quota = 0 THEN ${BOOKING_STATUS.failed} ELSE ${BOOKING_STATUS.pending} END,
-      CASE WHEN e.available_quota = 0 THEN ${FAILURE_REASON.soldOut} END,
-      CASE WHEN e.available_quota = 0 THEN clock_timestamp() END
-    FROM unnest(${purchases.map((p) => p.id)}::uuid[], ${purchases.map((p) => p.event_id)}::uuid[],
-                ${purchases.map((p) => p.user_id)}::uuid[], ${purchases.map((p) => p.quantity)}::int[])
-      AS p (id, event_id, user_id, quantity)
-    JOIN events e ON e.id = p.event_id
-    RETURNING id, status`.execute(trx)
-  return new Map(rows.map((row) => [row.id, row.status]))
+export type StoreVerdict = 'unknown_event' | 'not_open' | 'closed' | 'sold_out' | 'pending' | 'replay' | 'not_stored'
+
+export interface StoredPurchase {
+  id: string
+  verdict: StoreVerdict
+  /** pending: the job's payload needs these. */
+  arrival: string | null
+  expires_at: Date | null
+  /** not_open: when it opens. */
+  sales_open_at: Date | null
+  /** replay: the purchase stored earlier under the same key. */
+  existing: ExistingPurchase | null
+}
+
+export type ExistingPurchase = Pick<BookingRow, 'id' | 'event_id' | 'quantity' | 'max_wait_seconds' | 'status' | 'reason'>
+
+/**
+ * Stores a batch of purchases being accepted, in one statement, and says what became of each
+ * (StoreVerdict). Everything about the event is read in this very statement, from its committed
+ * row: nothing is cached in the API, so every API process is right the moment a sale opens,
+ * closes, sells out or gets seats back, and the unknown-event check costs no query of its own.
+ *
+ * Queued purchases get an arrival number from their event's own sequence, in id (arrival) order;
+ * a pending purchase's position is that number minus the event's decided_through.
+ *
+ * With `onlyIfNoneQueue`, the statement stores nothing at all if any purchase would queue, and says
+ * so ('would_queue'): intake uses it to store a
+ * batch that is all answered at once (a sold-out or closed event under a flood) in one round trip,
+ * outside a transaction, since none of it needs a job.
+ */
+export async function storePurchases (db: Db, purchases: readonly NewPurchase[]): Promise<StoredPurchase[]>
+export async function storePurchases (db: Db, purchases: readonly NewPurchase[], options: { onlyIfNoneQueue: true }): Promise<StoredPurchase[] | 'would_queue'>
+export async function storePurchases (db: Db, purchases: readonly NewPurchase[], { onlyIfNoneQueue = false } = {}): Promise<StoredPurchase[] | 'would_queue'> {
+  if (purchases.length === 0) return []
+  const { rows } = await sql<{
+    id: string, verdict: Exclude<StoreVerdict, 'not_stored'>, status: BookingStatus | null, arrival: string | null, expires_at: Date | null,
+    sales_open_at: Date | null, existing_id: string | null, existing_event_id: string | null, existing_quantity: number | null,
+    existing_max_wait_seconds: number | null, existing_status: BookingStatus | null, existing_reason: string | null
+  }>`
+    WITH judged AS (
+      SELECT p.*, e.sales_open_at, k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
+        k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,
+        CASE
+          WHEN k.id IS NOT NULL THEN 'replay'
+          WHEN e.id IS NULL THEN 'unknown_event'
+          WHEN e.sales_open_at > now() THEN 'not_open'
+          WHEN e.sales_close_at <= now() THEN 'closed'
+          WHEN e.available_quota = 0 THEN 'sold_out'
+          ELSE 'pending'
+        END AS verdict
+      FROM unnest(${purchases.map((p) => p.id)}::uuid[], ${purchases.map((p) => p.event_id)}::uuid[],
+                  ${purchases.map((p) => p.user_id)}::uuid[], ${purchases.map((p) => p.quantity)}::int[],
+                  ${purchases.map((p) => p.idempotency_key)}::text[], ${purchases.map((p) => p.max_wait_seconds)}::int[])
+        AS p (id, event_id, user_id, quantity, idempotency_key, max_wait_seconds)
+      LEFT JOIN events e ON e.id = p.event_id
+      LEFT JOIN bookings k ON k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL
+    ),
+    stored AS (
+      INSERT INTO bookings (id, event_id, user_id, quantity, status, reason, decided_at, idempotency_key, max_wait_seconds, expires_at, arrival)
+      SELECT id, event_id, user_id, quantity,
+        CASE verdict WHEN 'pending' THEN ${BOOKING_STATUS.pending} ELSE ${BOOKING_STATUS.failed} END,
+        CASE verdict WHEN 'sold_out' THEN ${FAILURE_REASON.soldOut} END,
+        CASE verdict WHEN 'sold_out' THEN clock_timestamp() END,
+        idempotency_key, max_wait_seconds,
+        now() + max_wait_seconds * interval '1 second',
+        CASE verdict WHEN 'pending' THEN nextval(event_arrivals_sequence(event_id)) END
+      FROM (
+        SELECT * FROM judged
+        WHERE verdict IN ('pending', 'sold_out')
+          AND NOT (${onlyIfNoneQueue}::boolean AND EXISTS (SELECT 1 FROM judged WHERE verdict = 'pending'))
+        ORDER BY id
+        OFFSET 0
+      ) AS arriving
+      ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+      RETURNING id, status, arrival, expires_at
+    )
+    SELECT j.id, j.verdict, s.status, s.arrival, s.expires_at, j.sales_open_at, j.existing_id, j.existing_event_id,
+      j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason
+    FROM judged j LEFT JOIN stored s ON s.id = j.id`.execute(db)
+  if (onlyIfNoneQueue && rows.some((row) => row.verdict === 'pending')) return 'would_queue'
+  return rows.map((row) => ({
+    id: row.id,
+    verdict: (row.verdict === 'pending' || row.verdict === 'sold_out') && row.status === null ? 'not_stored' : row.verdict,
+    arrival: row.arrival,
+    expires_at: row.expires_at,
+    sales_open_at: row.sales_open_at,
+    existing: row.existing_id === null
+      ? null
+      : {
+          id: row.existing_id,
+          event_id: row.existing_event_id as string,
+          quantity: row.existing_quantity as number,
+          max_wait_seconds: row.existing_max_wait_seconds,
+          status: row.existing_status as BookingStatus,
+          reason: row.existing_reason
+        }
+  }))
+}
+
+/** The purchases stored under these (user, idempotency key) pairs. */
+export async function findByIdempotencyKeys (db: Db, keys: ReadonlyArray<{ user_id: string, idempotency_key: string }>): Promise<Array<ExistingPurchase & { user_id: string, idempotency_key: string }>> {
+  if (keys.length === 0) return []
+  const { rows } = await sql<ExistingPurchase & { user_id: string, idempotency_key: string }>`
+    SELECT b.id, b.event_id, b.user_id, b.idempotency_key, b.quantity, b.max_wait_seconds, b.status, b.reason
+    FROM unnest(${keys.map((k) => k.user_id)}::uuid[], ${keys.map((k) => k.idempotency_key)}::text[]) AS k (user_id, idempotency_key)
+    JOIN bookings b ON b.user_id = k.user_id AND b.idempotency_key = k.idempotency_key`.execute(db)
+  return rows
 }
 
 export async function findBookingById (db: Db, id: string): Promise<BookingRow | undefined> {
   return await db.selectFrom('bookings').selectAll().where('id', '=', id).executeTakeFirst()
 }
 
-/** The booking's current status, read inside the deciding transaction. */
-export async function findBookingStatus (trx: Db, id: string): Promise<BookingRow['status'] | undefined> {
-  const row = await trx.selectFrom('bookings').select('status').where('id', '=', id).executeTakeFirst()
-  return row?.status
+export interface BookingView extends BookingRow {
+  /** While pending: purchases of the same event stored before it and not yet decided. */
+  position: number | null
+  /** The workers' recent pace, decisions per second (null when none was measured lately). */
+  pace: number | null
+}
+
+/**
+ * A booking as clients see it, in one query by primary key: its position is its arrival number
+ * minus the event's decided_through (no count over the queue), and the pace is what the workers
+ * published in the last minute.
+ */
+export async function findBookingView (db: Db, id: string): Promise<BookingView | undefined> {
+  const row = await db.selectFrom('bookings as b')
+    .innerJoin('events as e', 'e.id', 'b.event_id')
+    .selectAll('b')
+    .select([
+      sql<string | null>`CASE WHEN b.status = 'PENDING' AND b.arrival IS NOT NULL THEN greatest(b.arrival - e.decided_through - 1, 0) END`.as('position'),
+      sql<number | null>`(SELECT sum(r.decisions_per_second) FROM worker_rates r WHERE r.measured_at > now() - interval '1 minute')`.as('pace')
+    ])
+    .where('b.id', '=', id)
+    .executeTakeFirst()
+  return row === undefined ? undefined : { ...row, position: row.position === null ? null : Number(row.position), pace: row.pace === null ? null : Number(row.pace) }
+}
+
+/** Of these bookings, those that are settled: decided, and not waiting for a cancellation. */
+export async function findSettled (db: Db, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return []
+  const { rows } = await sql<{ id: string }>`
+    SELECT id FROM bookings
+    WHERE id = ANY(${ids}::uuid[]) AND status <> ${BOOKING_STATUS.pending}
+      AND (cancel_requested_at IS NULL OR status IN (${BOOKING_STATUS.cancelled}, ${BOOKING_STATUS.failed}))`.execute(db)
+  return rows.map((row) => row.id)
+}
+
+/**
+ * Marks a successful or pending booking as having a cancellation requested, once: true if this
+ * call did (the caller then queues the cancellation in the same transaction), false if it was
+ * requested already or the booking cannot be cancelled.
+ */
+export async function markCancelRequested (trx: Db, id: string): Promise<boolean> {
+  const result = await trx.updateTable('bookings')
+    .set({ cancel_requested_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .where('status', 'in', [BOOKING_STATUS.pending, BOOKING_STATUS.success])
+    .where('cancel_requested_at', 'is', null)
+    .executeTakeFirst()
+  return result.numUpdatedRows === 1n
+}
+
+/** A booking as a decision needs it. */
+export type BookingState = Pick<BookingRow, 'status' | 'quantity' | 'user_id' | 'event_id'>
+
+export interface DecisionContext {
+  /** The database's clock, read after the events' locks were taken: the time of every decision. */
+  now: Date
+  /** Of `claimed`, those no longer pending; and every one of `cancelTargets`. */
+  bookings: Map<string, BookingState>
+  /** Seats each (event, user) of `capped` holds now: `${event_id}\n${user_id}` -> seats. */
+  held: Map<string, number>
+}
+
+export const heldKey = (eventId: string, userId: string): string => `${eventId}\n${userId}`
+
+/**
+ * What the deciding transaction reads once it holds the events' locks, in one statement: the clock,
+ * the claimed purchases that are no longer pending (cancelled or expired while queued), the
+ * bookings that claimed cancellations name, and the seats held by each user a cap applies to.
+ * Nothing of it can change until commit: every status change happens under the event's lock.
+ */
+export async function readDecisionContext (trx: Db, { claimed, cancelTargets, capped }: {
+  claimed: readonly string[]
+  cancelTargets: readonly string[]
+  capped: ReadonlyArray<{ event_id: string, user_id: string }>
+}): Promise<DecisionContext> {
+  const { rows } = await sql<{ kind: 'clock' | 'booking' | 'held', id: string | null, status: BookingStatus | null, quantity: number | null, user_id: string | null, event_id: string | null, now: Date | null }>`
+    SELECT 'clock' AS kind, NULL::uuid AS id, NULL::text AS status, NULL::int AS quantity, NULL::uuid AS user_id, NULL::uuid AS event_id, clock_timestamp() AS now
+    UNION ALL
+    SELECT 'booking', b.id, b.status, b.quantity, b.user_id, b.event_id, NULL
+    FROM bookings b
+    WHERE (b.id = ANY(${claimed}::uuid[]) AND b.status <> ${BOOKING_STATUS.pending}) OR b.id = ANY(${cancelTargets}::uuid[])
+    UNION ALL
+    SELECT 'held', NULL, NULL, sum(b.quantity)::int, b.user_id, b.event_id, NULL
+    FROM bookings b
+    WHERE b.status = ${BOOKING_STATUS.success}
+      AND (b.event_id, b.user_id) IN (SELECT * FROM unnest(${capped.map((c) => c.event_id)}::uuid[], ${capped.map((c) => c.user_id)}::uuid[]))
+    GROUP BY b.event_id, b.user_id`.execute(trx)
+  const context: DecisionContext = { now: new Date(0), bookings: new Map(), held: new Map() }
+  for (const row of rows) {
+    if (row.kind === 'clock') context.now = row.now as Date
+    else if (row.kind === 'booking') context.bookings.set(row.id as string, { status: row.status as BookingStatus, quantity: row.quantity as number, user_id: row.user_id as string, event_id: row.event_id as string })
+    else context.held.set(heldKey(row.event_id as string, row.user_id as string), row.quantity as number)
+  }
+  return context
 }
 
 export type Decision =
@@ -70,21 +254,58 @@ export interface BookingDecision {
 }
 
 /**
- * Records many final outcomes in one statement. Like recordDecision, only pending bookings change;
- * returns how many did, so the caller can tell a decision that was not written. The batch shares
- * one decision time, taken under the events' locks, so a later batch is always later; within a
- * batch, the ids (UUIDv7) give the order of decision.
+ * Records many final outcomes in one statement, all at `at` (the clock the decisions were made
+ * against). Like recordDecision, only pending bookings change; returns how many did, so the caller
+ * can tell a decision that was not written. Within a batch, the ids (UUIDv7) give the order.
  */
-export async function recordDecisions (trx: Db, decisions: readonly BookingDecision[]): Promise<number> {
+export async function recordDecisions (trx: Db, decisions: readonly BookingDecision[], at: Date): Promise<number> {
   if (decisions.length === 0) return 0
   const result = await sql`
     UPDATE bookings b
-    SET status = d.status, reason = d.reason, decided_at = statement_timestamp()
+    SET status = d.status, reason = d.reason, decided_at = ${at}::timestamptz
     FROM unnest(${decisions.map((d) => d.id)}::uuid[], ${decisions.map((d) => d.decision.status)}::text[],
                 ${decisions.map((d) => d.decision.status === BOOKING_STATUS.failed ? d.decision.reason : null)}::text[])
       AS d (id, status, reason)
     WHERE b.id = d.id AND b.status = ${BOOKING_STATUS.pending}`.execute(trx)
   return Number(result.numAffectedRows ?? 0n)
+}
+
+/**
+ * Cancels bookings (successful ones give their seats back through applyEventChanges; pending ones
+ * are withdrawn before their decision, which is then `at` too). Returns how many changed.
+ */
+export async function recordCancellations (trx: Db, ids: readonly string[], at: Date): Promise<number> {
+  if (ids.length === 0) return 0
+  const result = await sql`
+    UPDATE bookings
+    SET status = ${BOOKING_STATUS.cancelled}, cancelled_at = ${at}::timestamptz, decided_at = coalesce(decided_at, ${at}::timestamptz)
+    WHERE id = ANY(${ids}::uuid[]) AND status IN (${BOOKING_STATUS.success}, ${BOOKING_STATUS.pending})`.execute(trx)
+  return Number(result.numAffectedRows ?? 0n)
+}
+
+/**
+ * Fails pending purchases whose deadline has passed (reason "expired"), under their events' locks
+ * like any decision, so one can never take a seat afterwards. Their jobs stay queued; the worker
+ * completes them without a decision when it reaches them. Returns the expired ids.
+ */
+export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> {
+  const due = await db.selectFrom('bookings').select('event_id').distinct()
+    .where('status', '=', BOOKING_STATUS.pending)
+    .where('expires_at', '<=', sql<Date>`clock_timestamp()`)
+    .limit(limit)
+    .execute()
+  if (due.length === 0) return []
+  return await db.transaction().execute(async (trx) => {
+    await trx.selectFrom('events').select('id')
+      .where('id', '=', sql<string>`ANY(${due.map((d) => d.event_id)}::uuid[])`)
+      .orderBy('id').forNoKeyUpdate().execute()
+    const { rows } = await sql<{ id: string }>`
+      UPDATE bookings SET status = ${BOOKING_STATUS.failed}, reason = ${FAILURE_REASON.expired}, decided_at = clock_timestamp()
+      WHERE status = ${BOOKING_STATUS.pending} AND expires_at <= clock_timestamp()
+        AND event_id = ANY(${due.map((d) => d.event_id)}::uuid[])
+      RETURNING id`.execute(trx)
+    return rows.map((row) => row.id)
+  })
 }
 
 export async function countPendingBookings (db: Db): Promise<number> {

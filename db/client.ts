@@ -92,6 +92,32 @@ export async function notify (db: Db, channel: string): Promise<void> {
 }
 
 /**
+ * A coalescing notifier: call it after each commit that others should hear of; at most one
+ * NOTIFY is in flight, and calls meanwhile are covered by one more after it. Sent outside the
+ * committing transaction: a NOTIFY inside one would serialise every commit on PostgreSQL's
+ * notification queue lock, and nobody waits for it. If it fails, listeners still poll.
+ */
+export function createNotifier (db: Db, channel: string, onError: (err: unknown) => void): () => void {
+  let notifying = false
+  let again = false
+  const send = (): void => {
+    if (notifying) {
+      again = true
+      return
+    }
+    notifying = true
+    again = false
+    notify(db, channel)
+      .catch(onError)
+      .finally(() => {
+        notifying = false
+        if (again) send()
+      })
+  }
+  return send
+}
+
+/**
  * Calls `onNotify` for each notification on `channel`, on a connection of its own that postgres.js
  * re-establishes (and re-subscribes) after it drops; `onListening` runs at each (re)subscription,
  * since notifications sent while it was down are gone. Resolves once listening; the returned

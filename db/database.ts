@@ -3,7 +3,8 @@ import type { ColumnType, Generated, Insertable, Selectable } from 'kysely'
 export const BOOKING_STATUS = {
   pending: 'PENDING',
   success: 'SUCCESS',
-  failed: 'FAILED'
+  failed: 'FAILED',
+  cancelled: 'CANCELLED'
 } as const
 export type BookingStatus = typeof BOOKING_STATUS[keyof typeof BOOKING_STATUS]
 
@@ -11,6 +12,9 @@ export type BookingStatus = typeof BOOKING_STATUS[keyof typeof BOOKING_STATUS]
 export const FAILURE_REASON = {
   soldOut: 'sold_out',
   insufficientQuota: 'insufficient_quota',
+  limitExceeded: 'limit_exceeded',
+  saleClosed: 'sale_closed',
+  expired: 'expired',
   invalid: 'invalid_request'
 } as const
 export type FailureReason = typeof FAILURE_REASON[keyof typeof FAILURE_REASON]
@@ -22,6 +26,12 @@ export interface EventTable {
   available_quota: number
   version: Generated<number>
   created_at: ColumnType<Date, never, never>
+  max_per_user: number | null
+  sales_open_at: Date | null
+  sales_close_at: Date | null
+  cancelled_seats: Generated<number>
+  /** bigint: postgres.js returns it as a string. */
+  decided_through: ColumnType<string, never, string>
 }
 
 export interface BookingTable {
@@ -33,11 +43,25 @@ export interface BookingTable {
   reason: string | null
   created_at: ColumnType<Date, never, never>
   decided_at: Date | null
+  idempotency_key: string | null
+  max_wait_seconds: number | null
+  expires_at: Date | null
+  /** bigint: postgres.js returns it as a string. */
+  arrival: string | null
+  cancel_requested_at: Date | null
+  cancelled_at: Date | null
+}
+
+export interface WorkerRateTable {
+  worker_id: string
+  decisions_per_second: number
+  measured_at: Date
 }
 
 export interface Database {
   events: EventTable
   bookings: BookingTable
+  worker_rates: WorkerRateTable
 }
 
 export type EventRow = Selectable<EventTable>

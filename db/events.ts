@@ -2,27 +2,98 @@ import { sql } from 'kysely'
 import type { Db } from './client.ts'
 import type { EventRow } from './database.ts'
 
+export type SaleStatus = 'scheduled' | 'open' | 'sold_out' | 'closed'
+
 export interface EventSummary extends EventRow {
+  /** Seats held by successful bookings now (total minus available). */
   sold: number
+  /** Purchases waiting for their decision. */
+  pending: number
+  sale_status: SaleStatus
 }
 
-const withSold = sql<number>`total_quota - available_quota`.as('sold')
+export interface EventSettings {
+  name: string
+  total_quota: number
+  max_per_user?: number | null
+  sales_open_at?: Date | null
+  sales_close_at?: Date | null
+}
 
-export async function insertEvent (db: Db, event: { name: string, total_quota: number }): Promise<EventSummary> {
-  return await db.insertInto('events')
-    .values({ name: event.name, total_quota: event.total_quota, available_quota: event.total_quota })
-    .returningAll()
-    .returning(withSold)
-    .executeTakeFirstOrThrow()
+// Closed wins over not-yet-open: an event closed before it ever opened is closed.
+const summaryColumns = [
+  sql<number>`e.total_quota - e.available_quota`.as('sold'),
+  sql<SaleStatus>`CASE WHEN e.sales_close_at <= now() THEN 'closed' WHEN e.sales_open_at > now() THEN 'scheduled'
+    WHEN e.available_quota = 0 THEN 'sold_out' ELSE 'open' END`.as('sale_status')
+] as const
+
+/** Pending purchases of the event: an index-only count over the small pending-only index. */
+const pendingCount = sql<string>`(SELECT count(*) FROM bookings b WHERE b.event_id = e.id AND b.status = 'PENDING')`.as('pending')
+
+const toSummary = <T extends { pending: string | number }>(row: T): T & { pending: number } => ({ ...row, pending: Number(row.pending) })
+
+export async function insertEvent (db: Db, event: EventSettings): Promise<EventSummary> {
+  return await db.transaction().execute(async (trx) => {
+    const { id } = await trx.insertInto('events').values({ ...event, available_quota: event.total_quota }).returning('id').executeTakeFirstOrThrow()
+    return await findEventById(trx, id) as EventSummary
+  })
 }
 
 export async function findEventById (db: Db, id: string): Promise<EventSummary | undefined> {
-  return await db.selectFrom('events').selectAll().select(withSold).where('id', '=', id).executeTakeFirst()
+  const row = await db.selectFrom('events as e').selectAll().select([...summaryColumns, pendingCount]).where('e.id', '=', id).executeTakeFirst()
+  return row === undefined ? undefined : toSummary(row)
 }
 
 export async function listEvents (db: Db, { limit }: { limit: number }): Promise<EventSummary[]> {
-  return await db.selectFrom('events').selectAll().select(withSold)
-    .orderBy('created_at', 'desc').orderBy('id').limit(limit).execute()
+  const rows = await db.selectFrom('events as e').selectAll().select([...summaryColumns, pendingCount])
+    .orderBy('e.created_at', 'desc').orderBy('e.id').limit(limit).execute()
+  return rows.map(toSummary)
+}
+
+export type EventUpdate = Partial<EventSettings>
+
+/**
+ * Changes an event's settings in one UPDATE, which waits for the row lock any decision holds, so
+ * it never races one: a new total_quota moves available_quota by the same amount, and is refused
+ * ('below_sold') if it would leave fewer seats than are held by successful bookings.
+ */
+export async function updateEvent (db: Db, id: string, update: EventUpdate): Promise<EventSummary | 'not_found' | 'below_sold'> {
+  const row = await db.updateTable('events as e')
+    .set((eb) => ({
+      ...(update.name !== undefined ? { name: update.name } : {}),
+      ...(update.total_quota !== undefined
+        ? { total_quota: update.total_quota, available_quota: sql<number>`e.available_quota + ${update.total_quota}::int - e.total_quota` }
+        : {}),
+      ...('max_per_user' in update ? { max_per_user: update.max_per_user ?? null } : {}),
+      ...('sales_open_at' in update ? { sales_open_at: update.sales_open_at ?? null } : {}),
+      ...('sales_close_at' in update ? { sales_close_at: update.sales_close_at ?? null } : {}),
+      version: eb('e.version', '+', 1)
+    }))
+    .where('e.id', '=', id)
+    .where((eb) => update.total_quota === undefined ? eb.lit(true) : eb(sql<number>`e.total_quota - e.available_quota`, '<=', update.total_quota))
+    .returningAll()
+    .returning([...summaryColumns, pendingCount])
+    .executeTakeFirst()
+  if (row !== undefined) return toSummary(row)
+  return await db.selectFrom('events').select('id').where('id', '=', id).executeTakeFirst() === undefined ? 'not_found' : 'below_sold'
+}
+
+/**
+ * Closes sales now (a sale already closed keeps its earlier closing time). A sale that had not
+ * opened yet loses its opening time: it is closed, and the window must stay ordered.
+ */
+export async function closeSales (db: Db, id: string): Promise<EventSummary | undefined> {
+  const row = await db.updateTable('events as e')
+    .set((eb) => ({
+      sales_close_at: sql<Date>`least(e.sales_close_at, now())`,
+      sales_open_at: sql<Date | null>`CASE WHEN e.sales_open_at >= now() THEN NULL ELSE e.sales_open_at END`,
+      version: eb('e.version', '+', 1)
+    }))
+    .where('e.id', '=', id)
+    .returningAll()
+    .returning([...summaryColumns, pendingCount])
+    .executeTakeFirst()
+  return row === undefined ? undefined : toSummary(row)
 }
 
 /** The newest event with this name, else the newest event of all; undefined when there are none. */
@@ -37,48 +108,64 @@ export async function countEvents (db: Db): Promise<number> {
   return Number(row.n)
 }
 
+/** What a decision needs of an event, read under its row lock. */
+export interface LockedEvent {
+  available_quota: number
+  max_per_user: number | null
+  sales_close_at: Date | null
+}
+
 /**
- * Takes the event's row lock for the rest of the transaction: every decision about the event's
- * seats happens under it, so two deciders can never both spend the same seat.
+ * Takes the row lock of every listed event, in id order, for the rest of the transaction: every
+ * change to an event's seats and to its bookings' statuses happens under it, so two deciders can
+ * never both spend the same seat, nor decide the same booking. A fixed order is what keeps two
+ * deciders from deadlocking: each waits only for locks ordered before its own. (The rows are
+ * locked as the sorted scan returns them: LockRows sits above the Sort.)
  *
  * FOR NO KEY UPDATE, the row lock PostgreSQL's own UPDATE of a non-key column takes: it excludes
  * every other decider exactly as FOR UPDATE would, but not the FOR KEY SHARE lock that the
  * bookings foreign key takes when intake inserts a purchase, so accepting purchases never
  * waits behind a decision on the same hot event.
  */
-export async function lockEventForUpdate (trx: Db, id: string): Promise<Pick<EventRow, 'id' | 'available_quota'> | undefined> {
-  return await trx.selectFrom('events').select(['id', 'available_quota']).where('id', '=', id).forNoKeyUpdate().executeTakeFirst()
-}
-
-/** Moves seats; `delta` is negative for a sale. The table's CHECK refuses any oversell. */
-export async function changeAvailableQuota (trx: Db, id: string, delta: number): Promise<void> {
-  await trx.updateTable('events')
-    .set((eb) => ({ available_quota: eb('available_quota', '+', delta), version: eb('version', '+', 1) }))
-    .where('id', '=', id)
-    .execute()
-}
-
-/**
- * The batched form of lockEventForUpdate: locks every listed event, in id order. A fixed order is
- * what keeps two deciders from deadlocking: each waits only for locks ordered before its own.
- * (The rows are locked as the sorted scan returns them: LockRows sits above the Sort.)
- */
-export async function lockEventsForUpdate (trx: Db, ids: readonly string[]): Promise<Map<string, number>> {
+export async function lockEventsForUpdate (trx: Db, ids: readonly string[]): Promise<Map<string, LockedEvent>> {
   if (ids.length === 0) return new Map()
-  const rows = await trx.selectFrom('events').select(['id', 'available_quota'])
+  const rows = await trx.selectFrom('events').select(['id', 'available_quota', 'max_per_user', 'sales_close_at'])
     .where('id', '=', sql<string>`ANY(${ids}::uuid[])`)
     .orderBy('id')
     .forNoKeyUpdate()
     .execute()
-  return new Map(rows.map((row) => [row.id, row.available_quota]))
+  return new Map(rows.map(({ id, ...event }) => [id, event]))
 }
 
-/** Takes seats from many events in one statement (`seats` > 0 each). The CHECK refuses any oversell. */
-export async function takeSeats (trx: Db, sales: ReadonlyArray<{ eventId: string, seats: number }>): Promise<void> {
-  if (sales.length === 0) return
+export interface EventChange {
+  eventId: string
+  /** Seats back on sale (cancellations) minus seats sold. */
+  seats: number
+  /** Seats given back by cancellations. */
+  cancelledSeats: number
+  /** The highest arrival number decided (0: none). */
+  decidedThrough: number
+}
+
+/** Applies a batch's changes to many events in one statement. The table's CHECKs refuse any oversell. */
+export async function applyEventChanges (trx: Db, changes: readonly EventChange[]): Promise<void> {
+  if (changes.length === 0) return
   await sql`
     UPDATE events e
-    SET available_quota = e.available_quota - s.seats, version = e.version + 1
-    FROM unnest(${sales.map((s) => s.eventId)}::uuid[], ${sales.map((s) => s.seats)}::int[]) AS s (id, seats)
-    WHERE e.id = s.id`.execute(trx)
+    SET available_quota = e.available_quota + c.seats,
+        cancelled_seats = e.cancelled_seats + c.cancelled,
+        decided_through = greatest(e.decided_through, c.through),
+        version = e.version + 1
+    FROM unnest(${changes.map((c) => c.eventId)}::uuid[], ${changes.map((c) => c.seats)}::int[],
+                ${changes.map((c) => c.cancelledSeats)}::int[], ${changes.map((c) => c.decidedThrough)}::bigint[])
+      AS c (id, seats, cancelled, through)
+    WHERE e.id = c.id`.execute(trx)
+}
+
+/** Publishes a worker's recent pace; rows of workers silent for an hour are cleared on the way. */
+export async function recordWorkerRate (db: Db, workerId: string, decisionsPerSecond: number): Promise<void> {
+  await sql`
+    WITH gone AS (DELETE FROM worker_rates WHERE measured_at < now() - interval '1 hour' AND worker_id <> ${workerId})
+    INSERT INTO worker_rates (worker_id, decisions_per_second, measured_at) VALUES (${workerId}, ${decisionsPerSecond}, now())
+    ON CONFLICT (worker_id) DO UPDATE SET decisions_per_second = excluded.decisions_per_second, measured_at = excluded.measured_at`.execute(db)
 }

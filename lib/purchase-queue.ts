@@ -16,17 +16,37 @@ export const PURCHASE_DEAD_LETTER_QUEUE = 'purchases_dead'
 // Intake notifies here when a commit queued purchases, so an idle worker in any process starts
 // within milliseconds instead of at its next poll.
 export const PURCHASES_QUEUED_CHANNEL = 'boxoffice_purchases_queued'
+// The worker notifies here after a commit that decided or cancelled bookings, so API processes
+// holding GET /bookings/:id?wait= requests re-read them at once (one query for all of them).
+export const BOOKINGS_DECIDED_CHANNEL = 'boxoffice_bookings_decided'
 
 export const PurchaseJobData = Type.Object({
   event_id: Type.String({ format: 'uuid' }),
   user_id: Type.String({ format: 'uuid' }),
-  quantity: Type.Integer({ minimum: 1, maximum: 10 })
+  quantity: Type.Integer({ minimum: 1, maximum: 10 }),
+  /** The purchase's arrival number for its event (jobs stored before arrival numbers have none). */
+  arrival: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** Its deadline (ISO 8601): undecided then, it fails as expired. */
+  expires_at: Type.Optional(Type.String({ minLength: 20, maxLength: 40 }))
 }, { additionalProperties: false })
 export type PurchaseJobData = Static<typeof PurchaseJobData>
 
+// A cancellation travels the same queue as purchases: claimed in arrival order with them and
+// decided under the same event lock, so a cancellation and a purchase of the seat it frees never race.
+export const CancelJobData = Type.Object({
+  cancel_booking_id: Type.String({ format: 'uuid' }),
+  event_id: Type.String({ format: 'uuid' })
+}, { additionalProperties: false })
+export type CancelJobData = Static<typeof CancelJobData>
+
 const purchaseJobCheck = TypeCompiler.Compile(PurchaseJobData)
 export function isPurchaseJobData (data: unknown): data is PurchaseJobData {
-  return purchaseJobCheck.Check(data)
+  return purchaseJobCheck.Check(data) && (data.expires_at === undefined || !Number.isNaN(Date.parse(data.expires_at)))
+}
+
+const cancelJobCheck = TypeCompiler.Compile(CancelJobData)
+export function isCancelJobData (data: unknown): data is CancelJobData {
+  return cancelJobCheck.Check(data)
 }
 
 /**

@@ -5,6 +5,9 @@ import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import type { Config } from '../lib/config.ts'
 import { AppError, registerErrorHandler } from './errors.ts'
+import { createNotifier } from '../db/client.ts'
+import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
+import { createBookingWaiter } from './booking-waiter.ts'
 import { createIntake } from './intake.ts'
 import { bookingRoutes } from './routes/bookings.ts'
 import { eventRoutes } from './routes/events.ts'
@@ -17,7 +20,7 @@ export interface AppDeps {
   boss: PgBoss
   log: Logger
   config: Pick<Config, 'ADMIN_TOKEN' | 'QUEUE_CAPACITY' | 'INTAKE_BATCH_MAX' | 'INTAKE_BATCH_WAIT_MS' | 'DB_POOL_MAX'>
-  /** Called after each accepted purchase (the in-process worker uses it to start at once). */
+  /** Called after each commit that queued purchases or cancellations (the in-process worker starts at once). */
   onPurchaseAccepted?: () => void
 }
 
@@ -54,7 +57,14 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
   app.addHook('preClose', async () => { closing = true })
   app.addHook('onRequest', async () => { if (closing) throw new AppError('SHUTTING_DOWN') })
 
-  const intake = createIntake({ db, boss, log, onAccepted: onPurchaseAccepted }, {
+  // After each commit that queued work: wake the worker in this process at once, and workers in
+  // other processes by NOTIFY.
+  const notifyQueued = createNotifier(db, PURCHASES_QUEUED_CHANNEL, (err) => { log.warn({ err }, 'could not notify workers of queued work; they will find it at their next poll') })
+  const onQueued = (): void => {
+    onPurchaseAccepted?.()
+    notifyQueued()
+  }
+  const intake = createIntake({ db, boss, log, onQueued }, {
     queueCapacity: config.QUEUE_CAPACITY,
     batchMax: config.INTAKE_BATCH_MAX,
     batchWaitMs: config.INTAKE_BATCH_WAIT_MS,
@@ -62,9 +72,12 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
     batchesInFlight: Math.max(1, Math.min(INTAKE_BATCHES_IN_FLIGHT, config.DB_POOL_MAX - 2))
   })
   app.addHook('onClose', async () => { intake.close() })
+  const waiter = createBookingWaiter({ db, log })
+  // Before connections close: requests held by ?wait= answer with what they have.
+  app.addHook('preClose', async () => { await waiter.close() })
 
   await app.register(purchaseRoutes, { intake })
-  await app.register(bookingRoutes, { db })
+  await app.register(bookingRoutes, { db, boss, waiter, adminToken: config.ADMIN_TOKEN, onQueued })
   await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
   await app.register(healthRoutes, { db })
   return app

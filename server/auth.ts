@@ -10,11 +10,20 @@ const digest = (value: string): Buffer => createHash('sha256').update(value).dig
  * token configured the admin routes are closed, never open.
  */
 export function requireAdmin (adminToken: string | undefined) {
-  const expected = adminToken === undefined ? undefined : digest(adminToken)
+  const isAdmin = adminCheck(adminToken)
   return async function checkAdmin (request: FastifyRequest): Promise<void> {
-    if (expected === undefined) throw new AppError('ADMIN_DISABLED')
+    if (adminToken === undefined) throw new AppError('ADMIN_DISABLED')
+    if (!isAdmin(request)) throw new AppError('UNAUTHORIZED')
+  }
+}
+
+/** Whether the request carries the admin token (never true when no token is configured). */
+export function adminCheck (adminToken: string | undefined): (request: FastifyRequest) => boolean {
+  const expected = adminToken === undefined ? undefined : digest(adminToken)
+  return (request) => {
+    if (expected === undefined) return false
     const header = request.headers.authorization
     const token = header?.startsWith('Bearer ') === true ? header.slice('Bearer '.length).trim() : ''
-    if (token === '' || !timingSafeEqual(digest(token), expected)) throw new AppError('UNAUTHORIZED')
+    return token !== '' && timingSafeEqual(digest(token), expected)
   }
 }

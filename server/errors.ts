@@ -5,6 +5,14 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 export const ERRORS = {
   EVENT_NOT_FOUND: { statusCode: 404, message: 'Event not found' },
   BOOKING_NOT_FOUND: { statusCode: 404, message: 'Booking not found' },
+  SALE_NOT_OPEN: { statusCode: 409, message: 'Sales for this event have not opened yet; nothing was stored' },
+  SALE_CLOSED: { statusCode: 409, message: 'Sales for this event are closed; nothing was stored' },
+  IDEMPOTENCY_KEY_REUSED: { statusCode: 409, message: 'This Idempotency-Key was already used by this user for a different purchase (event_id, quantity or max_wait_seconds differ); use a new key for a new purchase' },
+  BOOKING_NOT_CANCELLABLE: { statusCode: 409, message: 'Only a successful or pending booking can be cancelled; this one failed' },
+  NOT_BOOKING_OWNER: { statusCode: 403, message: 'This booking belongs to another user: cancel it with its own user_id, or with the admin token' },
+  CANCEL_NEEDS_OWNER: { statusCode: 400, message: 'Say whose booking this is: ?user_id=<the buyer\'s user_id>, or Authorization: Bearer <ADMIN_TOKEN>' },
+  QUOTA_BELOW_SOLD: { statusCode: 409, message: 'total_quota cannot go below the seats already sold' },
+  INVALID_SALE_WINDOW: { statusCode: 400, message: 'sales_open_at must be before sales_close_at' },
   PURCHASE_NOT_STORED: { statusCode: 503, message: 'The purchase could not be stored and nothing was recorded; try again', retryAfterSeconds: 1 },
   QUEUE_FULL: { statusCode: 503, message: 'System is too busy', retryAfterSeconds: 1 },
   DATABASE_UNAVAILABLE: { statusCode: 503, message: 'Database unavailable, try again shortly', retryAfterSeconds: 2 },
@@ -20,14 +28,24 @@ export class AppError extends Error {
   readonly statusCode: number
   readonly retryAfterSeconds: number | undefined
 
-  constructor (code: ErrorCode, options?: ErrorOptions) {
+  /** `message` and `retryAfterSeconds` replace the code's own when a case needs its details. */
+  constructor (code: ErrorCode, options?: ErrorOptions & { message?: string, retryAfterSeconds?: number }) {
     const spec: { statusCode: number, message: string, retryAfterSeconds?: number } = ERRORS[code]
-    super(spec.message, options)
+    super(options?.message ?? spec.message, options)
     this.name = 'AppError'
     this.code = code
     this.statusCode = spec.statusCode
-    this.retryAfterSeconds = spec.retryAfterSeconds
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? spec.retryAfterSeconds
   }
+}
+
+/** 409 with the opening time, and a Retry-After for when it opens (at most an hour ahead). */
+export function saleNotOpen (opensAt: Date): AppError {
+  const seconds = Math.max(1, Math.ceil((opensAt.getTime() - Date.now()) / 1000))
+  return new AppError('SALE_NOT_OPEN', {
+    message: `Sales for this event open at ${opensAt.toISOString()}; nothing was stored`,
+    retryAfterSeconds: Math.min(seconds, 3600)
+  })
 }
 
 // Connection-level failures from postgres.js and node-postgres, and PostgreSQL's own codes for

@@ -2,11 +2,10 @@ import { fromKysely, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import { v7 as uuidv7 } from 'uuid'
 import type { Db } from '../db/client.ts'
-import { notify } from '../db/client.ts'
-import { countPendingBookings, insertPurchases, type PendingBooking } from '../db/bookings.ts'
+import { countPendingBookings, findByIdempotencyKeys, storePurchases, type ExistingPurchase, type NewPurchase, type StoredPurchase, type StoreVerdict } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingStatus } from '../db/database.ts'
-import { PURCHASE_QUEUE, PURCHASES_QUEUED_CHANNEL, type PurchaseJobData } from '../lib/purchase-queue.ts'
-import { AppError, isDatabaseUnavailable } from './errors.ts'
+import { PURCHASE_QUEUE, type PurchaseJobData } from '../lib/purchase-queue.ts'
+import { AppError, isDatabaseUnavailable, saleNotOpen } from './errors.ts'
 
 export interface IntakeOptions {
   /** Purchases allowed to wait for a decision at once, across all processes; beyond it, 503. */
@@ -21,37 +20,67 @@ export interface IntakeOptions {
   pendingRefreshMs?: number
 }
 
-/** What became of a purchase once stored: waiting for the worker, or decided at once. */
+/** A purchase as the API received it. */
+export interface PurchaseRequest {
+  event_id: string
+  user_id: string
+  quantity: number
+  idempotency_key: string | null
+  max_wait_seconds: number | null
+}
+
+/**
+ * What became of a purchase: queued for the worker (202), or known at once (200): sold out when
+ * stored, or, for a retry under an idempotency key, whatever the first request's purchase has
+ * become by now. `replayed` says the purchase was stored by an earlier request with the same key.
+ */
 export type Submitted =
-  | { id: string, status: typeof BOOKING_STATUS.pending }
-  | { id: string, status: typeof BOOKING_STATUS.failed, reason: typeof FAILURE_REASON.soldOut }
+  | { id: string, status: typeof BOOKING_STATUS.pending, reason: null, replayed: boolean }
+  | { id: string, status: Exclude<BookingStatus, typeof BOOKING_STATUS.pending>, reason: string | null, replayed: boolean }
 
 export interface Intake {
   /** Stores the purchase durably (booking row, and its job unless decided at once) and says how. */
-  submit: (purchase: PurchaseJobData) => Promise<Submitted>
+  submit: (purchase: PurchaseRequest) => Promise<Submitted>
   close: () => void
 }
 
 interface Waiting {
-  purchase: PendingBooking
+  purchase: NewPurchase
   resolve: (submitted: Submitted) => void
   reject: (err: unknown) => void
 }
 
+/** A retry must ask for the same thing as the purchase its key already names. */
+function sameRequest (a: Pick<NewPurchase, 'event_id' | 'quantity' | 'max_wait_seconds'>, b: Pick<NewPurchase, 'event_id' | 'quantity' | 'max_wait_seconds'>): boolean {
+  return a.event_id === b.event_id && a.quantity === b.quantity && (a.max_wait_seconds ?? null) === (b.max_wait_seconds ?? null)
+}
+
+function replayOf (existing: ExistingPurchase): Submitted {
+  return existing.status === BOOKING_STATUS.pending
+    ? { id: existing.id, status: existing.status, reason: null, replayed: true }
+    : { id: existing.id, status: existing.status, reason: existing.reason, replayed: true }
+}
+
+// Events whose last purchases were all answered at once: sold out, closed, not open yet. A batch
+// only for such events is first tried as one statement outside a transaction (see storeBatch).
+// Bounded: it is a guess that saves a round trip, never a source of truth.
+const ANSWERED_AT_ONCE_MAX = 10_000
+
 /**
  * Group-committed intake. Concurrent purchases are gathered for at most `batchWaitMs` (or until
- * `batchMax` wait) and stored by one transaction: one multi-row insert of booking rows, one
- * pg-boss insert() of their jobs, one commit (then a NOTIFY for workers in other processes). Each
- * request is answered when that commit returns, so a 202 still means "stored". A failed batch
+ * `batchMax` wait) and stored by one transaction: one statement for the booking rows
+ * (storePurchases: the event checks, the sold-out fast path and the idempotency keys are in it),
+ * one pg-boss insert() of their jobs, one commit (then `onQueued`: wake the workers).
+ * Each request is answered when that commit returns, so a 202 still means "stored". A failed batch
  * fails only its own requests, with a 503, and stores none of them (one transaction).
  *
  * While `batchesInFlight` transactions are busy, arrivals keep gathering: the busier the database,
  * the bigger the next batch, which is what keeps the commits per second low under a flood.
  *
- * No query per request: the unknown-event check and the sold-out fast path are part of the batch's
- * insert (see insertPurchases), so nothing about events is cached and nothing can go stale.
+ * No query per request, and nothing about events cached: the unknown-event check, the sale
+ * window and the sold-out fast path are read by the batch's own statement.
  */
-export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgBoss, log: Logger, onAccepted?: () => void }, options: IntakeOptions): Intake {
+export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBoss, log: Logger, onQueued: () => void }, options: IntakeOptions): Intake {
   // Pending purchases across all processes, as last counted, plus what this process has accepted
   // since and what it holds right now (gathering or storing). Counting per request would put a
   // query on the hot path; a count a second is enough, because this process's own purchases are
@@ -78,6 +107,7 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
   let windowTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
   let windowElapsed = false
   let inFlight = 0
+  const answeredAtOnce = new Set<string>()
 
   function openWindow (): void {
     const elapse = (): void => { windowTimer = undefined; windowElapsed = true; pump() }
@@ -107,20 +137,53 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
     }
   }
 
-  async function storeBatch (batch: readonly Waiting[]): Promise<void> {
-    let stored: Map<string, BookingStatus>
-    try {
-      stored = await db.transaction().execute(async (trx) => {
-        const statuses = await insertPurchases(trx, batch.map((w) => w.purchase))
-        const jobs = batch.filter((w) => statuses.get(w.purchase.id) === BOOKING_STATUS.pending)
-          .map(({ purchase: { id, event_id, user_id, quantity } }) => ({ id, data: { event_id, user_id, quantity } }))
-        if (jobs.length > 0) {
-          const ids = await boss.insert(PURCHASE_QUEUE, jobs, { db: fromKysely(trx), returnId: true })
-          // insert() skips a duplicate id silently; a purchase without its job must not be answered 202.
-          if (ids?.length !== jobs.length) throw new Error(`stored ${ids?.length ?? 0} of ${jobs.length} purchase jobs`)
-        }
-        return statuses
+  /**
+   * Stores the batch's purchases: as one autocommitted statement when every one of them is for an
+   * event that answered its last purchases at once (one round trip instead of two: it stores them
+   * only if none of them queues, so no job is ever missing), else in a transaction with their jobs.
+   */
+  async function store (purchases: NewPurchase[]): Promise<StoredPurchase[]> {
+    if (purchases.every((p) => answeredAtOnce.has(p.event_id))) {
+      const results = await storePurchases(db, purchases, { onlyIfNoneQueue: true })
+      if (results !== 'would_queue') return results
+    }
+    return await db.transaction().execute(async (trx) => {
+      const results = await storePurchases(trx, purchases)
+      const byId = new Map(purchases.map((p) => [p.id, p]))
+      const jobs = results.filter((r) => r.verdict === 'pending').map((r) => {
+        const { event_id, user_id, quantity } = byId.get(r.id) as NewPurchase
+        const data: PurchaseJobData = { event_id, user_id, quantity, arrival: Number(r.arrival) }
+        if (r.expires_at !== null) data.expires_at = r.expires_at.toISOString()
+        return { id: r.id, data }
       })
+      if (jobs.length > 0) {
+        const ids = await boss.insert(PURCHASE_QUEUE, jobs, { db: fromKysely(trx), returnId: true })
+        // insert() skips a duplicate id silently; a purchase without its job must not be answered 202.
+        if (ids?.length !== jobs.length) throw new Error(`stored ${ids?.length ?? 0} of ${jobs.length} purchase jobs`)
+      }
+      return results
+    })
+  }
+
+  async function storeBatch (batch: readonly Waiting[]): Promise<void> {
+    // Requests repeating an idempotency key already in this batch follow the first one's fate.
+    const leaders = new Map<string, Waiting>()
+    const followers: Array<{ follower: Waiting, leader: Waiting }> = []
+    const storing: Waiting[] = []
+    for (const w of batch) {
+      const { user_id: userId, idempotency_key: key } = w.purchase
+      const leader = key === null ? undefined : leaders.get(`${userId}\n${key}`)
+      if (leader !== undefined) {
+        followers.push({ follower: w, leader })
+        continue
+      }
+      if (key !== null) leaders.set(`${userId}\n${key}`, w)
+      storing.push(w)
+    }
+
+    let results: StoredPurchase[]
+    try {
+      results = await store(storing.map((w) => w.purchase))
     } catch (err) {
       const unavailable = isDatabaseUnavailable(err)
       log[unavailable ? 'warn' : 'error']({ err, purchases: batch.length }, 'storing a batch of purchases failed; none of them was stored')
@@ -128,54 +191,83 @@ export function createIntake ({ db, boss, log, onAccepted }: { db: Db, boss: PgB
       for (const w of batch) w.reject(failure)
       return
     }
-    let pending = 0
-    for (const w of batch) {
-      const status = stored.get(w.purchase.id)
-      if (status === BOOKING_STATUS.pending) {
-        pending += 1
-        w.resolve({ id: w.purchase.id, status })
-      } else if (status === BOOKING_STATUS.failed) {
-        w.resolve({ id: w.purchase.id, status, reason: FAILURE_REASON.soldOut })
-      } else {
-        w.reject(new AppError('EVENT_NOT_FOUND'))
+
+    const outcomes = new Map<Waiting, Submitted | AppError>()
+    const raced: Waiting[] = []
+    const byId = new Map(results.map((r) => [r.id, r]))
+    for (const w of storing) {
+      const result = byId.get(w.purchase.id) as StoredPurchase
+      rememberVerdict(w.purchase.event_id, result.verdict)
+      if (result.verdict === 'not_stored') raced.push(w)
+      else outcomes.set(w, outcomeOf(w.purchase, result))
+    }
+    if (raced.length > 0) {
+      // Their keys were taken by purchases committed while the statement ran: those are theirs.
+      try {
+        const existing = await findByIdempotencyKeys(db, raced.map((w) => ({ user_id: w.purchase.user_id, idempotency_key: w.purchase.idempotency_key as string })))
+        for (const w of raced) {
+          const found = existing.find((e) => e.user_id === w.purchase.user_id && e.idempotency_key === w.purchase.idempotency_key)
+          outcomes.set(w, found === undefined ? new AppError('PURCHASE_NOT_STORED') : replayOutcome(w.purchase, found))
+        }
+      } catch (err) {
+        // Only these fail: the rest of the batch is committed. Their keys make a retry safe.
+        log.warn({ err, purchases: raced.length }, 'could not read the purchases stored under these idempotency keys')
+        for (const w of raced) outcomes.set(w, new AppError('DATABASE_UNAVAILABLE', { cause: err }))
       }
     }
-    acceptedSinceCount += pending
-    if (pending > 0) {
-      onAccepted?.()
-      notifyWorkers()
+    for (const { follower, leader } of followers) {
+      const led = outcomes.get(leader) as Submitted | AppError
+      outcomes.set(follower, !sameRequest(follower.purchase, leader.purchase)
+        ? new AppError('IDEMPOTENCY_KEY_REUSED')
+        : led instanceof AppError ? led : { ...led, replayed: true })
+    }
+
+    let queued = 0
+    for (const w of batch) {
+      const outcome = outcomes.get(w) as Submitted | AppError
+      if (outcome instanceof AppError) {
+        w.reject(outcome)
+        continue
+      }
+      if (outcome.status === BOOKING_STATUS.pending && !outcome.replayed) queued += 1
+      w.resolve(outcome)
+    }
+    acceptedSinceCount += queued
+    if (queued > 0) onQueued()
+  }
+
+  function rememberVerdict (eventId: string, verdict: StoreVerdict): void {
+    if (verdict === 'pending') answeredAtOnce.delete(eventId)
+    else if (verdict === 'sold_out' || verdict === 'closed' || verdict === 'not_open') {
+      if (answeredAtOnce.size >= ANSWERED_AT_ONCE_MAX) answeredAtOnce.clear()
+      answeredAtOnce.add(eventId)
     }
   }
 
-  // Workers in other processes learn of new purchases by NOTIFY, sent after the commit rather than
-  // inside it: a NOTIFY in the transaction would serialise every intake commit on PostgreSQL's
-  // notification queue lock, and nobody waits for this one. At most one is in flight; arrivals
-  // meanwhile are covered by one more after it. If it fails, workers still poll.
-  let notifying = false
-  let notifyAgain = false
-  function notifyWorkers (): void {
-    if (notifying) {
-      notifyAgain = true
-      return
+  function replayOutcome (purchase: NewPurchase, existing: ExistingPurchase): Submitted | AppError {
+    return sameRequest(purchase, existing) ? replayOf(existing) : new AppError('IDEMPOTENCY_KEY_REUSED')
+  }
+
+  function outcomeOf (purchase: NewPurchase, result: StoredPurchase): Submitted | AppError {
+    switch (result.verdict) {
+      case 'pending': return { id: result.id, status: BOOKING_STATUS.pending, reason: null, replayed: false }
+      case 'sold_out': return { id: result.id, status: BOOKING_STATUS.failed, reason: FAILURE_REASON.soldOut, replayed: false }
+      case 'replay': return replayOutcome(purchase, result.existing as ExistingPurchase)
+      case 'unknown_event': return new AppError('EVENT_NOT_FOUND')
+      case 'closed': return new AppError('SALE_CLOSED')
+      case 'not_open': return saleNotOpen(result.sales_open_at as Date)
+      case 'not_stored': return new AppError('PURCHASE_NOT_STORED')
     }
-    notifying = true
-    notifyAgain = false
-    notify(db, PURCHASES_QUEUED_CHANNEL)
-      .catch((err: unknown) => { log.warn({ err }, 'could not notify workers of new purchases; they will find them at their next poll') })
-      .finally(() => {
-        notifying = false
-        if (notifyAgain) notifyWorkers()
-      })
   }
 
   return {
-    async submit (purchase) {
+    async submit (request) {
       if (pendingCounted + acceptedSinceCount + holding >= options.queueCapacity) throw new AppError('QUEUE_FULL')
       holding += 1
       // Time-ordered ids: the booking id is the job id, and sorts in arrival order.
-      const id = uuidv7()
+      const purchase: NewPurchase = { id: uuidv7(), ...request }
       return await new Promise<Submitted>((resolve, reject) => {
-        waiting.push({ purchase: { id, ...purchase }, resolve, reject })
+        waiting.push({ purchase, resolve, reject })
         if (waiting.length === 1 && windowTimer === undefined && !windowElapsed) openWindow()
         pump()
       })

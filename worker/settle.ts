@@ -1,11 +1,11 @@
 import type { ControlledTransaction } from 'kysely'
-import { fromKysely, type JobWithMetadata, type PgBoss } from 'pg-boss'
+import { fromKysely, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
-import { findBookingStatus, recordDecision, recordDecisions, type BookingDecision, type Decision } from '../db/bookings.ts'
+import { heldKey, readDecisionContext, recordCancellations, recordDecision, recordDecisions, type BookingDecision, type Decision, type DecisionContext } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type Database } from '../db/database.ts'
-import { changeAvailableQuota, lockEventForUpdate, lockEventsForUpdate, takeSeats } from '../db/events.ts'
-import { isPurchaseJobData, PURCHASE_QUEUE, type PurchaseJobData } from '../lib/purchase-queue.ts'
+import { applyEventChanges, lockEventsForUpdate, type EventChange, type LockedEvent } from '../db/events.ts'
+import { isCancelJobData, isPurchaseJobData, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
 
 export interface SettleDeps {
   db: Db
@@ -13,48 +13,170 @@ export interface SettleDeps {
   log: Logger
 }
 
-/** The rule itself, free of I/O: a purchase takes all of its seats or none. */
+/** The rule for seats alone, free of I/O: a purchase takes all of its seats or none. */
 export function decidePurchase (available: number, quantity: number): Decision {
   if (available >= quantity) return { status: BOOKING_STATUS.success }
   return { status: BOOKING_STATUS.failed, reason: available === 0 ? FAILURE_REASON.soldOut : FAILURE_REASON.insufficientQuota }
 }
 
-export interface QueuedPurchase {
-  /** The job id, which is the booking id: a UUIDv7, so ids sort in arrival order. */
+export interface QueuedJob {
+  /** The job id: a UUIDv7, so ids sort in arrival order. For a purchase, it is the booking id. */
   id: string
   data: unknown
 }
 
-export interface BatchDecisions {
-  /** One per purchase, in arrival order. */
+export interface JobsDecided {
+  /** A final outcome for each purchase decided now, in arrival order. */
   decisions: BookingDecision[]
-  /** Seats taken per event (events with none taken are left out). */
-  sales: Array<{ eventId: string, seats: number }>
+  /** Bookings cancelled now (successful ones give their seats back). */
+  cancelled: string[]
+  /** Per event concerned: seats and counters to change (events with nothing to change left out). */
+  changes: EventChange[]
+  /** What became of each job, for its completion record. */
+  outcomes: Map<string, JobOutcome>
+}
+
+export type JobOutcome = Decision['status'] | 'cancelled' | 'skipped'
+
+/**
+ * The rules, free of I/O. Decides the claimed jobs one by one in arrival order (by id), each
+ * against what its event has left after the jobs before it, all at the clock `context.now`:
+ *
+ * - a purchase whose payload is malformed, or whose event does not exist: failed, invalid_request;
+ * - a purchase that is no longer pending (cancelled or expired while queued): skipped;
+ * - the event's sale closed: failed, sale_closed;
+ * - its deadline passed: failed, expired;
+ * - fewer seats left than it asks for: failed, sold_out (none left) or insufficient_quota;
+ * - the event's per-user cap would be passed by the seats this user holds plus these: failed,
+ *   limit_exceeded;
+ * - otherwise: success, and its seats are taken.
+ *
+ * A cancellation of a successful booking gives its seats back (to purchases after it in this very
+ * batch too); of a pending one, withdraws it (its purchase is then skipped); of a failed or
+ * cancelled one, does nothing.
+ *
+ * `events` holds every event concerned, read under its row lock; `context` is readDecisionContext's.
+ */
+export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<string, LockedEvent>, context: DecisionContext): JobsDecided {
+  const left = new Map([...events].map(([id, event]) => [id, event.available_quota]))
+  const held = new Map(context.held)
+  // Bookings whose status changes in this batch, over what the database said.
+  const states = new Map(context.bookings)
+  const changes = new Map<string, EventChange>()
+  const change = (eventId: string): EventChange => {
+    let c = changes.get(eventId)
+    if (c === undefined) {
+      c = { eventId, seats: 0, cancelledSeats: 0, decidedThrough: 0 }
+      changes.set(eventId, c)
+    }
+    return c
+  }
+  const decisions: BookingDecision[] = []
+  const cancelled: string[] = []
+  const outcomes = new Map<string, JobOutcome>()
+  const ordered = [...jobs].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+
+  for (const { id, data } of ordered) {
+    if (isCancelJobData(data)) {
+      const target = states.get(data.cancel_booking_id)
+      if (target === undefined || (target.status !== BOOKING_STATUS.success && target.status !== BOOKING_STATUS.pending)) {
+        outcomes.set(id, 'skipped')
+        continue
+      }
+      if (target.status === BOOKING_STATUS.success) {
+        left.set(target.event_id, (left.get(target.event_id) ?? 0) + target.quantity)
+        const c = change(target.event_id)
+        c.seats += target.quantity
+        c.cancelledSeats += target.quantity
+        const key = heldKey(target.event_id, target.user_id)
+        if (held.has(key)) held.set(key, (held.get(key) ?? 0) - target.quantity)
+      }
+      states.set(data.cancel_booking_id, { ...target, status: BOOKING_STATUS.cancelled })
+      cancelled.push(data.cancel_booking_id)
+      outcomes.set(id, 'cancelled')
+      continue
+    }
+
+    const event = isPurchaseJobData(data) ? events.get(data.event_id) : undefined
+    if (event === undefined || !isPurchaseJobData(data)) {
+      decisions.push({ id, decision: { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } })
+      outcomes.set(id, BOOKING_STATUS.failed)
+      continue
+    }
+    if (states.has(id)) {
+      // Decided already (withdrawn or expired while queued, or a job delivered twice).
+      outcomes.set(id, 'skipped')
+      continue
+    }
+    if (data.arrival !== undefined) change(data.event_id).decidedThrough = Math.max(change(data.event_id).decidedThrough, data.arrival)
+    const seats = left.get(data.event_id) as number
+    const key = heldKey(data.event_id, data.user_id)
+    let decision: Decision
+    if (event.sales_close_at !== null && event.sales_close_at <= context.now) {
+      decision = { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.saleClosed }
+    } else if (data.expires_at !== undefined && Date.parse(data.expires_at) <= context.now.getTime()) {
+      decision = { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.expired }
+    } else {
+      decision = decidePurchase(seats, data.quantity)
+      if (decision.status === BOOKING_STATUS.success && event.max_per_user !== null && (held.get(key) ?? 0) + data.quantity > event.max_per_user) {
+        decision = { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.limitExceeded }
+      }
+    }
+    if (decision.status === BOOKING_STATUS.success) {
+      left.set(data.event_id, seats - data.quantity)
+      change(data.event_id).seats -= data.quantity
+      if (event.max_per_user !== null) held.set(key, (held.get(key) ?? 0) + data.quantity)
+      states.set(id, { status: BOOKING_STATUS.success, quantity: data.quantity, user_id: data.user_id, event_id: data.event_id })
+    } else {
+      states.set(id, { status: BOOKING_STATUS.failed, quantity: data.quantity, user_id: data.user_id, event_id: data.event_id })
+    }
+    decisions.push({ id, decision })
+    outcomes.set(id, decision.status)
+  }
+
+  // A purchase cancelled in the batch that decided it is recorded as decided, then cancelled.
+  return { decisions, cancelled, changes: [...changes.values()], outcomes }
 }
 
 /**
- * The batch rule, free of I/O: decides purchases one by one in arrival order (by id), each against
- * the seats its event has left after the purchases before it. `available` holds the quota of every
- * event concerned, read under its row lock; a purchase whose payload is malformed or whose event
- * does not exist fails as invalid_request without touching seats.
+ * Decides claimed jobs inside the caller's transaction, with a fixed number of statements whatever
+ * their number: lock every event concerned (once each, in id order), read what the rules need
+ * (readDecisionContext), decide in memory (decideJobs), then write the events' changes, the
+ * purchases' outcomes and the cancellations (one statement each). The caller completes the jobs.
+ *
+ * A purchase that is not pending any more is skipped; a decision that finds its booking changed
+ * anyway (which the locks rule out) throws, and the caller's transaction rolls back.
  */
-export function decidePurchases (purchases: readonly QueuedPurchase[], available: ReadonlyMap<string, number>): BatchDecisions {
-  const left = new Map(available)
-  const decisions: BookingDecision[] = []
-  const ordered = [...purchases].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-  for (const { id, data } of ordered) {
-    const seats = isPurchaseJobData(data) ? left.get(data.event_id) : undefined
-    if (seats === undefined || !isPurchaseJobData(data)) {
-      decisions.push({ id, decision: { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } })
-      continue
+export async function applyJobs (trx: Db, jobs: readonly QueuedJob[], locked?: Map<string, LockedEvent>): Promise<JobsDecided> {
+  const events = locked ?? await lockEventsForUpdate(trx, eventsOf(jobs))
+  const cancelTargets: string[] = []
+  const claimed: string[] = []
+  const capped: Array<{ event_id: string, user_id: string }> = []
+  for (const { id, data } of jobs) {
+    if (isCancelJobData(data)) cancelTargets.push(data.cancel_booking_id)
+    else if (isPurchaseJobData(data)) {
+      claimed.push(id)
+      if (events.get(data.event_id)?.max_per_user != null) capped.push({ event_id: data.event_id, user_id: data.user_id })
     }
-    const decision = decidePurchase(seats, data.quantity)
-    if (decision.status === BOOKING_STATUS.success) left.set(data.event_id, seats - data.quantity)
-    decisions.push({ id, decision })
   }
-  const sales = [...left].filter(([eventId, seats]) => seats !== available.get(eventId))
-    .map(([eventId, seats]) => ({ eventId, seats: (available.get(eventId) as number) - seats }))
-  return { decisions, sales }
+  const context = await readDecisionContext(trx, { claimed, cancelTargets, capped })
+  const decided = decideJobs(jobs, events, context)
+  await applyEventChanges(trx, decided.changes)
+  const recorded = await recordDecisions(trx, decided.decisions, context.now)
+  if (recorded !== decided.decisions.length) throw new Error(`only ${recorded} of ${decided.decisions.length} claimed purchases were pending`)
+  const cancelled = await recordCancellations(trx, decided.cancelled, context.now)
+  if (cancelled !== decided.cancelled.length) throw new Error(`only ${cancelled} of ${decided.cancelled.length} bookings to cancel could be`)
+  return decided
+}
+
+/** Every event the jobs concern: a purchase's, a cancellation's booking's. */
+function eventsOf (jobs: readonly QueuedJob[]): string[] {
+  return [...new Set(jobs.flatMap(({ data }) => isPurchaseJobData(data) || isCancelJobData(data) ? [data.event_id] : []))]
+}
+
+/** How many of the jobs decided or cancelled a booking (for the worker's measured pace). */
+export function countDecided (decided: JobsDecided): number {
+  return decided.decisions.length + decided.cancelled.length
 }
 
 /**
@@ -75,100 +197,75 @@ export function createClaimGate (): ClaimGate {
 }
 
 /**
- * Claims up to `batchSize` of the oldest purchase jobs and decides them all in one transaction,
- * with a fixed number of statements whatever the batch size: claim (pg-boss fetch), lock every
- * event concerned (once each, in id order), then, after deciding in memory in arrival order, take
- * the seats (one statement), record every outcome (one statement) and complete every job (one
- * statement). As in the serial worker, a crash at any line rolls all of it back, claims included.
+ * Claims up to `batchSize` of the oldest jobs and decides them all in one transaction (applyJobs),
+ * with a fixed number of statements whatever the batch size: claim (pg-boss fetch), lock, read,
+ * write, then complete every job (one statement). As in the serial worker, a crash at any line
+ * rolls all of it back, claims included.
  *
- * Every claimed purchase is expected to be pending (its job and its decision commit together, so
- * a decided purchase's job is never claimable again). If one is not (a job re-queued by hand, a
- * booking missing), fewer bookings change than were decided: the batch is rolled back and thrown,
- * like any other error, and the caller settles those purchases one at a time (settleNextPurchase),
- * which skips a decided one, and gives one that keeps failing its retries and the dead-letter queue.
+ * If anything throws, the batch is rolled back and thrown, and the caller settles those jobs one at
+ * a time (settleNextPurchase), which pins the failure on the job that causes it and gives that one
+ * its retries and, at the end, the dead-letter queue.
  *
- * Returns the number of jobs claimed (0 when the queue is empty).
+ * Returns the number of jobs claimed (0 when the queue is empty) and the bookings decided.
  */
-export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim()): Promise<number> {
+export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim()): Promise<{ claimed: number, decided: number }> {
   return await db.transaction().execute(async (trx) => {
     const queueDb = fromKysely(trx)
-    const { jobs, available } = await claimGate(async () => {
+    const { jobs, events } = await claimGate(async () => {
       const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb })
-      const eventIds = [...new Set(jobs.flatMap((job) => isPurchaseJobData(job.data) ? [job.data.event_id] : []))]
-      return { jobs, available: await lockEventsForUpdate(trx, eventIds) }
+      return { jobs, events: await lockEventsForUpdate(trx, eventsOf(jobs)) }
     })
-    if (jobs.length === 0) return 0
-    const { decisions, sales } = decidePurchases(jobs, available)
-    await takeSeats(trx, sales)
-    const recorded = await recordDecisions(trx, decisions)
-    if (recorded !== decisions.length) throw new Error(`only ${recorded} of ${decisions.length} claimed purchases were pending`)
+    if (jobs.length === 0) return { claimed: 0, decided: 0 }
+    const decided = await applyJobs(trx, jobs, events)
     const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
     if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
-    return jobs.length
+    return { claimed: jobs.length, decided: countDecided(decided) }
   })
 }
 
-export type SettleOutcome = Decision['status'] | 'skipped'
-
 /**
- * Decides one purchase under its event's row lock. Runs inside the caller's transaction; the
- * quota change and the booking's final status commit together or not at all.
- */
-async function settlePurchase (trx: Db, bookingId: string, data: PurchaseJobData): Promise<SettleOutcome> {
-  const event = await lockEventForUpdate(trx, data.event_id)
-  const status = await findBookingStatus(trx, bookingId)
-  // Already decided (or never written): a redelivered job must not spend seats twice.
-  if (status !== BOOKING_STATUS.pending) return 'skipped'
-  const decision = event === undefined
-    ? { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } as const
-    : decidePurchase(event.available_quota, data.quantity)
-  if (decision.status === BOOKING_STATUS.success) await changeAvailableQuota(trx, data.event_id, -data.quantity)
-  await recordDecision(trx, bookingId, decision)
-  return decision.status
-}
-
-/**
- * Claims the oldest purchase job and decides it, all in one transaction: the claim (pg-boss
- * fetch), the event lock, the quota change, the booking's status and the job's completion commit
- * together. If the process dies at any line, PostgreSQL rolls all of it back and the job is
+ * Claims the oldest job and decides it (applyJobs with one job), all in one transaction: the claim
+ * (pg-boss fetch), the event lock, the quota change, the booking's status and the job's completion
+ * commit together. If the process dies at any line, PostgreSQL rolls all of it back and the job is
  * immediately claimable again: no purchase is applied twice, none is lost, none waits for an
  * expiry. A decision that throws is rolled back to a savepoint and the attempt is recorded as
  * failed (pg-boss retries it with backoff); on the last attempt the booking is failed with
  * reason "error", so no buyer is left pending forever.
  *
- * Returns the number of jobs claimed (0 when the queue is empty).
+ * Returns the number of jobs claimed (0 when the queue is empty) and the bookings decided.
  */
-export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promise<number> {
+export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promise<{ claimed: number, decided: number }> {
   const trx = await db.startTransaction().execute()
   try {
     const queueDb = fromKysely(trx)
     const [job] = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize: 1, includeMetadata: true, db: queueDb })
     if (job === undefined) {
       await trx.commit().execute()
-      return 0
+      return { claimed: 0, decided: 0 }
     }
     const attempt = { id: job.id, retryCount: job.retryCount }
+    let decidedCount = 0
     const decideTrx = await trx.savepoint('decide').execute()
     try {
-      const outcome = isPurchaseJobData(job.data)
-        ? await settlePurchase(decideTrx, job.id, job.data)
-        : await recordInvalid(decideTrx, job)
+      const decided = await applyJobs(decideTrx, [job])
+      const outcome = decided.outcomes.get(job.id)
       // pg-boss's typings declare the response empty; at run time it reports { requested, affected }.
       const completed = await boss.complete(PURCHASE_QUEUE, attempt, { outcome }, { db: queueDb }) as { affected?: number }
       if (completed.affected !== 1) throw new Error(`purchase job ${job.id} was not completable (claim lapsed)`)
       await decideTrx.releaseSavepoint('decide').execute()
-      log.debug({ bookingId: job.id, outcome }, 'purchase decided')
+      decidedCount = countDecided(decided)
+      log.debug({ jobId: job.id, outcome }, 'job decided')
     } catch (err) {
       // Everything since the savepoint (decision and completion) is undone; the claim stays, so
       // the failure below is recorded against this attempt and the retry count goes up.
       await decideTrx.rollbackToSavepoint('decide').execute()
       const lastAttempt = job.retryCount >= job.retryLimit
-      log.error({ err, bookingId: job.id, attempt: job.retryCount, lastAttempt }, 'deciding a purchase failed')
+      log.error({ err, jobId: job.id, attempt: job.retryCount, lastAttempt }, 'deciding a job failed')
       if (lastAttempt) await recordGivenUp(trx, job.id, log)
       await boss.fail(PURCHASE_QUEUE, attempt, { message: err instanceof Error ? err.message : String(err) }, { db: queueDb })
     }
     await trx.commit().execute()
-    return 1
+    return { claimed: 1, decided: decidedCount }
   } catch (err) {
     await trx.rollback().execute().catch(() => {})
     throw err
@@ -187,9 +284,4 @@ async function recordGivenUp (trx: ControlledTransaction<Database>, bookingId: s
     await giveUpTrx.rollbackToSavepoint('give_up').execute()
     log.error({ err, bookingId }, 'could not record the failure on the booking; it stays pending, its job is dead-lettered')
   }
-}
-
-async function recordInvalid (trx: Db, job: JobWithMetadata<unknown>): Promise<SettleOutcome> {
-  await recordDecision(trx, job.id, { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid })
-  return BOOKING_STATUS.failed
 }

@@ -1,6 +1,10 @@
+import { randomBytes } from 'node:crypto'
+import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { listen } from '../db/client.ts'
-import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
+import { expireOverdue } from '../db/bookings.ts'
+import { createNotifier, listen } from '../db/client.ts'
+import { recordWorkerRate } from '../db/events.ts'
+import { BOOKINGS_DECIDED_CHANNEL, PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
 import { createClaimGate, settleNextPurchase, settlePurchaseBatch, type SettleDeps } from './settle.ts'
 
 export const WORKER_MODES = ['batched', 'serial'] as const
@@ -34,6 +38,11 @@ export const WORKER_POOL_SIZE = BATCHED_LOOPS + 1
 const ERROR_BACKOFF_MS = 1000
 // How often to try again to LISTEN when the first attempt failed (the database was down).
 const LISTEN_RETRY_MS = 5000
+// How often overdue purchases (max_wait_seconds passed) are failed as expired: a deadline is
+// kept to within about this much, even while the worker is far behind.
+export const EXPIRY_SWEEP_MS = 500
+// How often the worker's pace is measured and published for estimated waits.
+const RATE_SAMPLE_MS = 1000
 
 /**
  * Settles purchases until stopped. A backlog drains back to back: after a transaction that claimed
@@ -85,21 +94,63 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
     }
   })()
 
+  // Clients waiting on GET /bookings/:id?wait= hear of decisions through this (in any API process).
+  const notifyDecided = createNotifier(deps.db, BOOKINGS_DECIDED_CHANNEL, (err) => { log.warn({ err }, 'could not notify waiting clients of decisions; they will see them at their next check') })
+
   async function settleOnce (): Promise<number> {
+    let result: { claimed: number, decided: number }
     if (options.mode === 'serial' || serialAfterFailure > 0) {
       // Through the gate: one serial transaction at a time, so recovery keeps arrival order too.
-      const claimed = await claimGate(async () => await settleNextPurchase({ ...deps, log }))
-      serialAfterFailure = claimed === 0 ? 0 : Math.max(0, serialAfterFailure - claimed)
-      return claimed
+      result = await claimGate(async () => await settleNextPurchase({ ...deps, log }))
+      serialAfterFailure = result.claimed === 0 ? 0 : Math.max(0, serialAfterFailure - result.claimed)
+    } else {
+      try {
+        result = await settlePurchaseBatch({ ...deps, log }, options.batchSize, claimGate)
+      } catch (err) {
+        log.warn({ err }, 'a batch of purchases failed and was rolled back; settling them one at a time')
+        serialAfterFailure = options.batchSize
+        return 0
+      }
     }
-    try {
-      return await settlePurchaseBatch({ ...deps, log }, options.batchSize, claimGate)
-    } catch (err) {
-      log.warn({ err }, 'a batch of purchases failed and was rolled back; settling them one at a time')
-      serialAfterFailure = options.batchSize
-      return 0
+    if (result.decided > 0) {
+      decidedSinceSample += result.decided
+      notifyDecided()
     }
+    return result.claimed
   }
+
+  // The worker's pace, published for estimated waits: decisions per second over busy seconds only
+  // (an idle second says nothing about how fast a queue would drain), smoothed.
+  const workerId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+  let decidedSinceSample = 0
+  let pace: number | undefined
+  let lastSampleAt = performance.now()
+  const rateTimer = setInterval(() => {
+    const now = performance.now()
+    const sample = decidedSinceSample / ((now - lastSampleAt) / 1000)
+    lastSampleAt = now
+    decidedSinceSample = 0
+    if (sample <= 0) return
+    pace = pace === undefined ? sample : 0.5 * pace + 0.5 * sample
+    recordWorkerRate(deps.db, workerId, pace).catch((err: unknown) => { log.warn({ err }, 'could not record the worker pace') })
+  }, RATE_SAMPLE_MS)
+
+  // Deadlines are kept even when the queue is long: overdue purchases fail without waiting for
+  // the worker to reach them.
+  const sweeping = (async () => {
+    while (!stopping) {
+      try {
+        const expired = await expireOverdue(deps.db)
+        if (expired.length > 0) {
+          log.info({ expired: expired.length }, 'purchases past their deadline failed as expired')
+          notifyDecided()
+        }
+      } catch (err) {
+        log.warn({ err }, 'could not expire overdue purchases; trying again')
+      }
+      await pause(EXPIRY_SWEEP_MS)
+    }
+  })()
 
   async function run (loop: number): Promise<void> {
     while (!stopping) {
@@ -125,8 +176,10 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
     async stop () {
       stopping = true
       stopped.abort()
+      clearInterval(rateTimer)
       wake()
       await running
+      await sweeping
       await listening
       await unlisten?.()
     }

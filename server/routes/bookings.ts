@@ -1,14 +1,20 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { fromKysely, type PgBoss } from 'pg-boss'
+import { v7 as uuidv7 } from 'uuid'
 import type { Db } from '../../db/client.ts'
-import { findBookingById } from '../../db/bookings.ts'
-import type { BookingRow } from '../../db/database.ts'
+import { findBookingView, markCancelRequested, type BookingView } from '../../db/bookings.ts'
+import { BOOKING_STATUS, type BookingRow, type BookingStatus } from '../../db/database.ts'
+import { PURCHASE_QUEUE, type CancelJobData } from '../../lib/purchase-queue.ts'
+import { adminCheck } from '../auth.ts'
+import type { BookingWaiter } from '../booking-waiter.ts'
 import { AppError } from '../errors.ts'
-import { Booking } from '../schemas/bookings.ts'
+import { Booking, BookingQuery, CancelQuery } from '../schemas/bookings.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
 
-const STATUS_FOR_CLIENTS = { PENDING: 'pending', SUCCESS: 'success', FAILED: 'failed' } as const
+export const STATUS_FOR_CLIENTS = { PENDING: 'pending', SUCCESS: 'success', FAILED: 'failed', CANCELLED: 'cancelled' } as const satisfies Record<BookingStatus, string>
 
-export function toBookingResponse (row: BookingRow) {
+export function toBookingResponse (row: BookingView) {
+  const pending = row.status === BOOKING_STATUS.pending
   return {
     booking_id: row.id,
     event_id: row.event_id,
@@ -16,21 +22,95 @@ export function toBookingResponse (row: BookingRow) {
     quantity: row.quantity,
     status: STATUS_FOR_CLIENTS[row.status],
     reason: row.reason,
+    position: pending ? row.position : null,
+    estimated_wait_ms: pending && row.position !== null && row.pace !== null && row.pace > 0 ? Math.round((row.position + 1) / row.pace * 1000) : null,
+    max_wait_seconds: row.max_wait_seconds,
+    expires_at: row.expires_at?.toISOString() ?? null,
     created_at: row.created_at.toISOString(),
-    decided_at: row.decided_at?.toISOString() ?? null
+    decided_at: row.decided_at?.toISOString() ?? null,
+    cancel_requested_at: row.cancel_requested_at?.toISOString() ?? null,
+    cancelled_at: row.cancelled_at?.toISOString() ?? null
   }
 }
 
-export const bookingRoutes: FastifyPluginAsyncTypebox<{ db: Db }> = async (app, { db }) => {
+const isSettled = (row: BookingRow): boolean => row.status !== BOOKING_STATUS.pending &&
+  (row.cancel_requested_at === null || row.status === BOOKING_STATUS.cancelled || row.status === BOOKING_STATUS.failed)
+
+async function findOrThrow (db: Db, id: string): Promise<BookingView> {
+  const row = await findBookingView(db, id)
+  if (row === undefined) throw new AppError('BOOKING_NOT_FOUND')
+  return row
+}
+
+export interface BookingRouteOptions {
+  db: Db
+  boss: PgBoss
+  waiter: BookingWaiter
+  adminToken: string | undefined
+  /** Wakes the workers after a cancellation was queued. */
+  onQueued: () => void
+}
+
+export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, boss, waiter, adminToken, onQueued }) => {
+  const isAdmin = adminCheck(adminToken)
+
   app.get('/bookings/:id', {
     schema: {
-      summary: 'A purchase and its outcome',
+      summary: 'A purchase and its outcome; ?wait=N holds the answer up to N seconds until it is settled',
       params: IdParams,
+      querystring: BookingQuery,
       response: { 200: Booking, 400: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
     }
-  }, async (request) => {
-    const row = await findBookingById(db, request.params.id)
-    if (row === undefined) throw new AppError('BOOKING_NOT_FOUND')
+  }, async (request, reply) => {
+    const id = request.params.id
+    let row = await findOrThrow(db, id)
+    const waitSeconds = Number(request.query.wait ?? 0)
+    if (waitSeconds > 0 && !isSettled(row)) {
+      // Ends early if the client goes away.
+      const gone = new AbortController()
+      const onClose = (): void => { gone.abort() }
+      reply.raw.once('close', onClose)
+      await waiter.until(id, waitSeconds * 1000, gone.signal)
+      reply.raw.off('close', onClose)
+      row = await findOrThrow(db, id)
+    }
     return toBookingResponse(row)
+  })
+
+  app.delete('/bookings/:id', {
+    schema: {
+      summary: 'Cancel a booking: a successful one gives its seats back, a pending one is withdrawn',
+      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer). 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
+      params: IdParams,
+      querystring: CancelQuery,
+      headers: { type: 'object', properties: { authorization: { type: 'string' } } },
+      response: { 200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
+    }
+  }, async (request, reply) => {
+    const id = request.params.id
+    const asAdmin = isAdmin(request)
+    if (!asAdmin && request.headers.authorization !== undefined) throw new AppError('UNAUTHORIZED')
+    let row = await findOrThrow(db, id)
+    if (!asAdmin) {
+      if (request.query.user_id === undefined) throw new AppError('CANCEL_NEEDS_OWNER')
+      if (request.query.user_id.toLowerCase() !== row.user_id) throw new AppError('NOT_BOOKING_OWNER')
+    }
+    if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
+    if (row.status !== BOOKING_STATUS.cancelled) {
+      const queued = await db.transaction().execute(async (trx) => {
+        if (!await markCancelRequested(trx, id)) return false
+        const data: CancelJobData = { cancel_booking_id: id, event_id: row.event_id }
+        const ids = await boss.insert(PURCHASE_QUEUE, [{ id: uuidv7(), data }], { db: fromKysely(trx), returnId: true })
+        if (ids?.length !== 1) throw new Error('the cancellation job was not stored')
+        return true
+      })
+      if (queued) onQueued()
+      row = await findOrThrow(db, id)
+      // Decided while we looked (a pending purchase that failed): nothing was queued, nothing to cancel.
+      if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
+    }
+    return reply.code(row.status === BOOKING_STATUS.cancelled ? 200 : 202)
+      .header('location', `/bookings/${id}`)
+      .send(toBookingResponse(row))
   })
 }

@@ -1,29 +1,93 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Db } from '../../db/client.ts'
-import { findEventById, insertEvent, listEvents, type EventSummary } from '../../db/events.ts'
+import { closeSales, findEventById, insertEvent, listEvents, updateEvent, type EventSummary, type EventUpdate } from '../../db/events.ts'
 import { requireAdmin } from '../auth.ts'
 import { AppError } from '../errors.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
-import { CreateEventBody, Event, EventList } from '../schemas/events.ts'
+import { CreateEventBody, Event, EventList, UpdateEventBody } from '../schemas/events.ts'
 
 const LIST_LIMIT = 1000
+const AdminHeaders = { type: 'object', properties: { authorization: { type: 'string' } } } as const
 
-function toEventResponse (event: EventSummary) {
-  return { ...event, sold: Number(event.sold), created_at: event.created_at.toISOString() }
+function toEventResponse ({ cancelled_seats: cancelled, decided_through: _decidedThrough, ...event }: EventSummary) {
+  return {
+    ...event,
+    sold: Number(event.sold),
+    cancelled,
+    sales_open_at: event.sales_open_at?.toISOString() ?? null,
+    sales_close_at: event.sales_close_at?.toISOString() ?? null,
+    created_at: event.created_at.toISOString()
+  }
+}
+
+const toDate = (value: string | null | undefined): Date | null | undefined => value === undefined || value === null ? value : new Date(value)
+
+/** Refuses a window that closes before it opens, with both ends known here. */
+function checkWindow (openAt: Date | null | undefined, closeAt: Date | null | undefined): void {
+  if (openAt != null && closeAt != null && openAt >= closeAt) throw new AppError('INVALID_SALE_WINDOW')
+}
+
+// The table's CHECK catches a window made invalid against the values already stored (a PATCH of one end).
+function isWindowViolation (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { constraint_name?: string }).constraint_name === 'events_sale_window'
 }
 
 export const eventRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string | undefined }> = async (app, { db, adminToken }) => {
   app.post('/events', {
     preHandler: requireAdmin(adminToken),
     schema: {
-      summary: 'Create an event with a fixed number of seats (admin)',
-      headers: { type: 'object', properties: { authorization: { type: 'string' } } },
+      summary: 'Create an event with a fixed number of seats, and optionally a per-user cap and a sale window (admin)',
+      headers: AdminHeaders,
       body: CreateEventBody,
       response: { 201: Event, 400: ErrorResponse, 401: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
-    const event = await insertEvent(db, request.body)
+    const { sales_open_at: openAt, sales_close_at: closeAt, ...rest } = request.body
+    const settings = { ...rest, sales_open_at: toDate(openAt), sales_close_at: toDate(closeAt) }
+    checkWindow(settings.sales_open_at, settings.sales_close_at)
+    const event = await insertEvent(db, settings)
     return reply.code(201).header('location', `/events/${event.id}`).send(toEventResponse(event))
+  })
+
+  app.patch('/events/:id', {
+    preHandler: requireAdmin(adminToken),
+    schema: {
+      summary: 'Change an event: name, seats (never below those sold), cap, sale window (admin). null clears a setting.',
+      headers: AdminHeaders,
+      params: IdParams,
+      body: UpdateEventBody,
+      response: { 200: Event, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
+    }
+  }, async (request) => {
+    const { sales_open_at: openAt, sales_close_at: closeAt, ...rest } = request.body
+    const update: EventUpdate = { ...rest }
+    if (openAt !== undefined) update.sales_open_at = toDate(openAt)
+    if (closeAt !== undefined) update.sales_close_at = toDate(closeAt)
+    checkWindow(update.sales_open_at, update.sales_close_at)
+    let result: Awaited<ReturnType<typeof updateEvent>>
+    try {
+      result = await updateEvent(db, request.params.id, update)
+    } catch (err) {
+      if (isWindowViolation(err)) throw new AppError('INVALID_SALE_WINDOW', { cause: err })
+      throw err
+    }
+    if (result === 'not_found') throw new AppError('EVENT_NOT_FOUND')
+    if (result === 'below_sold') throw new AppError('QUOTA_BELOW_SOLD')
+    return toEventResponse(result)
+  })
+
+  app.post('/events/:id/close', {
+    preHandler: requireAdmin(adminToken),
+    schema: {
+      summary: 'Close sales now (admin): new purchases get 409 SALE_CLOSED, queued ones fail with reason sale_closed',
+      headers: AdminHeaders,
+      params: IdParams,
+      response: { 200: Event, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
+    }
+  }, async (request) => {
+    const event = await closeSales(db, request.params.id)
+    if (event === undefined) throw new AppError('EVENT_NOT_FOUND')
+    return toEventResponse(event)
   })
 
   app.get('/events', {
@@ -38,7 +102,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
 
   app.get('/events/:id', {
     schema: {
-      summary: 'One event and its seats',
+      summary: 'One event: its seats (available, sold, pending, cancelled), cap and sale window',
       params: IdParams,
       response: { 200: Event, 400: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
     }

@@ -1,23 +1,39 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Intake } from '../intake.ts'
 import { ErrorResponse } from '../schemas/common.ts'
-import { BuyAccepted, BuyBody, BuyDecided } from '../schemas/purchases.ts'
+import { BuyAccepted, BuyBody, BuyDecided, BuyHeaders } from '../schemas/purchases.ts'
+import { STATUS_FOR_CLIENTS } from './bookings.ts'
+
+const DECIDED_MESSAGE = {
+  SUCCESS: 'Purchase succeeded',
+  FAILED: 'Purchase failed',
+  CANCELLED: 'Booking cancelled'
+} as const
 
 export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake }> = async (app, { intake }) => {
   app.post('/buy', {
     schema: {
       summary: 'Ask for seats; the answer is a booking id to follow',
-      description: '202: stored, waiting for its decision (poll the Location). 200: decided at once, because the event had no seats left when the purchase was stored (status failed, reason sold_out).',
+      description: '202: stored, waiting for its decision (follow the Location). 200: known at once: the event had no seats left (failed, sold_out), or a retry under an Idempotency-Key whose purchase is already decided. A retry under the same key answers with the same booking_id and the header Idempotent-Replayed: true.',
+      headers: BuyHeaders,
       body: BuyBody,
-      response: { 200: BuyDecided, 202: BuyAccepted, 400: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
+      response: { 200: BuyDecided, 202: BuyAccepted, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
-    const { event_id, user_id, quantity = 1 } = request.body
-    const submitted = await intake.submit({ event_id, user_id, quantity })
+    const { event_id, user_id, quantity = 1, max_wait_seconds } = request.body
+    const submitted = await intake.submit({
+      event_id,
+      user_id,
+      quantity,
+      idempotency_key: request.headers['idempotency-key'] ?? null,
+      max_wait_seconds: max_wait_seconds ?? null
+    })
     void reply.header('location', `/bookings/${submitted.id}`)
-    if (submitted.status === 'FAILED') {
-      return reply.code(200).send({ booking_id: submitted.id, status: 'failed', reason: submitted.reason, message: 'Sold out' })
+    if (submitted.replayed) void reply.header('idempotent-replayed', 'true')
+    if (submitted.status === 'PENDING') {
+      return reply.code(202).send({ booking_id: submitted.id, status: 'pending', message: submitted.replayed ? 'Request already queued' : 'Request queued' })
     }
-    return reply.code(202).send({ booking_id: submitted.id, status: 'pending', message: 'Request queued' })
+    const message = submitted.reason === 'sold_out' ? 'Sold out' : DECIDED_MESSAGE[submitted.status]
+    return reply.code(200).send({ booking_id: submitted.id, status: STATUS_FOR_CLIENTS[submitted.status], reason: submitted.reason, message })
   })
 }

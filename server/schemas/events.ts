@@ -1,17 +1,43 @@
 import { Type } from '@sinclair/typebox'
 import { Text, Uuid } from './common.ts'
 
+const Quota = Type.Integer({ minimum: 1, maximum: 10_000_000 })
+const MaxPerUser = Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Most seats one user_id may hold for this event, across all of its successful bookings' })
+const Instant = (description: string) => Type.String({ format: 'date-time', description: `${description} (ISO 8601 with a time zone, e.g. 2026-12-01T18:00:00Z)` })
+const OpenAt = Instant('Purchases before this are refused with 409 SALE_NOT_OPEN')
+const CloseAt = Instant('Purchases from this time on are refused with 409 SALE_CLOSED; queued ones still undecided then fail with reason sale_closed')
+
 export const CreateEventBody = Type.Object({
   name: Text(200),
-  total_quota: Type.Integer({ minimum: 1, maximum: 10_000_000 })
+  total_quota: Quota,
+  max_per_user: Type.Optional(MaxPerUser),
+  sales_open_at: Type.Optional(OpenAt),
+  sales_close_at: Type.Optional(CloseAt)
 }, { additionalProperties: false })
+
+// null clears a setting (no cap, no opening time, no closing time).
+export const UpdateEventBody = Type.Object({
+  name: Type.Optional(Text(200)),
+  total_quota: Type.Optional({ ...Quota, description: 'Never below the seats already sold (409 QUOTA_BELOW_SOLD)' }),
+  max_per_user: Type.Optional(Type.Union([MaxPerUser, Type.Null()])),
+  sales_open_at: Type.Optional(Type.Union([OpenAt, Type.Null()])),
+  sales_close_at: Type.Optional(Type.Union([CloseAt, Type.Null()]))
+}, { additionalProperties: false, minProperties: 1 })
+
+const Nullable = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(schema: T) => Type.Union([schema, Type.Null()])
 
 export const Event = Type.Object({
   id: Uuid,
   name: Type.String(),
   total_quota: Type.Integer(),
-  available_quota: Type.Integer(),
-  sold: Type.Integer(),
+  available_quota: Type.Integer({ description: 'Seats still on sale' }),
+  sold: Type.Integer({ description: 'Seats held by successful bookings (total_quota - available_quota)' }),
+  pending: Type.Integer({ description: 'Purchases waiting for their decision' }),
+  cancelled: Type.Integer({ description: 'Seats given back by cancelled bookings (back on sale)' }),
+  max_per_user: Nullable(Type.Integer()),
+  sales_open_at: Nullable(Type.String({ format: 'date-time' })),
+  sales_close_at: Nullable(Type.String({ format: 'date-time' })),
+  sale_status: Type.Union([Type.Literal('scheduled'), Type.Literal('open'), Type.Literal('sold_out'), Type.Literal('closed')]),
   version: Type.Integer(),
   created_at: Type.String({ format: 'date-time' })
 })

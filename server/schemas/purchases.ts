@@ -2,22 +2,39 @@ import { Type } from '@sinclair/typebox'
 import { Uuid } from './common.ts'
 
 export const MAX_QUANTITY = 10
+export const IDEMPOTENCY_KEY_MAX_LENGTH = 255
+export const MAX_WAIT_SECONDS_LIMIT = 86_400
 
 export const BuyBody = Type.Object({
   event_id: Uuid,
   user_id: Uuid,
-  quantity: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_QUANTITY, default: 1, description: 'Seats in this purchase; all or nothing' }))
+  quantity: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_QUANTITY, default: 1, description: 'Seats in this purchase; all or nothing' })),
+  max_wait_seconds: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: MAX_WAIT_SECONDS_LIMIT,
+    description: 'A deadline: if the purchase is still undecided this many seconds after it was stored, it fails with reason "expired" and never takes a seat afterwards'
+  }))
 }, { additionalProperties: false })
+
+export const BuyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({
+    minLength: 1,
+    maxLength: IDEMPOTENCY_KEY_MAX_LENGTH,
+    // Visible ASCII and spaces, not starting with a space: what survives every proxy unchanged.
+    pattern: '^[!-~][ -~]*$',
+    description: `Any string of up to ${IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters, chosen by the client, one per purchase. The same key from the same user_id with the same body answers with the same booking_id and creates one purchase only; with a different body, 409.`
+  }))
+})
 
 export const BuyAccepted = Type.Object({
   booking_id: Uuid,
   status: Type.Literal('pending'),
-  message: Type.Literal('Request queued')
+  message: Type.String()
 })
 
 export const BuyDecided = Type.Object({
   booking_id: Uuid,
-  status: Type.Literal('failed'),
-  reason: Type.Literal('sold_out'),
-  message: Type.Literal('Sold out')
-}, { description: 'Decided at once: the event had no seats left. The booking is stored like any other.' })
+  status: Type.Union([Type.Literal('success'), Type.Literal('failed'), Type.Literal('cancelled')]),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  message: Type.String()
+}, { description: 'Known at once: the event had no seats left when the purchase was stored (failed, sold_out), or a retry with an Idempotency-Key whose purchase has been decided already (its outcome now).' })

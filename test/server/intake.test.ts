@@ -104,7 +104,7 @@ t.test('sold-out fast path', async (t) => {
     // What cancellation will do: give a seat back, under the event's lock, in one statement.
     await sql`UPDATE events SET available_quota = available_quota + 1 WHERE id = ${eventId}`.execute(db)
     const res = await buy(base, eventId)
-    t.equal(res.status, 202, 'queued, not turned away')
+    t.equal(res.status, 202, 'queued, not turned away', { body: res.body })
     const decided = await waitFor(async () => {
       const row = await db.selectFrom('bookings').select(['status', 'reason']).where('id', '=', res.body.booking_id).executeTakeFirstOrThrow()
       return row.status === 'PENDING' ? undefined : row

@@ -28,7 +28,7 @@ t.test('POST /buy', async (t) => {
     const booking = await db.selectFrom('bookings').selectAll().where('id', '=', res.body.booking_id).executeTakeFirstOrThrow()
     t.match(booking, { event_id: eventId, user_id: userId, quantity: 1, status: 'PENDING', reason: null, decided_at: null })
     const job = await sql<{ state: string, data: unknown }>`SELECT state, data FROM pgboss.job WHERE id = ${res.body.booking_id}`.execute(db)
-    t.same(job.rows[0], { state: 'created', data: { event_id: eventId, user_id: userId, quantity: 1 } })
+    t.same(job.rows[0], { state: 'created', data: { event_id: eventId, user_id: userId, quantity: 1, arrival: 1 } }, 'the job carries the purchase and its arrival number')
   })
 
   t.test('stores the requested quantity', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { fromKysely } from 'pg-boss'
-import { insertPurchases } from '../../db/bookings.ts'
+import { storePurchases } from '../../db/bookings.ts'
 import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
 import { decidePurchase } from '../../worker/settle.ts'
 import { startTestApp, startTestWorker } from '../fixtures/app.ts'
@@ -107,7 +107,7 @@ t.test('purchases are decided first come, first served', async (t) => {
 async function enqueueRaw (database: TestDatabase, eventId: string, data: object, options: { retryLimit?: number } = {}): Promise<string> {
   const id = crypto.randomUUID()
   await database.db.transaction().execute(async (trx) => {
-    await insertPurchases(trx, [{ id, event_id: eventId, user_id: newUserId(), quantity: 1 }])
+    await storePurchases(trx, [{ id, event_id: eventId, user_id: newUserId(), quantity: 1, idempotency_key: null, max_wait_seconds: null }])
     await database.boss.insert(PURCHASE_QUEUE, [{ id, data, ...options }], { db: fromKysely(trx) })
   })
   return id
