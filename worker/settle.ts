@@ -103,7 +103,7 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
       outcomes.set(id, BOOKING_STATUS.failed)
       continue
     }
-    if (states.has(id)) {
+    if ((states.get(id)?.status ?? BOOKING_STATUS.pending) !== BOOKING_STATUS.pending) {
       // Decided already (withdrawn or expired while queued, or a job delivered twice).
       outcomes.set(id, 'skipped')
       continue
