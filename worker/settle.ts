@@ -147,7 +147,7 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
  * A purchase that is not pending any more is skipped; a decision that finds its booking changed
  * anyway (which the locks rule out) throws, and the caller's transaction rolls back.
  */
-export async function applyJobs (trx: Db, jobs: readonly QueuedJob[], locked?: Map<string, LockedEvent>): Promise<JobsDecided> {
+export async function applyJobs (trx: Db, jobs: readonly QueuedJob[], { locked, verifyAll = false }: { locked?: Map<string, LockedEvent>, verifyAll?: boolean } = {}): Promise<JobsDecided> {
   const events = locked ?? await lockEventsForUpdate(trx, eventsOf(jobs))
   const cancelTargets: string[] = []
   const claimed: string[] = []
@@ -155,7 +155,11 @@ export async function applyJobs (trx: Db, jobs: readonly QueuedJob[], locked?: M
   for (const { id, data } of jobs) {
     if (isCancelJobData(data)) cancelTargets.push(data.cancel_booking_id)
     else if (isPurchaseJobData(data)) {
-      claimed.push(id)
+      // Only the deadline sweep changes a queued purchase behind the queue's back, and only one
+      // with a deadline; any other that is not pending any more (a job re-queued by hand) makes
+      // recordDecisions come up short, and the batch is rolled back and settled one by one, which
+      // checks every purchase (verifyAll).
+      if (verifyAll || data.expires_at !== undefined) claimed.push(id)
       if (events.get(data.event_id)?.max_per_user != null) capped.push({ event_id: data.event_id, user_id: data.user_id })
     }
   }
@@ -216,7 +220,7 @@ export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: 
       return { jobs, events: await lockEventsForUpdate(trx, eventsOf(jobs)) }
     })
     if (jobs.length === 0) return { claimed: 0, decided: 0 }
-    const decided = await applyJobs(trx, jobs, events)
+    const decided = await applyJobs(trx, jobs, { locked: events })
     const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
     if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
     return { claimed: jobs.length, decided: countDecided(decided) }
@@ -247,7 +251,7 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promis
     let decidedCount = 0
     const decideTrx = await trx.savepoint('decide').execute()
     try {
-      const decided = await applyJobs(decideTrx, [job])
+      const decided = await applyJobs(decideTrx, [job], { verifyAll: true })
       const outcome = decided.outcomes.get(job.id)
       // pg-boss's typings declare the response empty; at run time it reports { requested, affected }.
       const completed = await boss.complete(PURCHASE_QUEUE, attempt, { outcome }, { db: queueDb }) as { affected?: number }

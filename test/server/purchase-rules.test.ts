@@ -278,20 +278,27 @@ t.test('cancellation', async (t) => {
   })
 })
 
-t.test('a pending purchase can be withdrawn, and never keeps a seat', async (t) => {
+t.test('a pending purchase can be withdrawn; it keeps no seat, and arrival order still holds', async (t) => {
   const database = await createTestDatabase(t)
   const { base } = await startTestApp(t, database)
   const eventId = await createEvent(database.db, 1)
   const userId = newUserId()
   const mine = await buy(base, { event_id: eventId, user_id: userId })
-  const next = await buy(base, { event_id: eventId, user_id: newUserId() })
+  const behind = await buy(base, { event_id: eventId, user_id: newUserId() })
   const res = await request(base, 'DELETE', `/bookings/${mine.body.booking_id}?user_id=${userId}`)
   t.equal(res.status, 202)
   t.equal(res.body.status, 'pending')
+  t.ok(res.body.cancel_requested_at !== null)
+  const after = await buy(base, { event_id: eventId, user_id: newUserId() })
   startTestWorker(t, database)
-  t.equal((await settled(base, mine.body.booking_id)).status, 'cancelled')
-  t.equal((await settled(base, next.body.booking_id)).status, 'success', 'the seat it gave back went to the purchase after it')
+  t.equal((await settled(base, mine.body.booking_id)).status, 'cancelled', 'withdrawn')
+  // Its turn came before its withdrawal's: the purchase queued behind it met no seat, the one
+  // that arrived after the withdrawal gets the seat it gave back.
+  t.match(await settled(base, behind.body.booking_id), { status: 'failed', reason: 'sold_out' })
+  t.equal((await settled(base, after.body.booking_id)).status, 'success')
   t.same(await seats(database, eventId), { available: 0, held: 1, total: 1 })
+  const event = await request(base, 'GET', `/events/${eventId}`)
+  t.match(event.body, { sold: 1, cancelled: 1, pending: 0 })
 })
 
 t.test('while pending: position, estimated wait, and ?wait= without a query per waiting client', async (t) => {

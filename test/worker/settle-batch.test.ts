@@ -134,7 +134,7 @@ t.test('batches respect their size and drain a backlog back to back, in arrival 
   t.same(order.map((row) => row.id), ids, 'decided in arrival order')
 })
 
-t.test('a batch holding an already-decided purchase skips it: no second seat, no second decision', async (t) => {
+t.test('a batch holding an already-decided purchase rolls back and is settled one at a time, skipping it', async (t) => {
   const database = await createTestDatabase(t)
   const { base } = await startTestApp(t, database)
   const eventId = await createEvent(database.db, 5)
@@ -143,11 +143,27 @@ t.test('a batch holding an already-decided purchase skips it: no second seat, no
   const decidedAt = new Date('2026-01-01T00:00:00Z')
   await sql`UPDATE bookings SET status = 'SUCCESS', decided_at = ${decidedAt} WHERE id = ${ids[1]}`.execute(database.db)
   await sql`UPDATE events SET available_quota = 4 WHERE id = ${eventId}`.execute(database.db)
-  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 3, decided: 2 })
+  await t.rejects(settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), /only 2 of 3 claimed purchases were pending/)
+  t.equal(await available(database, eventId), 4, 'the failed batch changed nothing')
+  startTestWorker(t, database, { batchSize: 100 })
+  await waitFor(async () => {
+    const jobs = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} AND state = 'completed'`.execute(database.db)
+    return jobs.rows[0]?.n === '3' ? true : undefined
+  }, { what: 'all three jobs to be completed' })
   t.same(await outcomesById(database, ids), ['SUCCESS', 'SUCCESS', 'SUCCESS'])
   t.equal(await available(database, eventId), 2, 'the already-decided purchase took no second seat')
   const kept = await database.db.selectFrom('bookings').select('decided_at').where('id', '=', ids[1] as string).executeTakeFirstOrThrow()
   t.same(kept.decided_at, decidedAt, 'its decision was not rewritten')
-  const jobs = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} AND state = 'completed'`.execute(database.db)
-  t.equal(jobs.rows[0]?.n, '3', 'all three jobs completed')
+})
+
+t.test('a purchase expired while queued is skipped by the batch that claims it', async (t) => {
+  const database = await createTestDatabase(t)
+  const { base } = await startTestApp(t, database)
+  const eventId = await createEvent(database.db, 5)
+  const res = await Promise.all([1, 2].map(async () => await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId(), max_wait_seconds: 60 } })))
+  // As the deadline sweep leaves it (under the event's lock, its job still queued).
+  await sql`UPDATE bookings SET status = 'FAILED', reason = 'expired', decided_at = now() WHERE id = ${res[0]?.body.booking_id}`.execute(database.db)
+  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 2, decided: 1 })
+  t.same(await outcomesById(database, res.map((r) => r.body.booking_id as string)), ['FAILED expired', 'SUCCESS'])
+  t.equal(await available(database, eventId), 4)
 })
