@@ -42,6 +42,9 @@ const { values: opts } = parseArgs({
     duration: { type: 'string', default: '60' },
     quantity: { type: 'string', default: '1' },
     events: { type: 'string', default: '1' },
+    'max-per-user': { type: 'string', default: '4' },
+    users: { type: 'string' },
+    'cancel-percent': { type: 'string', default: '5' },
     'worker-mode': { type: 'string', default: 'batched,serial' },
     wait: { type: 'string', default: '180' },
     'ceiling-seconds': { type: 'string', default: '5' },
@@ -69,6 +72,11 @@ const HELP = `npm run bench -- [options]
   --duration S          stop sending after S seconds even if requests remain (default 60)
   --quantity MIX        seats per request: "1", a range "1-4", or weights "1:70,2:20,4:10" (default 1)
   --events N            events sharing the requests evenly; 1 = one hot event (default 1)
+  --max-per-user N      the events' per-user cap; 0 = none (default 4)
+  --users N             the crowd's distinct user ids, drawn at random per request, so some users buy
+                        more than once and meet the cap (default: a third of the requests)
+  --cancel-percent P    while the sale runs, cancel this share of the queued purchases (DELETE, as
+                        the admin), so seats come back mid-sale (default 5)
   --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
   --wait S              longest wait for every accepted purchase to be decided (default 180)
   --ceiling-seconds S   how long to load the no-op ceiling server (default 5)
@@ -125,6 +133,9 @@ const waitS = int('wait', opts.wait, 1)
 const ceilingS = int('ceiling-seconds', opts['ceiling-seconds'], 1)
 const sampleSize = int('sample', opts.sample, 0)
 const pickQuantity = parseQuantityMix(opts.quantity)
+const maxPerUser = int('max-per-user', opts['max-per-user'], 0)
+const cancelPercent = Number(opts['cancel-percent'])
+if (!(cancelPercent >= 0 && cancelPercent <= 100)) fail(`--cancel-percent must be 0-100 (got ${opts['cancel-percent']})`)
 const serialRequests = int('serial-requests', opts['serial-requests'], 1)
 const backlog = int('backlog', opts.backlog, 0)
 const backlogS = int('backlog-seconds', opts['backlog-seconds'], 1)
@@ -167,7 +178,13 @@ async function stopChild (child: ChildProcess | undefined): Promise<number | nul
   return code
 }
 
-function buyRequest (baseUrl: string, pickEvent: () => string, onResponse?: (status: number, body: string) => void): autocannon.Options {
+/** A crowd of `size` users, drawn at random: with fewer users than requests, some buy again. */
+function crowd (size: number): () => string {
+  const users = Array.from({ length: size }, () => randomUUID())
+  return () => users[Math.floor(Math.random() * users.length)] as string
+}
+
+function buyRequest (baseUrl: string, pickEvent: () => string, onResponse?: (status: number, body: string) => void, pickUser: () => string = randomUUID): autocannon.Options {
   return {
     url: baseUrl,
     connections: concurrency,
@@ -175,7 +192,7 @@ function buyRequest (baseUrl: string, pickEvent: () => string, onResponse?: (sta
       method: 'POST',
       path: '/buy',
       headers: { 'content-type': 'application/json' },
-      setupRequest: (req) => ({ ...req, body: JSON.stringify({ event_id: pickEvent(), user_id: randomUUID(), quantity: pickQuantity() }) }),
+      setupRequest: (req) => ({ ...req, body: JSON.stringify({ event_id: pickEvent(), user_id: pickUser(), quantity: pickQuantity() }) }),
       ...(onResponse === undefined ? {} : { onResponse: (status: number, body: string) => onResponse(status, body) })
     }]
   }
@@ -245,13 +262,13 @@ async function startService (role: keyof typeof ENTRY, env: Record<string, strin
   return { child, baseUrl }
 }
 
-async function createEvents (baseUrl: string, token: string, count: number, seats: number, label: string): Promise<string[]> {
+async function createEvents (baseUrl: string, token: string, count: number, seats: number, label: string, cap = maxPerUser): Promise<string[]> {
   const ids: string[] = []
   for (let i = 0; i < count; i++) {
     const res = await fetch(`${baseUrl}/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify({ name: `${label} #${i + 1}`, total_quota: seats })
+      body: JSON.stringify({ name: `${label} #${i + 1}`, total_quota: seats, ...(cap > 0 ? { max_per_user: cap } : {}) })
     })
     if (res.status !== 201) throw new Error(`creating an event failed: ${res.status} ${await res.text()}`)
     ids.push(((await res.json()) as { id: string }).id)
@@ -266,8 +283,11 @@ const roundRobin = (ids: readonly string[]): () => string => {
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
+/** Bookings settled: decided, and no cancellation waiting. */
 async function countDecided (sql: postgres.Sql, eventIds: readonly string[]): Promise<number> {
-  const [row] = await sql<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds as string[]}::uuid[]) AND status <> 'PENDING'`
+  const [row] = await sql<[{ n: string }]>`
+    SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds as string[]}::uuid[]) AND status <> 'PENDING'
+      AND (cancel_requested_at IS NULL OR status <> 'SUCCESS')`
   return Number(row.n)
 }
 
@@ -337,7 +357,32 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       }
     })()
 
-    log(`sale (${mode}): ${requests} requests, ${eventCount} event(s) x ${quota} seats, concurrency ${concurrency}`)
+    // Cancellations during the sale: every so many queued purchases is cancelled by the admin (a
+    // successful one gives its seats back, so the sold-out fast path must reopen), a few at a time.
+    const cancelEvery = cancelPercent > 0 ? Math.max(1, Math.round(100 / cancelPercent)) : 0
+    const cancelStatuses = new Map<number, number>()
+    const cancelledIds: string[] = []
+    let selling = true
+    const canceller = (async () => {
+      let next = 0
+      while (cancelEvery > 0 && (selling || next < queuedIds.length)) {
+        const chosen: string[] = []
+        for (; next < queuedIds.length && chosen.length < 8; next++) if (next % cancelEvery === cancelEvery - 1) chosen.push(queuedIds[next] as string)
+        if (chosen.length === 0) {
+          await sleep(20)
+          continue
+        }
+        await Promise.all(chosen.map(async (id) => {
+          const res = await fetch(`${baseUrl}/bookings/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${adminToken as string}` } })
+          await res.arrayBuffer()
+          cancelStatuses.set(res.status, (cancelStatuses.get(res.status) ?? 0) + 1)
+          if (res.status === 202 || res.status === 200) cancelledIds.push(id)
+        }))
+      }
+    })()
+
+    const users = opts.users === undefined ? Math.max(1, Math.floor(requests / 3)) : int('users', opts.users, 1)
+    log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
     const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, (status, body) => {
       statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1)
       lastAnswerAt = performance.now()
@@ -346,7 +391,9 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
         (status === 202 ? queuedIds : soldOutIds).push(id)
         lastStoredAt = performance.now()
       }
-    }), { amount: requests, seconds: durationS })
+    }, crowd(users)), { amount: requests, seconds: durationS })
+    selling = false
+    await canceller
     // From the first request to the last answer (autocannon's own duration is rounded up to its
     // one-second ticks, too coarse for a sale of a few seconds).
     const intakeSeconds = (lastAnswerAt - saleStart) / 1000 || sale.duration
@@ -367,7 +414,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     const timeToAllDecided = decided >= stored ? allDecidedAt : null
 
     const storedIds = [...queuedIds, ...soldOutIds]
-    const invariants = await checkInvariants(db, { baseUrl, eventIds, acceptedIds: storedIds, sampleSize })
+    const invariants = await checkInvariants(db, { baseUrl, eventIds, acceptedIds: storedIds, sampleSize, maxPerUser, cancelledIds })
     const soldOutWrong = soldOutIds.length === 0
       ? 0
       : Number((await db<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${soldOutIds}::uuid[]) AND (status <> 'FAILED' OR reason <> 'sold_out')`)[0].n)
@@ -409,6 +456,16 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       oversold: invariants.oversold,
       quota_mismatch: invariants.quota_mismatch,
       lost: invariants.lost,
+      max_per_user: maxPerUser,
+      users,
+      limit_exceeded: invariants.limit_exceeded,
+      over_cap: invariants.over_cap,
+      cancel_requests: [...cancelStatuses.values()].reduce((a, b) => a + b, 0),
+      cancel_accepted: cancelledIds.length,
+      cancel_refused: cancelStatuses.get(409) ?? 0,
+      cancelled_bookings: invariants.cancelled,
+      cancelled_seats: invariants.cancelled_seats,
+      cancellations_lost: invariants.cancellations_lost,
       duplicate_ids: invariants.duplicate_ids,
       api_sampled: invariants.api_sampled,
       api_disagreements: invariants.api_disagreements,
@@ -450,7 +507,9 @@ async function timeSettlement (db: postgres.Sql, env: Record<string, string>, to
   const api = await startService('api', env, profileDir)
   let worker: Service | undefined
   try {
-    const eventIds = await createEvents(api.baseUrl, token, eventCount, quota, `Bench backlog ${startedAt.toISOString()} ${mode}`)
+    // Settlement alone is the performance issue's measure, purchases decided per second, taken on
+    // plain events (no cap): a cap adds a lookup of each buyer's seats per batch (see README).
+    const eventIds = await createEvents(api.baseUrl, token, eventCount, quota, `Bench backlog ${startedAt.toISOString()} ${mode}`, 0)
     const ids: string[] = []
     log(`settlement (${mode}): storing a backlog of ${backlog} purchases with no worker running...`)
     const fill = await runAutocannon(buyRequest(api.baseUrl, roundRobin(eventIds), (status, body) => {
@@ -551,6 +610,9 @@ function printTable (results: ReadonlyArray<Record<string, unknown>>): void {
     ['settlement alone: decided / backlog', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_decided')} / ${v(r, 'settle_backlog')}${r.settle_drained === true ? '' : ' (time-boxed)'}`],
     ['settlement alone: decisions per s', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_rps')} in ${v(r, 'settle_seconds')} s`],
     ['sold / seats', (r) => `${v(r, 'sold')} / ${v(r, 'quota')}`],
+    ['users / cap / limit_exceeded / over cap', (r) => `${v(r, 'users')} / ${r.max_per_user === 0 ? 'none' : v(r, 'max_per_user')} / ${v(r, 'limit_exceeded')} / ${v(r, 'over_cap')}`],
+    ['cancellations: asked / accepted / 409', (r) => `${v(r, 'cancel_requests')} / ${v(r, 'cancel_accepted')} / ${v(r, 'cancel_refused')}`],
+    ['cancelled bookings / seats back / lost', (r) => `${v(r, 'cancelled_bookings')} / ${v(r, 'cancelled_seats')} / ${v(r, 'cancellations_lost')}`],
     ['oversold / quota mismatch / lost / dup ids', (r) => `${v(r, 'oversold')} / ${v(r, 'quota_mismatch')} / ${v(r, 'lost')} / ${v(r, 'duplicate_ids')}`],
     ['API agrees with database', (r) => `${(r.api_sampled as number) - (r.api_disagreements as number)} of ${v(r, 'api_sampled')}`],
     ['server max RSS', (r) => `${v(r, 'server_max_rss_mb')} MB`],

@@ -7,6 +7,10 @@
 // - every accepted purchase exists and has a final status ("lost" otherwise)
 // - no booking id handed out twice
 // - GET /bookings/:id agrees with the database for a sample of accepted purchases
+// - no user holds more seats of an event than its cap
+// - every accepted cancellation ended cancelled (or its purchase failed: nothing to cancel)
+// - seats given back (the event's cancelled counter) == seats of the cancelled bookings that had
+//   succeeded, which is all of them unless withdrawn while pending
 import type { Sql } from 'postgres'
 
 export interface InvariantReport {
@@ -18,14 +22,23 @@ export interface InvariantReport {
   duplicate_ids: number
   api_disagreements: number
   api_sampled: number
+  limit_exceeded: number
+  over_cap: number
+  cancelled: number
+  cancelled_seats: number
+  cancellations_lost: number
   failures: string[]
 }
 
-export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedIds, sampleSize }: {
+export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedIds, sampleSize, maxPerUser = 0, cancelledIds = [] }: {
   baseUrl: string
   eventIds: readonly string[]
   acceptedIds: readonly string[]
   sampleSize: number
+  /** The events' per-user cap (0: none). */
+  maxPerUser?: number
+  /** Bookings whose cancellation was accepted (202 or 200). */
+  cancelledIds?: readonly string[]
 }): Promise<InvariantReport> {
   const failures: string[] = []
   const events = await sql<Array<{ id: string, total_quota: number, available_quota: number, sold: string | null }>>`
@@ -79,5 +92,45 @@ export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedId
   }
   if (disagreements > 0) failures.push(`GET /bookings/:id disagreed with the database for ${disagreements} of ${sampled} sampled purchases`)
 
-  return { sold, quota, oversold, quota_mismatch: quotaMismatch, lost, duplicate_ids: duplicates, api_disagreements: disagreements, api_sampled: sampled, failures }
+  let overCap = 0
+  if (maxPerUser > 0) {
+    const [row] = await sql<[{ n: string }]>`
+      SELECT count(*) AS n FROM (
+        SELECT 1 FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND status = 'SUCCESS'
+        GROUP BY event_id, user_id HAVING sum(quantity) > ${maxPerUser}) over_cap`
+    overCap = Number(row.n)
+    if (overCap > 0) failures.push(`${overCap} users hold more than ${maxPerUser} seats of an event`)
+  }
+  const [counts] = await sql<[{ limit_exceeded: string, cancelled: string, cancelled_quantity: string | null, cancelled_counter: string | null }]>`
+    SELECT
+      (SELECT count(*) FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND reason = 'limit_exceeded') AS limit_exceeded,
+      (SELECT count(*) FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND status = 'CANCELLED') AS cancelled,
+      (SELECT sum(quantity) FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND status = 'CANCELLED') AS cancelled_quantity,
+      (SELECT sum(cancelled_seats) FROM events WHERE id = ANY(${eventIds}::uuid[])) AS cancelled_counter`
+  const cancelledSeats = Number(counts.cancelled_counter ?? 0)
+  if (cancelledSeats > Number(counts.cancelled_quantity ?? 0)) failures.push(`${cancelledSeats} seats given back, but the cancelled bookings held only ${counts.cancelled_quantity ?? 0}`)
+  let cancellationsLost = 0
+  if (cancelledIds.length > 0) {
+    const [row] = await sql<[{ n: string }]>`
+      SELECT count(*) AS n FROM bookings WHERE id = ANY(${cancelledIds as string[]}::uuid[]) AND status NOT IN ('CANCELLED', 'FAILED')`
+    cancellationsLost = Number(row.n)
+    if (cancellationsLost > 0) failures.push(`${cancellationsLost} accepted cancellations did not cancel their booking`)
+  }
+
+  return {
+    sold,
+    quota,
+    oversold,
+    quota_mismatch: quotaMismatch,
+    lost,
+    duplicate_ids: duplicates,
+    api_disagreements: disagreements,
+    api_sampled: sampled,
+    limit_exceeded: Number(counts.limit_exceeded),
+    over_cap: overCap,
+    cancelled: Number(counts.cancelled),
+    cancelled_seats: cancelledSeats,
+    cancellations_lost: cancellationsLost,
+    failures
+  }
 }

@@ -215,11 +215,13 @@ export async function readDecisionContext (trx: Db, { claimed, cancelTargets, ca
     FROM bookings b
     WHERE (b.id = ANY(${claimed}::uuid[]) AND b.status <> ${BOOKING_STATUS.pending}) OR b.id = ANY(${cancelTargets}::uuid[])
     UNION ALL
-    SELECT 'held', NULL, NULL, sum(b.quantity)::int, b.user_id, b.event_id, NULL
-    FROM bookings b
-    WHERE b.status = ${BOOKING_STATUS.success}
-      AND (b.event_id, b.user_id) IN (SELECT * FROM unnest(${capped.map((c) => c.event_id)}::uuid[], ${capped.map((c) => c.user_id)}::uuid[]))
-    GROUP BY b.event_id, b.user_id`.execute(trx)
+    SELECT 'held', NULL, NULL, sum(b.quantity)::int, c.user_id, c.event_id, NULL
+    FROM (SELECT DISTINCT * FROM unnest(${capped.map((c) => c.event_id)}::uuid[], ${capped.map((c) => c.user_id)}::uuid[]) AS c (event_id, user_id)) c
+    CROSS JOIN LATERAL (
+      -- One probe of the small success-only index per user.
+      SELECT b.quantity FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status = ${BOOKING_STATUS.success}
+    ) b
+    GROUP BY c.event_id, c.user_id`.execute(trx)
   const context: DecisionContext = { now: new Date(0), bookings: new Map(), held: new Map() }
   for (const row of rows) {
     if (row.kind === 'clock') context.now = row.now as Date
