@@ -4,9 +4,10 @@
 //  1. ceiling: a no-op Fastify POST /buy (same schema, same reply, no database) is loaded with the
 //     same generator and concurrency; every throughput is reported as a ratio of it;
 //  then, for each worker mode asked for (default: batched, then serial), on a fresh database:
-//  2. sale: events are created, then `--requests` purchases from distinct users are fired at
-//     `--concurrency` as fast as the server accepts them (autocannon), at `npm start` (API and
-//     worker in one process);
+//  2. sale: events are created (with a per-user cap, `--max-per-user`), then `--requests`
+//     purchases from a crowd of `--users` (some buy more than once) are fired at `--concurrency`
+//     as fast as the server accepts them (autocannon), at `npm start` (API and worker in one
+//     process), while `--cancel-percent` of the queued purchases are cancelled;
 //  3. drain: the bench waits until every stored purchase has a final status (or `--wait` runs out);
 //  4. invariants, from the database and the API (bench/invariants.ts); any failure exits 1;
 //  5. settlement: `--backlog` purchases are stored by the API alone (`npm run server`), then the
