@@ -285,7 +285,7 @@ const roundRobin = (ids: readonly string[]): () => string => {
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 /** Bookings settled: decided, and no cancellation waiting. */
-async function countDecided (sql: postgres.Sql, eventIds: readonly string[]): Promise<number> {
+async function countSettled (sql: postgres.Sql, eventIds: readonly string[]): Promise<number> {
   const [row] = await sql<[{ n: string }]>`
     SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds as string[]}::uuid[]) AND status <> 'PENDING'
       AND (cancel_requested_at IS NULL OR status <> 'SUCCESS')`
@@ -347,7 +347,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     let sampling = true
     const sampler = (async () => {
       while (sampling) {
-        const decided = await countDecided(db, eventIds)
+        const decided = await countSettled(db, eventIds)
         const t = (performance.now() - saleStart) / 1000
         samples.push({ t: round(t, 2), accepted: queuedIds.length + soldOutIds.length, decided })
         const rss = await rssKb(service?.child.pid)
@@ -400,14 +400,14 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     const intakeSeconds = (lastAnswerAt - saleStart) / 1000 || sale.duration
     const stored = queuedIds.length + soldOutIds.length
     // How much settlement kept pace while the crowd was still arriving.
-    const decidedDuringIntake = await countDecided(db, eventIds)
+    const decidedDuringIntake = await countSettled(db, eventIds)
 
     // Drain: wait for every stored purchase to be decided.
     const drainDeadline = performance.now() + waitS * 1000
-    while (await countDecided(db, eventIds) < stored && performance.now() < drainDeadline) await sleep(50)
+    while (await countSettled(db, eventIds) < stored && performance.now() < drainDeadline) await sleep(50)
     sampling = false
     await sampler
-    const decided = await countDecided(db, eventIds)
+    const decided = await countSettled(db, eventIds)
     const queuedSpan = await decisionSpan(db, queuedIds)
     const [timing] = await db<[{ last: Date | null }]>`
       SELECT max(decided_at) AS last FROM bookings WHERE event_id = ANY(${eventIds}::uuid[]) AND status <> 'PENDING'`
@@ -522,7 +522,7 @@ async function timeSettlement (db: postgres.Sql, env: Record<string, string>, to
     worker = await startService('worker', { ...env }, profileDir)
     const deadline = performance.now() + backlogS * 1000
     let decided = 0
-    while ((decided = await countDecided(db, eventIds)) < ids.length && performance.now() < deadline) await sleep(50)
+    while ((decided = await countSettled(db, eventIds)) < ids.length && performance.now() < deadline) await sleep(50)
     await stopOrThrow(worker, 'the worker')
     worker = undefined
     const span = await decisionSpan(db, ids)

@@ -9,8 +9,8 @@
 // - GET /bookings/:id agrees with the database for a sample of accepted purchases
 // - no user holds more seats of an event than its cap
 // - every accepted cancellation ended cancelled (or its purchase failed: nothing to cancel)
-// - seats given back (the event's cancelled counter) == seats of the cancelled bookings that had
-//   succeeded, which is all of them unless withdrawn while pending
+// - seats given back (the events' cancelled counter) never more than the cancelled bookings held
+//   (fewer when some were withdrawn while pending: those held none)
 import type { Sql } from 'postgres'
 
 export interface InvariantReport {

@@ -1,5 +1,6 @@
 import { sql } from 'kysely'
 import type { Db } from './client.ts'
+import { lockEventsForUpdate } from './events.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingRow, type BookingStatus, type FailureReason } from './database.ts'
 
 export interface NewPurchase {
@@ -65,8 +66,8 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
         CASE
           WHEN k.id IS NOT NULL THEN 'replay'
           WHEN e.id IS NULL THEN 'unknown_event'
-          WHEN e.sales_open_at > now() THEN 'not_open'
           WHEN e.sales_close_at <= now() THEN 'closed'
+          WHEN e.sales_open_at > now() THEN 'not_open'
           WHEN e.available_quota = 0 THEN 'sold_out'
           ELSE 'pending'
         END AS verdict
@@ -129,10 +130,6 @@ export async function findByIdempotencyKeys (db: Db, keys: ReadonlyArray<{ user_
   return rows
 }
 
-export async function findBookingById (db: Db, id: string): Promise<BookingRow | undefined> {
-  return await db.selectFrom('bookings').selectAll().where('id', '=', id).executeTakeFirst()
-}
-
 export interface BookingView extends BookingRow {
   /** While pending: purchases of the same event stored before it and not yet decided. */
   position: number | null
@@ -151,14 +148,18 @@ export async function findBookingView (db: Db, id: string): Promise<BookingView 
     .selectAll('b')
     .select([
       sql<string | null>`CASE WHEN b.status = 'PENDING' AND b.arrival IS NOT NULL THEN greatest(b.arrival - e.decided_through - 1, 0) END`.as('position'),
-      sql<number | null>`(SELECT sum(r.decisions_per_second) FROM worker_rates r WHERE r.measured_at > now() - interval '1 minute')`.as('pace')
+      sql<number | null>`CASE WHEN b.status = 'PENDING' THEN (SELECT sum(r.decisions_per_second) FROM worker_rates r WHERE r.measured_at > now() - interval '1 minute') END`.as('pace')
     ])
     .where('b.id', '=', id)
     .executeTakeFirst()
   return row === undefined ? undefined : { ...row, position: row.position === null ? null : Number(row.position), pace: row.pace === null ? null : Number(row.pace) }
 }
 
-/** Of these bookings, those that are settled: decided, and not waiting for a cancellation. */
+/** Settled: decided, and not waiting for a cancellation (findSettled says the same in SQL). */
+export const isSettled = (row: Pick<BookingRow, 'status' | 'cancel_requested_at'>): boolean => row.status !== BOOKING_STATUS.pending &&
+  (row.cancel_requested_at === null || row.status === BOOKING_STATUS.cancelled || row.status === BOOKING_STATUS.failed)
+
+/** Of these bookings, those that are settled (isSettled). */
 export async function findSettled (db: Db, ids: readonly string[]): Promise<string[]> {
   if (ids.length === 0) return []
   const { rows } = await sql<{ id: string }>`
@@ -169,26 +170,30 @@ export async function findSettled (db: Db, ids: readonly string[]): Promise<stri
 }
 
 /**
- * Marks a successful or pending booking as having a cancellation requested, once: true if this
- * call did (the caller then queues the cancellation in the same transaction), false if it was
- * requested already or the booking cannot be cancelled.
+ * Marks a successful or pending booking as having a cancellation requested, once: its status and
+ * request time if this call did (the caller then queues the cancellation in the same
+ * transaction), undefined if it was requested already or the booking cannot be cancelled.
  */
-export async function markCancelRequested (trx: Db, id: string): Promise<boolean> {
-  const result = await trx.updateTable('bookings')
+export async function markCancelRequested (trx: Db, id: string): Promise<Pick<BookingRow, 'status' | 'cancel_requested_at'> | undefined> {
+  return await trx.updateTable('bookings')
     .set({ cancel_requested_at: sql<Date>`now()` })
     .where('id', '=', id)
     .where('status', 'in', [BOOKING_STATUS.pending, BOOKING_STATUS.success])
     .where('cancel_requested_at', 'is', null)
+    .returning(['status', 'cancel_requested_at'])
     .executeTakeFirst()
-  return result.numUpdatedRows === 1n
 }
 
 /** A booking as a decision needs it. */
 export type BookingState = Pick<BookingRow, 'status' | 'quantity' | 'user_id' | 'event_id'>
 
 export interface DecisionContext {
-  /** The database's clock, read after the events' locks were taken: the time of every decision. */
-  now: Date
+  /**
+   * The database's clock, read after the events' locks were taken: the time of every decision.
+   * null when no rule needed it (no closing time, no deadline, no cancellation): the statements
+   * recording the decisions then take the database's clock themselves.
+   */
+  now: Date | null
   /** Of `claimed`, those no longer pending; and every one of `cancelTargets`. */
   bookings: Map<string, BookingState>
   /** Seats each (event, user) of `capped` holds now: `${event_id}\n${user_id}` -> seats. */
@@ -222,9 +227,9 @@ export async function readDecisionContext (trx: Db, { claimed, cancelTargets, ca
       SELECT b.quantity FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status = ${BOOKING_STATUS.success}
     ) b
     GROUP BY c.event_id, c.user_id`.execute(trx)
-  const context: DecisionContext = { now: new Date(0), bookings: new Map(), held: new Map() }
+  const context: DecisionContext = { now: null, bookings: new Map(), held: new Map() }
   for (const row of rows) {
-    if (row.kind === 'clock') context.now = row.now as Date
+    if (row.kind === 'clock') context.now = row.now
     else if (row.kind === 'booking') context.bookings.set(row.id as string, { status: row.status as BookingStatus, quantity: row.quantity as number, user_id: row.user_id as string, event_id: row.event_id as string })
     else context.held.set(heldKey(row.event_id as string, row.user_id as string), row.quantity as number)
   }
@@ -260,11 +265,11 @@ export interface BookingDecision {
  * against). Like recordDecision, only pending bookings change; returns how many did, so the caller
  * can tell a decision that was not written. Within a batch, the ids (UUIDv7) give the order.
  */
-export async function recordDecisions (trx: Db, decisions: readonly BookingDecision[], at: Date): Promise<number> {
+export async function recordDecisions (trx: Db, decisions: readonly BookingDecision[], at: Date | null): Promise<number> {
   if (decisions.length === 0) return 0
   const result = await sql`
     UPDATE bookings b
-    SET status = d.status, reason = d.reason, decided_at = ${at}::timestamptz
+    SET status = d.status, reason = d.reason, decided_at = coalesce(${at}::timestamptz, statement_timestamp())
     FROM unnest(${decisions.map((d) => d.id)}::uuid[], ${decisions.map((d) => d.decision.status)}::text[],
                 ${decisions.map((d) => d.decision.status === BOOKING_STATUS.failed ? d.decision.reason : null)}::text[])
       AS d (id, status, reason)
@@ -276,11 +281,12 @@ export async function recordDecisions (trx: Db, decisions: readonly BookingDecis
  * Cancels bookings (successful ones give their seats back through applyEventChanges; pending ones
  * are withdrawn before their decision, which is then `at` too). Returns how many changed.
  */
-export async function recordCancellations (trx: Db, ids: readonly string[], at: Date): Promise<number> {
+export async function recordCancellations (trx: Db, ids: readonly string[], at: Date | null): Promise<number> {
   if (ids.length === 0) return 0
   const result = await sql`
     UPDATE bookings
-    SET status = ${BOOKING_STATUS.cancelled}, cancelled_at = ${at}::timestamptz, decided_at = coalesce(decided_at, ${at}::timestamptz)
+    SET status = ${BOOKING_STATUS.cancelled}, cancelled_at = coalesce(${at}::timestamptz, statement_timestamp()),
+        decided_at = coalesce(decided_at, ${at}::timestamptz, statement_timestamp())
     WHERE id = ANY(${ids}::uuid[]) AND status IN (${BOOKING_STATUS.success}, ${BOOKING_STATUS.pending})`.execute(trx)
   return Number(result.numAffectedRows ?? 0n)
 }
@@ -298,9 +304,7 @@ export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> 
     .execute()
   if (due.length === 0) return []
   return await db.transaction().execute(async (trx) => {
-    await trx.selectFrom('events').select('id')
-      .where('id', '=', sql<string>`ANY(${due.map((d) => d.event_id)}::uuid[])`)
-      .orderBy('id').forNoKeyUpdate().execute()
+    await lockEventsForUpdate(trx, due.map((d) => d.event_id))
     const { rows } = await sql<{ id: string }>`
       UPDATE bookings SET status = ${BOOKING_STATUS.failed}, reason = ${FAILURE_REASON.expired}, decided_at = clock_timestamp()
       WHERE status = ${BOOKING_STATUS.pending} AND expires_at <= clock_timestamp()

@@ -87,7 +87,7 @@ export function createDb (options: DatabaseOptions): Db {
 }
 
 /** Sends a notification; inside a transaction, it is delivered when (and only if) that commits. */
-export async function notify (db: Db, channel: string): Promise<void> {
+async function notify (db: Db, channel: string): Promise<void> {
   await sql`SELECT pg_notify(${channel}, '')`.execute(db)
 }
 
@@ -98,23 +98,29 @@ export async function notify (db: Db, channel: string): Promise<void> {
  * notification queue lock, and nobody waits for it. If it fails, listeners still poll.
  */
 export function createNotifier (db: Db, channel: string, onError: (err: unknown) => void): () => void {
-  let notifying = false
+  return coalesced(async () => { await notify(db, channel).catch(onError) })
+}
+
+/**
+ * Wraps a task so that calls never overlap: a call while it runs asks for one more run after it,
+ * however many such calls there were. The task handles its own errors.
+ */
+export function coalesced (task: () => Promise<void>): () => void {
+  let running = false
   let again = false
-  const send = (): void => {
-    if (notifying) {
+  const run = (): void => {
+    if (running) {
       again = true
       return
     }
-    notifying = true
+    running = true
     again = false
-    notify(db, channel)
-      .catch(onError)
-      .finally(() => {
-        notifying = false
-        if (again) send()
-      })
+    void task().finally(() => {
+      running = false
+      if (again) run()
+    })
   }
-  return send
+  return run
 }
 
 /**

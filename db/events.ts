@@ -20,11 +20,12 @@ export interface EventSettings {
   sales_close_at?: Date | null
 }
 
-// Closed wins over not-yet-open: an event closed before it ever opened is closed.
+// Closed wins over not-yet-open: an event closed before it ever opened is closed. (Unqualified,
+// so that the same columns serve a SELECT, an INSERT and an UPDATE of events.)
 const summaryColumns = [
-  sql<number>`e.total_quota - e.available_quota`.as('sold'),
-  sql<SaleStatus>`CASE WHEN e.sales_close_at <= now() THEN 'closed' WHEN e.sales_open_at > now() THEN 'scheduled'
-    WHEN e.available_quota = 0 THEN 'sold_out' ELSE 'open' END`.as('sale_status')
+  sql<number>`total_quota - available_quota`.as('sold'),
+  sql<SaleStatus>`CASE WHEN sales_close_at <= now() THEN 'closed' WHEN sales_open_at > now() THEN 'scheduled'
+    WHEN available_quota = 0 THEN 'sold_out' ELSE 'open' END`.as('sale_status')
 ] as const
 
 /** Pending purchases of the event: an index-only count over the small pending-only index. */
@@ -33,10 +34,12 @@ const pendingCount = sql<string>`(SELECT count(*) FROM bookings b WHERE b.event_
 const toSummary = <T extends { pending: string | number }>(row: T): T & { pending: number } => ({ ...row, pending: Number(row.pending) })
 
 export async function insertEvent (db: Db, event: EventSettings): Promise<EventSummary> {
-  return await db.transaction().execute(async (trx) => {
-    const { id } = await trx.insertInto('events').values({ ...event, available_quota: event.total_quota }).returning('id').executeTakeFirstOrThrow()
-    return await findEventById(trx, id) as EventSummary
-  })
+  const row = await db.insertInto('events')
+    .values({ ...event, available_quota: event.total_quota })
+    .returningAll()
+    .returning([...summaryColumns, sql<number>`0`.as('pending')])
+    .executeTakeFirstOrThrow()
+  return toSummary(row)
 }
 
 export async function findEventById (db: Db, id: string): Promise<EventSummary | undefined> {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
-import { listen } from '../db/client.ts'
+import { coalesced, listen } from '../db/client.ts'
 import { findSettled } from '../db/bookings.ts'
 import { BOOKINGS_DECIDED_CHANNEL } from '../lib/purchase-queue.ts'
 
@@ -27,28 +27,17 @@ const CHECK_EVERY_MS = 1000
  */
 export function createBookingWaiter ({ db, log }: { db: Db, log: Logger }): BookingWaiter {
   const waiters = new Map<string, Set<() => void>>()
-  let checking = false
-  let checkAgain = false
   let closed = false
 
-  function check (): void {
+  const check = coalesced(async () => {
     if (waiters.size === 0 || closed) return
-    if (checking) {
-      checkAgain = true
-      return
+    try {
+      const settled = await findSettled(db, [...waiters.keys()])
+      for (const id of settled) for (const release of waiters.get(id) ?? []) release()
+    } catch (err) {
+      log.warn({ err }, 'could not check the bookings clients wait on; checking again shortly')
     }
-    checking = true
-    checkAgain = false
-    findSettled(db, [...waiters.keys()])
-      .then((settled) => {
-        for (const id of settled) for (const release of waiters.get(id) ?? []) release()
-      })
-      .catch((err: unknown) => { log.warn({ err }, 'could not check the bookings clients wait on; checking again shortly') })
-      .finally(() => {
-        checking = false
-        if (checkAgain) check()
-      })
-  }
+  })
 
   const timer = setInterval(check, CHECK_EVERY_MS)
   timer.unref()

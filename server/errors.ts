@@ -64,6 +64,18 @@ const UNAVAILABLE_CODES = new Set([
 // long): the request's fault, so a 400, never a 500. The schemas should catch these first.
 const BAD_INPUT_CODES = new Set(['22P02', '22021', '22P05', '22001', '22003'])
 
+// A table constraint that a request can break with values each valid on its own (a PATCH of one
+// end of a sale window against the other end already stored): the request's fault, a 4xx.
+const CONSTRAINT_ERRORS: Readonly<Record<string, ErrorCode>> = {
+  events_sale_window: 'INVALID_SALE_WINDOW'
+}
+
+function constraintError (err: unknown): AppError | undefined {
+  const name = typeof err === 'object' && err !== null ? (err as { constraint_name?: unknown }).constraint_name : undefined
+  const code = typeof name === 'string' ? CONSTRAINT_ERRORS[name] : undefined
+  return code === undefined ? undefined : new AppError(code, { cause: err })
+}
+
 export function isDatabaseUnavailable (err: unknown, depth = 0): boolean {
   if (typeof err !== 'object' || err === null || depth > 5) return false
   const { code, cause, errors } = err as { code?: unknown, cause?: unknown, errors?: unknown }
@@ -80,6 +92,7 @@ export function isDatabaseUnavailable (err: unknown, depth = 0): boolean {
  */
 export function registerErrorHandler (app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
+    err = constraintError(err) ?? err
     if (err instanceof AppError) {
       if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds))
       return reply.code(err.statusCode).send({ statusCode: err.statusCode, error: STATUS_CODES[err.statusCode], code: err.code, message: err.message })

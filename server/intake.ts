@@ -20,14 +20,8 @@ export interface IntakeOptions {
   pendingRefreshMs?: number
 }
 
-/** A purchase as the API received it. */
-export interface PurchaseRequest {
-  event_id: string
-  user_id: string
-  quantity: number
-  idempotency_key: string | null
-  max_wait_seconds: number | null
-}
+/** A purchase as the API received it (its id is given at intake). */
+export type PurchaseRequest = Omit<NewPurchase, 'id'>
 
 /**
  * What became of a purchase: queued for the worker (202), or known at once (200): sold out when

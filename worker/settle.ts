@@ -58,7 +58,6 @@ export type JobOutcome = Decision['status'] | 'cancelled' | 'skipped'
  * `events` holds every event concerned, read under its row lock; `context` is readDecisionContext's.
  */
 export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<string, LockedEvent>, context: DecisionContext): JobsDecided {
-  const left = new Map([...events].map(([id, event]) => [id, event.available_quota]))
   const held = new Map(context.held)
   // Bookings whose status changes in this batch, over what the database said.
   const states = new Map(context.bookings)
@@ -70,6 +69,11 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
       changes.set(eventId, c)
     }
     return c
+  }
+  const seatsLeft = (eventId: string): number => (events.get(eventId)?.available_quota ?? 0) + (changes.get(eventId)?.seats ?? 0)
+  const clock = (): Date => {
+    if (context.now === null) throw new Error('a decision needs the clock, but none was read')
+    return context.now
   }
   const decisions: BookingDecision[] = []
   const cancelled: string[] = []
@@ -84,7 +88,6 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
         continue
       }
       if (target.status === BOOKING_STATUS.success) {
-        left.set(target.event_id, (left.get(target.event_id) ?? 0) + target.quantity)
         const c = change(target.event_id)
         c.seats += target.quantity
         c.cancelledSeats += target.quantity
@@ -97,24 +100,25 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
       continue
     }
 
-    const event = isPurchaseJobData(data) ? events.get(data.event_id) : undefined
-    if (event === undefined || !isPurchaseJobData(data)) {
+    if (!isPurchaseJobData(data) || !events.has(data.event_id)) {
       decisions.push({ id, decision: { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.invalid } })
       outcomes.set(id, BOOKING_STATUS.failed)
       continue
     }
+    const event = events.get(data.event_id) as LockedEvent
     if ((states.get(id)?.status ?? BOOKING_STATUS.pending) !== BOOKING_STATUS.pending) {
       // Decided already (withdrawn or expired while queued, or a job delivered twice).
       outcomes.set(id, 'skipped')
       continue
     }
-    if (data.arrival !== undefined) change(data.event_id).decidedThrough = Math.max(change(data.event_id).decidedThrough, data.arrival)
-    const seats = left.get(data.event_id) as number
+    const c = change(data.event_id)
+    if (data.arrival !== undefined) c.decidedThrough = Math.max(c.decidedThrough, data.arrival)
+    const seats = seatsLeft(data.event_id)
     const key = heldKey(data.event_id, data.user_id)
     let decision: Decision
-    if (event.sales_close_at !== null && event.sales_close_at <= context.now) {
+    if (event.sales_close_at !== null && event.sales_close_at <= clock()) {
       decision = { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.saleClosed }
-    } else if (data.expires_at !== undefined && Date.parse(data.expires_at) <= context.now.getTime()) {
+    } else if (data.expires_at !== undefined && Date.parse(data.expires_at) <= clock().getTime()) {
       decision = { status: BOOKING_STATUS.failed, reason: FAILURE_REASON.expired }
     } else {
       decision = decidePurchase(seats, data.quantity)
@@ -123,8 +127,7 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
       }
     }
     if (decision.status === BOOKING_STATUS.success) {
-      left.set(data.event_id, seats - data.quantity)
-      change(data.event_id).seats -= data.quantity
+      c.seats -= data.quantity
       if (event.max_per_user !== null) held.set(key, (held.get(key) ?? 0) + data.quantity)
       states.set(id, { status: BOOKING_STATUS.success, quantity: data.quantity, user_id: data.user_id, event_id: data.event_id })
     } else {
@@ -155,15 +158,22 @@ export async function applyJobs (trx: Db, jobs: readonly QueuedJob[], { locked, 
   for (const { id, data } of jobs) {
     if (isCancelJobData(data)) cancelTargets.push(data.cancel_booking_id)
     else if (isPurchaseJobData(data)) {
-      // Only the deadline sweep changes a queued purchase behind the queue's back, and only one
-      // with a deadline; any other that is not pending any more (a job re-queued by hand) makes
-      // recordDecisions come up short, and the batch is rolled back and settled one by one, which
-      // checks every purchase (verifyAll).
+      // Only purchases with a deadline are read here (the sweep may have expired them while
+      // queued): they are the common case. Any other that is not pending any more (withdrawn by
+      // a cancellation claimed before it, as when its own job was waiting for a retry, or a job
+      // re-queued by hand) makes recordDecisions come up short: the batch is rolled back and
+      // settled one job at a time, which checks every purchase (verifyAll). Rare, and correct.
       if (verifyAll || data.expires_at !== undefined) claimed.push(id)
       if (events.get(data.event_id)?.max_per_user != null) capped.push({ event_id: data.event_id, user_id: data.user_id })
     }
   }
-  const context = await readDecisionContext(trx, { claimed, cancelTargets, capped })
+  // The clock is needed only by a closing time or a deadline; without one, nor anything else to
+  // read, the round trip is saved and the database stamps the decisions itself.
+  const needed = claimed.length > 0 || cancelTargets.length > 0 || capped.length > 0 ||
+    [...events.values()].some((event) => event.sales_close_at !== null)
+  const context: DecisionContext = needed
+    ? await readDecisionContext(trx, { claimed, cancelTargets, capped })
+    : { now: null, bookings: new Map(), held: new Map() }
   const decided = decideJobs(jobs, events, context)
   await applyEventChanges(trx, decided.changes)
   const recorded = await recordDecisions(trx, decided.decisions, context.now)

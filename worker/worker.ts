@@ -40,7 +40,7 @@ const ERROR_BACKOFF_MS = 1000
 const LISTEN_RETRY_MS = 5000
 // How often overdue purchases (max_wait_seconds passed) are failed as expired: a deadline is
 // kept to within about this much, even while the worker is far behind.
-export const EXPIRY_SWEEP_MS = 500
+const EXPIRY_SWEEP_MS = 500
 // How often the worker's pace is measured and published for estimated waits.
 const RATE_SAMPLE_MS = 1000
 

@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { fromKysely, type PgBoss } from 'pg-boss'
 import { v7 as uuidv7 } from 'uuid'
 import type { Db } from '../../db/client.ts'
-import { findBookingView, markCancelRequested, type BookingView } from '../../db/bookings.ts'
-import { BOOKING_STATUS, type BookingRow, type BookingStatus } from '../../db/database.ts'
+import { findBookingView, isSettled, markCancelRequested, type BookingView } from '../../db/bookings.ts'
+import { BOOKING_STATUS, type BookingStatus } from '../../db/database.ts'
 import { PURCHASE_QUEUE, type CancelJobData } from '../../lib/purchase-queue.ts'
 import { adminCheck } from '../auth.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
@@ -13,7 +13,7 @@ import { ErrorResponse, IdParams } from '../schemas/common.ts'
 
 export const STATUS_FOR_CLIENTS = { PENDING: 'pending', SUCCESS: 'success', FAILED: 'failed', CANCELLED: 'cancelled' } as const satisfies Record<BookingStatus, string>
 
-export function toBookingResponse (row: BookingView) {
+function toBookingResponse (row: BookingView) {
   const pending = row.status === BOOKING_STATUS.pending
   return {
     booking_id: row.id,
@@ -32,9 +32,6 @@ export function toBookingResponse (row: BookingView) {
     cancelled_at: row.cancelled_at?.toISOString() ?? null
   }
 }
-
-const isSettled = (row: BookingRow): boolean => row.status !== BOOKING_STATUS.pending &&
-  (row.cancel_requested_at === null || row.status === BOOKING_STATUS.cancelled || row.status === BOOKING_STATUS.failed)
 
 async function findOrThrow (db: Db, id: string): Promise<BookingView> {
   const row = await findBookingView(db, id)
@@ -98,16 +95,22 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
       const queued = await db.transaction().execute(async (trx) => {
-        if (!await markCancelRequested(trx, id)) return false
+        const marked = await markCancelRequested(trx, id)
+        if (marked === undefined) return undefined
         const data: CancelJobData = { cancel_booking_id: id, event_id: row.event_id }
         const ids = await boss.insert(PURCHASE_QUEUE, [{ id: uuidv7(), data }], { db: fromKysely(trx), returnId: true })
         if (ids?.length !== 1) throw new Error('the cancellation job was not stored')
-        return true
+        return marked
       })
-      if (queued) onQueued()
-      row = await findOrThrow(db, id)
-      // Decided while we looked (a pending purchase that failed): nothing was queued, nothing to cancel.
-      if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
+      if (queued !== undefined) {
+        onQueued()
+        row = { ...row, ...queued }
+      } else {
+        // Requested already, or changed since it was read: answer with what it is now.
+        row = await findOrThrow(db, id)
+        // Decided while we looked (a pending purchase that failed): nothing to cancel.
+        if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
+      }
     }
     return reply.code(row.status === BOOKING_STATUS.cancelled ? 200 : 202)
       .header('location', `/bookings/${id}`)
