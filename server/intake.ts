@@ -1,6 +1,6 @@
 import { fromKysely, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
-import { v7 as uuidv7 } from 'uuid'
+import { timeOrderedId } from '../lib/ids.ts'
 import type { Db } from '../db/client.ts'
 import { countPendingBookings, findByIdempotencyKeys, storePurchases, type ExistingPurchase, type NewPurchase, type StoredPurchase, type StoreVerdict } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingStatus } from '../db/database.ts'
@@ -259,7 +259,7 @@ export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBos
       if (pendingCounted + acceptedSinceCount + holding >= options.queueCapacity) throw new AppError('QUEUE_FULL')
       holding += 1
       // Time-ordered ids: the booking id is the job id, and sorts in arrival order.
-      const purchase: NewPurchase = { id: uuidv7(), ...request }
+      const purchase: NewPurchase = { id: timeOrderedId(), ...request }
       return await new Promise<Submitted>((resolve, reject) => {
         waiting.push({ purchase, resolve, reject })
         if (waiting.length === 1 && windowTimer === undefined && !windowElapsed) openWindow()

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { fromKysely, type PgBoss } from 'pg-boss'
-import { v7 as uuidv7 } from 'uuid'
+import { timeOrderedId } from '../../lib/ids.ts'
 import type { Db } from '../../db/client.ts'
 import { findBookingView, isSettled, markCancelRequested, type BookingView } from '../../db/bookings.ts'
 import { BOOKING_STATUS, type BookingStatus } from '../../db/database.ts'
@@ -98,7 +98,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
         const marked = await markCancelRequested(trx, id)
         if (marked === undefined) return undefined
         const data: CancelJobData = { cancel_booking_id: id, event_id: row.event_id }
-        const ids = await boss.insert(PURCHASE_QUEUE, [{ id: uuidv7(), data }], { db: fromKysely(trx), returnId: true })
+        const ids = await boss.insert(PURCHASE_QUEUE, [{ id: timeOrderedId(), data }], { db: fromKysely(trx), returnId: true })
         if (ids?.length !== 1) throw new Error('the cancellation job was not stored')
         return marked
       })
