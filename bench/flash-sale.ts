@@ -2,7 +2,8 @@
 //
 // A flash sale, measured against this machine's own ceiling and checked for correctness:
 //  1. ceiling: a no-op Fastify POST /buy (same schema, same reply, no database) is loaded with the
-//     same generator and concurrency; every throughput is reported as a ratio of it;
+//     same generator, concurrency, request bodies and per-answer work (status counted, booking id
+//     kept); every throughput is reported as a ratio of it;
 //  then, for each worker mode asked for (default: batched, then serial), on a fresh database:
 //  2. sale: events are created (with a per-user cap, `--max-per-user`), then `--requests`
 //     purchases from a crowd of `--users` (some buy more than once) are fired at `--concurrency`
@@ -36,6 +37,7 @@ const { values: opts } = parseArgs({
     requests: { type: 'string', default: '50000' },
     quota: { type: 'string', default: '5000' },
     'serial-requests': { type: 'string', default: '5000' },
+    warmup: { type: 'string', default: '3000' },
     backlog: { type: 'string', default: '20000' },
     'backlog-seconds': { type: 'string', default: '10' },
     profile: { type: 'boolean', default: false },
@@ -65,6 +67,8 @@ const HELP = `npm run bench -- [options]
   --quota N             seats per event (default 5000)
   --serial-requests N   requests in the serial mode's sale, which settles ~200/s; its quota is scaled
                         by the same ratio (default 5000; the batched mode uses --requests)
+  --warmup N            requests sent to each server before it is measured, not counted: code that
+                        has just started runs cold (default 3000; 0 = none)
   --backlog N           purchases stored before the worker starts, to time settlement alone;
                         0 skips that phase (default 20000)
   --backlog-seconds S   longest the worker is timed on the backlog (default 10)
@@ -128,6 +132,7 @@ function parseQuantityMix (mix: string): () => number {
 const requests = int('requests', opts.requests, 1)
 const quota = int('quota', opts.quota, 1)
 const concurrency = int('concurrency', opts.concurrency, 1)
+const warmupRequests = int('warmup', opts.warmup, 0)
 const durationS = int('duration', opts.duration, 1)
 const eventCount = int('events', opts.events, 1)
 const waitS = int('wait', opts.wait, 1)
@@ -179,10 +184,42 @@ async function stopChild (child: ChildProcess | undefined): Promise<number | nul
   return code
 }
 
+/** The crowd's distinct users for a sale of `n` requests: --users, else a third of them. */
+const crowdSize = (n: number): number => opts.users === undefined ? Math.max(1, Math.floor(n / 3)) : int('users', opts.users, 1)
+
 /** A crowd of `size` users, drawn at random: with fewer users than requests, some buy again. */
 function crowd (size: number): () => string {
   const users = Array.from({ length: size }, () => randomUUID())
   return () => users[Math.floor(Math.random() * users.length)] as string
+}
+
+/**
+ * What the load generator keeps of each answer: its status, and the booking id of a 200 or 202 (so
+ * the invariants can follow it). The ceiling's run records its answers the same way, so both runs
+ * cost the load generator the same per request and the ratio compares the servers alone.
+ */
+function answerRecorder (): { onResponse: (status: number, body: string) => void, statusCounts: Map<number, number>, queuedIds: string[], soldOutIds: string[], lastAnswerAt: () => number, lastStoredAt: () => number } {
+  const statusCounts = new Map<number, number>()
+  const queuedIds: string[] = []
+  const soldOutIds: string[] = []
+  let lastAnswerAt = 0
+  let lastStoredAt = 0
+  return {
+    onResponse: (status, body) => {
+      statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1)
+      lastAnswerAt = performance.now()
+      if (status === 202 || status === 200) {
+        const id = (JSON.parse(body) as { booking_id: string }).booking_id;
+        (status === 202 ? queuedIds : soldOutIds).push(id)
+        lastStoredAt = lastAnswerAt
+      }
+    },
+    statusCounts,
+    queuedIds,
+    soldOutIds,
+    lastAnswerAt: () => lastAnswerAt,
+    lastStoredAt: () => lastStoredAt
+  }
 }
 
 function buyRequest (baseUrl: string, pickEvent: () => string, onResponse?: (status: number, body: string) => void, pickUser: () => string = randomUUID): autocannon.Options {
@@ -277,6 +314,30 @@ async function createEvents (baseUrl: string, token: string, count: number, seat
   return ids
 }
 
+/**
+ * Before anything is measured, `--warmup` requests go through the server: a process that has just
+ * started runs its first requests through cold code (V8 compiles it as it goes), which a real sale,
+ * meeting a service that has been up for a while, does not. The ceiling server gets the same. With
+ * a database (the real service), the requests buy from an event of their own with seats for a fifth
+ * of them, so both answers (queued and sold out at once) are exercised; the sale starts once every
+ * one of them is decided.
+ */
+async function warmUp (baseUrl: string, db: postgres.Sql | undefined, token: string | undefined, label: string): Promise<void> {
+  if (warmupRequests === 0) return
+  let pickEvent = (): string => randomUUID()
+  let eventIds: string[] = []
+  if (db !== undefined) {
+    eventIds = await createEvents(baseUrl, token as string, 1, Math.ceil(warmupRequests / 5), label)
+    pickEvent = () => eventIds[0] as string
+  }
+  const answers = answerRecorder()
+  await runAutocannon(buyRequest(baseUrl, pickEvent, answers.onResponse, crowd(crowdSize(warmupRequests))), { amount: warmupRequests, seconds: 60 })
+  if (db === undefined) return
+  const stored = answers.queuedIds.length + answers.soldOutIds.length
+  const deadline = performance.now() + 60_000
+  while (await countSettled(db, eventIds) < stored && performance.now() < deadline) await sleep(50)
+}
+
 const roundRobin = (ids: readonly string[]): () => string => {
   let next = 0
   return () => ids[next++ % ids.length] as string
@@ -332,18 +393,16 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     sql = postgres(databaseUrl as string, { max: 2, onnotice: () => {} })
     const [{ version: postgresVersion }] = await sql<[{ version: string }]>`SELECT current_setting('server_version') AS version`
     const db = sql
+    await warmUp(baseUrl, db, adminToken, `Bench warm-up ${startedAt.toISOString()} ${mode}`)
     const eventIds = await createEvents(baseUrl, adminToken as string, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`)
     const pickEvent = roundRobin(eventIds)
 
     // The sale, sampled every 250 ms: stored (from the answers) and decided (from the database).
-    const queuedIds: string[] = []
-    const soldOutIds: string[] = []
-    const statusCounts = new Map<number, number>()
+    const answers = answerRecorder()
+    const { queuedIds, soldOutIds, statusCounts } = answers
     const samples: Sample[] = []
-    let lastStoredAt = 0
     let maxRssKb = 0
     const saleStart = performance.now()
-    let lastAnswerAt = saleStart
     let sampling = true
     const sampler = (async () => {
       while (sampling) {
@@ -382,17 +441,11 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       }
     })()
 
-    const users = opts.users === undefined ? Math.max(1, Math.floor(requests / 3)) : int('users', opts.users, 1)
+    const users = crowdSize(requests)
     log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
-    const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, (status, body) => {
-      statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1)
-      lastAnswerAt = performance.now()
-      if (status === 202 || status === 200) {
-        const id = (JSON.parse(body) as { booking_id: string }).booking_id;
-        (status === 202 ? queuedIds : soldOutIds).push(id)
-        lastStoredAt = performance.now()
-      }
-    }, crowd(users)), { amount: requests, seconds: durationS })
+    const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, answers.onResponse, crowd(users)), { amount: requests, seconds: durationS })
+    const lastAnswerAt = answers.lastAnswerAt() || saleStart
+    const lastStoredAt = answers.lastStoredAt()
     selling = false
     await canceller
     // From the first request to the last answer (autocannon's own duration is rounded up to its
@@ -435,6 +488,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       quota: quota * eventCount,
       events: eventCount,
       concurrency,
+      warmup_requests: warmupRequests,
       quantity_mix: opts.quantity,
       accepted: queuedIds.length,
       sold_out_at_once: soldOutIds.length,
@@ -554,7 +608,8 @@ try {
   await waitForLine(noop, 'ready')
   log(`ceiling: loading a no-op POST /buy for ${ceilingS} s at concurrency ${concurrency}...`)
   const fakeEvent = randomUUID()
-  const ceiling = await runAutocannon(buyRequest(`http://127.0.0.1:${noopPort}`, () => fakeEvent), { seconds: ceilingS })
+  await warmUp(`http://127.0.0.1:${noopPort}`, undefined, undefined, '')
+  const ceiling = await runAutocannon(buyRequest(`http://127.0.0.1:${noopPort}`, () => fakeEvent, answerRecorder().onResponse, crowd(crowdSize(requests))), { seconds: ceilingS })
   await stopChild(noop)
   const ceilingRps = ceiling['2xx'] / (ceiling.duration || ceilingS)
   log(`ceiling: ${Math.round(ceilingRps)} req/s`)

@@ -18,7 +18,7 @@ const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'reject
 async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<{ code: number | null, results: Array<Record<string, unknown>>, result: Record<string, unknown>, out: string, stdout: string }> {
   const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
   t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
-  const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'flash-sale.ts'), '--json', '--quiet', '--out', out, '--ceiling-seconds', '1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'flash-sale.ts'), '--json', '--quiet', '--out', out, '--ceiling-seconds', '1', '--warmup', '200', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
