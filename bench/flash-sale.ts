@@ -338,6 +338,25 @@ async function warmUp (baseUrl: string, db: postgres.Sql | undefined, token: str
   while (await countSettled(db, eventIds) < stored && performance.now() < deadline) await sleep(50)
 }
 
+/** Asks the service's GET /admin/invariants about each event; returns what it reported broken. */
+async function checkInvariantsEndpoint (baseUrl: string, token: string, eventIds: readonly string[], soldInDatabase: number): Promise<string[]> {
+  const problems: string[] = []
+  let sold = 0
+  for (const id of eventIds) {
+    const res = await fetch(`${baseUrl}/admin/invariants?event_id=${id}`, { headers: { authorization: `Bearer ${token}` } })
+    const body = await res.json() as { ok?: boolean, events?: Array<{ sold_seats: number, problems: string[] }> }
+    const [event] = body.events ?? []
+    if (res.status !== 200 || event === undefined) {
+      problems.push(`GET /admin/invariants?event_id=${id} answered ${res.status}`)
+      continue
+    }
+    sold += event.sold_seats
+    if (body.ok !== true) problems.push(`GET /admin/invariants: event ${id}: ${event.problems.join('; ')}`)
+  }
+  if (problems.length === 0 && sold !== soldInDatabase) problems.push(`GET /admin/invariants counts ${sold} seats sold, the database ${soldInDatabase}`)
+  return problems
+}
+
 const roundRobin = (ids: readonly string[]): () => string => {
   let next = 0
   return () => ids[next++ % ids.length] as string
@@ -473,6 +492,9 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       ? 0
       : Number((await db<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${soldOutIds}::uuid[]) AND (status <> 'FAILED' OR reason <> 'sold_out')`)[0].n)
     if (soldOutWrong > 0) invariants.failures.push(`${soldOutWrong} purchases answered "sold out" at once are not stored as failed/sold_out`)
+    // The operators' own check (GET /admin/invariants) must agree: every event ok, the same seats sold.
+    const endpointProblems = await checkInvariantsEndpoint(baseUrl, adminToken as string, eventIds, invariants.sold)
+    invariants.failures.push(...endpointProblems)
 
     // Settlement alone: the API stores a backlog with no worker running, then the worker is timed.
     let settlement: Record<string, unknown> = { settle_backlog: 0 }
@@ -532,6 +554,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       postgres_version: postgresVersion,
       cpus: os.cpus().length,
       started_at: startedAt.toISOString(),
+      endpoint_invariants_ok: endpointProblems.length === 0,
       invariants_ok: invariants.failures.length === 0 && timeToAllDecided !== null,
       failures: timeToAllDecided === null ? [...invariants.failures, `not every purchase was decided within ${waitS} s`] : invariants.failures,
       samples

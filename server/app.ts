@@ -9,6 +9,7 @@ import { createNotifier } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
 import { createBookingWaiter } from './booking-waiter.ts'
 import { createIntake } from './intake.ts'
+import { adminRoutes } from './routes/admin.ts'
 import { bookingRoutes } from './routes/bookings.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -80,5 +81,6 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
   await app.register(bookingRoutes, { db, boss, waiter, adminToken: config.ADMIN_TOKEN, onQueued })
   await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
   await app.register(healthRoutes, { db })
+  await app.register(adminRoutes, { db, adminToken: config.ADMIN_TOKEN })
   return app
 }

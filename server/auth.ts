@@ -2,6 +2,9 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { AppError } from './errors.ts'
 
+/** The header admin routes document: `Authorization: Bearer <ADMIN_TOKEN>`. */
+export const AdminHeaders = { type: 'object', properties: { authorization: { type: 'string' } } } as const
+
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
 
 /**

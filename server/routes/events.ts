@@ -1,13 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Db } from '../../db/client.ts'
 import { closeSales, findEventById, insertEvent, listEvents, updateEvent, type EventSummary, type EventUpdate } from '../../db/events.ts'
-import { requireAdmin } from '../auth.ts'
+import { AdminHeaders, requireAdmin } from '../auth.ts'
 import { AppError } from '../errors.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
 import { CreateEventBody, Event, EventList, UpdateEventBody } from '../schemas/events.ts'
 
 const LIST_LIMIT = 1000
-const AdminHeaders = { type: 'object', properties: { authorization: { type: 'string' } } } as const
 
 function toEventResponse ({ cancelled_seats: cancelled, decided_through: _decidedThrough, ...event }: EventSummary) {
   return {

@@ -13,7 +13,7 @@ const ROOT = path.resolve(import.meta.dirname, '..', '..')
 
 const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'rejected_busy', 'errors', 'intake_rps', 'intake_p50_ms',
   'intake_p99_ms', 'decided', 'decide_rps', 'time_to_all_decided_s', 'sold', 'oversold', 'lost', 'ceiling_rps', 'intake_ratio',
-  'worker_mode', 'node_version', 'postgres_version', 'started_at']
+  'worker_mode', 'node_version', 'postgres_version', 'started_at', 'endpoint_invariants_ok']
 
 async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<{ code: number | null, results: Array<Record<string, unknown>>, result: Record<string, unknown>, out: string, stdout: string }> {
   const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
@@ -42,7 +42,7 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
   t.same(results.map((r) => r.worker_mode), ['batched', 'serial'], 'both modes, batched first')
   for (const result of results) {
     for (const field of REQUIRED_FIELDS) t.ok(field in result, `${String(result.worker_mode)} reports ${field}`)
-    t.match(result, { requests: 300, quota: 40, concurrency: 20, stored: 300, rejected_busy: 0, errors: 0, decided: 300, oversold: 0, lost: 0, invariants_ok: true })
+    t.match(result, { requests: 300, quota: 40, concurrency: 20, stored: 300, rejected_busy: 0, errors: 0, decided: 300, oversold: 0, lost: 0, invariants_ok: true, endpoint_invariants_ok: true })
     t.equal((result.accepted as number) + (result.sold_out_at_once as number), 300, 'every request stored: queued or sold out at once')
     t.equal(result.sold, 40, 'sold exactly the quota')
     t.match(result, { settle_backlog: 300, settle_decided: 300, settle_drained: true }, 'the backlog was settled alone, in full')
@@ -98,4 +98,6 @@ t.test('a worker that skips the lock makes the bench fail', async (t) => {
   t.equal(result.invariants_ok, false)
   t.ok((result.quota_mismatch as number) > 0 || (result.oversold as number) > 0, `caught it: sold ${String(result.sold)}, quota mismatch ${String(result.quota_mismatch)}, oversold ${String(result.oversold)}`)
   t.ok((result.failures as string[]).length > 0)
+  t.equal(result.endpoint_invariants_ok, false, 'the service\'s own check (GET /admin/invariants) caught it too')
+  t.ok((result.failures as string[]).some((f) => f.startsWith('GET /admin/invariants: event')), 'and said which event')
 })

@@ -1,0 +1,117 @@
+import { sql } from 'kysely'
+import { PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
+import type { Db } from './client.ts'
+import { BOOKING_STATUS } from './database.ts'
+
+/** One event's books, as the invariant check reads them (one snapshot for every event). */
+export interface EventBooks {
+  event_id: string
+  name: string
+  total_quota: number
+  available_quota: number
+  /** Seats of successful bookings. */
+  sold_seats: number
+  /** Purchases waiting for a decision, and the seats they ask for (they hold none yet). */
+  pending_purchases: number
+  pending_seats: number
+  /** The event's counter of seats given back by cancellations. */
+  cancelled_seats: number
+  /** Seats of cancelled bookings (more than cancelled_seats when some were withdrawn while pending). */
+  cancelled_booking_seats: number
+  max_per_user: number | null
+  /** Users whose successful seats exceed max_per_user. */
+  users_over_cap: number
+  /** Pending purchases with no live job (created, retry or active): nothing would ever decide them. */
+  stranded_purchases: number
+}
+
+export interface EventInvariants extends EventBooks {
+  ok: boolean
+  /** Each broken rule, in words; empty when ok. */
+  problems: string[]
+}
+
+/** What must hold for every event, at every moment (the database's CHECKs guard some of it too). */
+export function judgeEvent (books: EventBooks): EventInvariants {
+  const problems: string[] = []
+  const { total_quota: total, available_quota: available, sold_seats: sold } = books
+  if (available + sold !== total) problems.push(`total ${total} != available ${available} + sold ${sold}`)
+  if (sold > total) problems.push(`oversold: ${sold} seats sold of ${total}`)
+  if (available < 0) problems.push(`available is negative: ${available}`)
+  if (books.cancelled_seats > books.cancelled_booking_seats) {
+    problems.push(`${books.cancelled_seats} seats given back, but cancelled bookings held ${books.cancelled_booking_seats}`)
+  }
+  if (books.users_over_cap > 0) problems.push(`${books.users_over_cap} users hold more than ${books.max_per_user ?? 0} seats`)
+  if (books.stranded_purchases > 0) problems.push(`${books.stranded_purchases} pending purchases have no job to decide them`)
+  return { ...books, ok: problems.length === 0, problems }
+}
+
+/**
+ * Reads the books of `eventId`, or of the newest `limit` events, in ONE statement: one snapshot,
+ * so a decision committing meanwhile is seen whole or not at all (the worker changes an event's
+ * seats and its bookings in one transaction), and the check is exact even during a sale.
+ *
+ * Cost: it sums the events' bookings (an index scan per event, or a scan of the bookings of every
+ * listed event), so it is an operator's tool, not something to poll every second on a large sale.
+ */
+export async function checkEventInvariants (db: Db, { eventId, limit }: { eventId?: string, limit: number }): Promise<EventInvariants[]> {
+  const { rows } = await sql<Record<keyof EventBooks, string | number | null>>`
+    WITH ev AS (
+      SELECT id, name, total_quota, available_quota, cancelled_seats, max_per_user, created_at FROM events
+      WHERE ${eventId ?? null}::uuid IS NULL OR id = ${eventId ?? null}::uuid
+      ORDER BY created_at DESC, id
+      LIMIT ${limit}
+    ),
+    books AS (
+      SELECT b.event_id,
+        coalesce(sum(b.quantity) FILTER (WHERE b.status = ${BOOKING_STATUS.success}), 0) AS sold_seats,
+        count(*) FILTER (WHERE b.status = ${BOOKING_STATUS.pending}) AS pending_purchases,
+        coalesce(sum(b.quantity) FILTER (WHERE b.status = ${BOOKING_STATUS.pending}), 0) AS pending_seats,
+        coalesce(sum(b.quantity) FILTER (WHERE b.status = ${BOOKING_STATUS.cancelled}), 0) AS cancelled_booking_seats
+      FROM bookings b JOIN ev ON ev.id = b.event_id
+      GROUP BY b.event_id
+    ),
+    over_cap AS (
+      SELECT held.event_id, count(*) AS users_over_cap
+      FROM (
+        SELECT b.event_id, b.user_id, sum(b.quantity) AS seats
+        FROM bookings b JOIN ev ON ev.id = b.event_id AND ev.max_per_user IS NOT NULL
+        WHERE b.status = ${BOOKING_STATUS.success}
+        GROUP BY b.event_id, b.user_id
+      ) held JOIN ev ON ev.id = held.event_id
+      WHERE held.seats > ev.max_per_user
+      GROUP BY held.event_id
+    ),
+    stranded AS (
+      SELECT b.event_id, count(*) AS stranded_purchases
+      FROM bookings b JOIN ev ON ev.id = b.event_id
+      WHERE b.status = ${BOOKING_STATUS.pending}
+        AND NOT EXISTS (
+          SELECT 1 FROM pgboss.job j
+          WHERE j.name = ${PURCHASE_QUEUE} AND j.id = b.id AND j.state IN ('created', 'retry', 'active'))
+      GROUP BY b.event_id
+    )
+    SELECT ev.id AS event_id, ev.name, ev.total_quota, ev.available_quota, ev.cancelled_seats, ev.max_per_user,
+      coalesce(books.sold_seats, 0) AS sold_seats, coalesce(books.pending_purchases, 0) AS pending_purchases,
+      coalesce(books.pending_seats, 0) AS pending_seats, coalesce(books.cancelled_booking_seats, 0) AS cancelled_booking_seats,
+      coalesce(over_cap.users_over_cap, 0) AS users_over_cap, coalesce(stranded.stranded_purchases, 0) AS stranded_purchases
+    FROM ev
+    LEFT JOIN books ON books.event_id = ev.id
+    LEFT JOIN over_cap ON over_cap.event_id = ev.id
+    LEFT JOIN stranded ON stranded.event_id = ev.id
+    ORDER BY ev.created_at DESC, ev.id`.execute(db)
+  return rows.map((row) => judgeEvent({
+    event_id: row.event_id as string,
+    name: row.name as string,
+    total_quota: Number(row.total_quota),
+    available_quota: Number(row.available_quota),
+    sold_seats: Number(row.sold_seats),
+    pending_purchases: Number(row.pending_purchases),
+    pending_seats: Number(row.pending_seats),
+    cancelled_seats: Number(row.cancelled_seats),
+    cancelled_booking_seats: Number(row.cancelled_booking_seats),
+    max_per_user: row.max_per_user === null ? null : Number(row.max_per_user),
+    users_over_cap: Number(row.users_over_cap),
+    stranded_purchases: Number(row.stranded_purchases)
+  }))
+}

@@ -1,0 +1,35 @@
+import { Type } from '@sinclair/typebox'
+import { Uuid } from './common.ts'
+
+export const INVARIANTS_LIST_MAX = 1000
+
+export const InvariantsQuery = Type.Object({
+  event_id: Type.Optional({ ...Uuid, description: 'Check this event only' }),
+  // Query strings are strings (the API never coerces types): 1-1000 written out.
+  limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: `Otherwise, the newest this many events (1-${INVARIANTS_LIST_MAX}, default 100)` }))
+}, { additionalProperties: false })
+
+const Count = (description: string) => Type.Integer({ minimum: 0, description })
+
+export const EventInvariants = Type.Object({
+  event_id: Uuid,
+  name: Type.String(),
+  ok: Type.Boolean({ description: 'Every rule below holds' }),
+  problems: Type.Array(Type.String(), { description: 'Each broken rule, in words' }),
+  total_quota: Count('Seats of the event'),
+  available_quota: Type.Integer({ description: 'Seats left: must equal total_quota - sold_seats' }),
+  sold_seats: Count('Seats of successful bookings: never more than total_quota'),
+  pending_purchases: Count('Purchases waiting for their decision (they hold no seat yet)'),
+  pending_seats: Count('Seats those purchases ask for'),
+  cancelled_seats: Count('Seats given back by cancellations (the event\'s counter)'),
+  cancelled_booking_seats: Count('Seats of cancelled bookings: never fewer than cancelled_seats (more when some were withdrawn while pending)'),
+  max_per_user: Type.Union([Type.Integer(), Type.Null()]),
+  users_over_cap: Count('Users holding more successful seats than max_per_user: must be 0'),
+  stranded_purchases: Count('Pending purchases without a live job to decide them: must be 0')
+})
+
+export const InvariantsReport = Type.Object({
+  ok: Type.Boolean({ description: 'Every checked event is ok' }),
+  checked_at: Type.String({ format: 'date-time' }),
+  events: Type.Array(EventInvariants)
+})
