@@ -4,6 +4,8 @@
 FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+# patch-package applies these after the install (postinstall): a fix to postgres.js, see db/client.ts.
+COPY patches ./patches
 # Production dependencies only, exactly as locked. (The embedded PostgreSQL package comes along
 # but is not used here: compose always sets DATABASE_URL.)
 RUN npm ci --omit=dev --no-audit --no-fund

@@ -1,4 +1,4 @@
-import { Kysely, sql } from 'kysely'
+import { CompiledQuery, Kysely, sql, type Driver } from 'kysely'
 import { PostgresJSDialect } from 'kysely-postgres-js'
 import postgres from 'postgres'
 import type { Database } from './database.ts'
@@ -37,12 +37,12 @@ export async function closeDb (db: Db, timeoutSeconds = 5): Promise<void> {
  *   with the transaction's first statement, which follows it on the same connection (postgres.js
  *   pipelines). If BEGIN fails, that first statement fails with its error.
  */
-function tunedForRoundTrips (pool: postgres.Sql): postgres.Sql {
+function tunedForRoundTrips (pool: postgres.Sql, acquireTimeoutMs: number): postgres.Sql {
   return new Proxy(pool, {
     get (target, property, receiver) {
       if (property !== 'reserve') return Reflect.get(target, property, receiver) as unknown
       return async () => {
-        const reserved = await target.reserve()
+        const reserved = await reserveWithin(target, acquireTimeoutMs)
         const unsafe = reserved.unsafe.bind(reserved)
         let begin: Promise<unknown> | undefined
         reserved.unsafe = ((query: string, parameters?: postgres.ParameterOrJSON<never>[], options?: postgres.UnsafeQueryOptions) => {
@@ -65,6 +65,49 @@ function tunedForRoundTrips (pool: postgres.Sql): postgres.Sql {
 }
 
 /**
+ * A connection of the pool for a transaction, or an error after `timeoutMs`: postgres.js waits for
+ * one without limit, and while the database is down the wait lasts until a reconnection attempt
+ * fails for it, which would hold a request past any sensible answer. A reservation that comes
+ * after its timeout is handed straight back.
+ */
+async function reserveWithin (pool: postgres.Sql, timeoutMs: number): Promise<postgres.ReservedSql> {
+  const reservation = pool.reserve()
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(Object.assign(new Error(`no database connection within ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' }))
+    }, timeoutMs)
+  })
+  try {
+    return await Promise.race([reservation, timeout])
+  } catch (err) {
+    reservation.then((late) => { late.release() }, () => {})
+    throw err
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+// Seconds before reconnecting after a failed attempt: postgres.js's default grows to 20 s, so a
+// database back from a restart would wait that long for the service; here at most 1 s.
+const reconnectDelay = (retries: number): number => Math.min(0.1 * 2 ** retries, 1)
+
+/**
+ * Kysely's PostgreSQL driver, when a ROLLBACK fails (the connection died), marks the connection
+ * for discard through a method only its own `pg` connections have: on kysely-postgres-js's
+ * connection that is a TypeError, which hid the real error (a 503 became a 500). postgres.js
+ * (patched: patches/postgres+*.patch) already drops a reserved connection whose socket closed, so
+ * the ROLLBACK's own error is simply passed on.
+ */
+class PostgresJSDialectWithRollback extends PostgresJSDialect {
+  override createDriver (): Driver {
+    const driver = super.createDriver()
+    driver.rollbackTransaction = async (connection) => { await connection.executeQuery(CompiledQuery.raw('rollback')) }
+    return driver
+  }
+}
+
+/**
  * One postgres.js pool wrapped by Kysely. The statement and lock timeouts are set per session so a
  * stuck query or a lock held by a dead peer surfaces as an error (and a 503) instead of a hang.
  */
@@ -73,6 +116,7 @@ export function createDb (options: DatabaseOptions): Db {
     max: options.poolMax,
     connect_timeout: options.connectTimeoutSeconds,
     idle_timeout: 60,
+    backoff: reconnectDelay,
     onnotice: () => {},
     connection: {
       application_name: options.applicationName,
@@ -81,7 +125,7 @@ export function createDb (options: DatabaseOptions): Db {
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3
     }
   })
-  const db = new Kysely<Database>({ dialect: new PostgresJSDialect({ postgres: tunedForRoundTrips(pool) }) })
+  const db = new Kysely<Database>({ dialect: new PostgresJSDialectWithRollback({ postgres: tunedForRoundTrips(pool, options.connectTimeoutSeconds * 1000) }) })
   pools.set(db, pool)
   return db
 }

@@ -96,7 +96,11 @@ export function createBoss ({ url, applicationName, supervise, log }: BossOption
     supervise,
     migrate: true
   })
-  boss.on('error', (err) => log.error({ err, component: 'pg-boss' }, 'pg-boss error'))
+  // Only what says what went wrong: node-postgres errors carry their whole client (connection
+  // parameters, buffers, queues), kilobytes of noise per line in an outage.
+  boss.on('error', (err: Error & { code?: unknown }) => {
+    log.error({ err: { type: err.name, message: err.message, code: err.code, stack: err.stack }, component: 'pg-boss' }, 'pg-boss error')
+  })
   return boss
 }
 

@@ -1,0 +1,34 @@
+import t from 'tap'
+import { sql } from 'kysely'
+import { closeDb, createDb } from '../../db/client.ts'
+import { createTestDatabase } from '../fixtures/database.ts'
+
+// postgres.js 3.4.9 ran later queries of a reserved connection on it after its backend went away
+// (a TypeError thrown from a timer: the process dies; or a query that never settles: the request
+// hangs), and lost a pooled connection for each reservation a failed connection attempt refused
+// (the pool wedged). patches/postgres+3.4.9.patch fixes them; this is upstream's reproduction
+// (porsager/postgres#1208), through a Kysely transaction as the service runs them, ten times over.
+t.test('a transaction whose backend is terminated fails with a connection error, the process lives, and the pool serves the next one', async (t) => {
+  const database = await createTestDatabase(t)
+  const db = createDb({ url: database.url, poolMax: 2, connectTimeoutSeconds: 2, statementTimeoutMs: 5000, applicationName: 'boxoffice-client-test' })
+  t.teardown(async () => { await closeDb(db) })
+  let uncaught: unknown
+  const onUncaught = (err: unknown): void => { uncaught = err }
+  process.on('uncaughtException', onUncaught)
+  t.teardown(() => { process.off('uncaughtException', onUncaught) })
+
+  for (let round = 0; round < 10; round++) {
+    const failure = await db.transaction().execute(async (trx) => {
+      const { rows: [me] } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx)
+      await sql`SELECT pg_terminate_backend(${me?.pid})`.execute(database.db)
+      await sql`SELECT 1`.execute(trx).catch(() => {}) // the first query after: rejected
+      await sql`SELECT 2`.execute(trx) // and the next one too, without touching the dead socket
+    }).then(() => undefined, (err: unknown) => err)
+    t.ok(failure instanceof Error, `round ${round + 1}: the transaction failed (${String((failure as Error | undefined)?.message)})`)
+    t.match((failure as { code?: string }).code, /^(CONNECTION_CLOSED|CONNECTION_DESTROYED|ECONNRESET|57P01)$/, 'with a connection error (a 503, not a 500)')
+    const { rows: [next] } = await sql<{ n: number }>`SELECT 41 + 1 AS n`.execute(db)
+    t.equal(next?.n, 42, 'the pool serves the next query')
+  }
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(uncaught, undefined, 'nothing was thrown outside a promise')
+})
