@@ -5,10 +5,13 @@ import { AppError } from './errors.ts'
 /** The header admin routes document: `Authorization: Bearer <ADMIN_TOKEN>`. */
 export const AdminHeaders = { type: 'object', properties: { authorization: { type: 'string' } } } as const
 
+const BEARER = /^bearer +(\S+) *$/i
+
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
 
 /**
- * A preHandler for admin routes: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time
+ * An onRequest hook for admin routes (so a caller without the token learns nothing, not even
+ * what the body should look like): `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time
  * (hashing both sides first makes the comparison independent of the token's length too). With no
  * token configured the admin routes are closed, never open.
  */
@@ -25,8 +28,8 @@ export function adminCheck (adminToken: string | undefined): (request: FastifyRe
   const expected = adminToken === undefined ? undefined : digest(adminToken)
   return (request) => {
     if (expected === undefined) return false
-    const header = request.headers.authorization
-    const token = header?.startsWith('Bearer ') === true ? header.slice('Bearer '.length).trim() : ''
-    return token !== '' && timingSafeEqual(digest(token), expected)
+    // The scheme is case-insensitive (RFC 9110 11.1); the token is compared whole.
+    const match = BEARER.exec(request.headers.authorization ?? '')
+    return match !== null && timingSafeEqual(digest(match[1] as string), expected)
   }
 }

@@ -8,7 +8,7 @@ import { ErrorResponse } from '../schemas/common.ts'
 
 export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string | undefined }> = async (app, { db, adminToken }) => {
   app.get('/admin/invariants', {
-    preHandler: requireAdmin(adminToken),
+    onRequest: requireAdmin(adminToken),
     schema: {
       summary: 'Check the books of each event (admin): total = available + sold, nothing oversold, nobody over the cap, no pending purchase without its job',
       description: 'Always 200 when the check could run: `ok` says whether every rule held, and each event lists what broke. Read in one snapshot, so it is exact during a sale too. It sums the events\' bookings: an operator\'s check, not a per-second probe.',

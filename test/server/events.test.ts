@@ -1,6 +1,7 @@
 import t from 'tap'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
+import { newUserId } from '../fixtures/events.ts'
 import { request } from '../fixtures/http.ts'
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -28,6 +29,21 @@ t.test('events API', async (t) => {
     }
     const after = await db.selectFrom('events').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()
     t.equal(after.n, before.n)
+  })
+
+  t.test('without the token, even a malformed body is a 401: the admin routes say nothing about their input to others', async (t) => {
+    for (const [method, path, body] of [['POST', '/events', { total_quota: -1 }], ['PATCH', `/events/${newUserId()}`, { nope: true }], ['GET', '/admin/invariants?limit=0', undefined]] as const) {
+      const res = await request(base, method, path, { ...(body === undefined ? {} : { json: body }) })
+      t.equal(res.status, 401, `${method} ${path}`)
+      t.equal(res.body.code, 'UNAUTHORIZED')
+    }
+  })
+
+  t.test('the Bearer scheme is case-insensitive (RFC 9110); the token itself is not', async (t) => {
+    const res = await request(base, 'POST', '/events', { json: { name: 'Lowercase scheme', total_quota: 1 }, headers: { authorization: `bearer ${ADMIN_TOKEN}` } })
+    t.equal(res.status, 201)
+    const wrongCase = await request(base, 'POST', '/events', { json: { name: 'Nope', total_quota: 1 }, headers: { authorization: `Bearer ${ADMIN_TOKEN.toUpperCase()}` } })
+    t.equal(wrongCase.status, 401)
   })
 
   t.test('POST /events validates the body', async (t) => {
