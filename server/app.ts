@@ -4,7 +4,7 @@ import type { PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import type { Config } from '../lib/config.ts'
-import { AppError, registerErrorHandler } from './errors.ts'
+import { AppError, clientErrorHandler, frameworkErrors, registerErrorHandler } from './errors.ts'
 import { createNotifier } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
 import { createBookingWaiter } from './booking-waiter.ts'
@@ -44,7 +44,10 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
     },
     // Our own onRequest hook answers 503 during shutdown, in the same shape as every other error.
     return503OnClosing: false,
-    forceCloseConnections: 'idle'
+    forceCloseConnections: 'idle',
+    // Errors before routing, and from Node's HTTP parser, in the same JSON shape as the rest.
+    frameworkErrors,
+    clientErrorHandler
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.addSchema(ErrorResponse)

@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http'
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { Duplex } from 'node:stream'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 
 // Every error a client can meet, with a stable code to branch on. Messages are for people.
 export const ERRORS = {
@@ -119,4 +120,36 @@ export function registerErrorHandler (app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     return reply.code(404).send({ statusCode: 404, error: STATUS_CODES[404], code: 'ROUTE_NOT_FOUND', message: `Route ${request.method} ${request.url.split('?')[0]} not found` })
   })
+}
+
+/**
+ * Requests Fastify refuses before routing (a malformed percent-encoding, a path parameter over
+ * maxParamLength): the same JSON shape as every other error, without echoing the path back.
+ */
+export function frameworkErrors (err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const [statusCode, message] = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+    ? [414, 'A path parameter is too long']
+    : err.code === 'FST_ERR_BAD_URL'
+      ? [400, 'The URL is malformed (invalid percent-encoding)']
+      : [400, 'The request cannot be routed']
+  void reply.code(statusCode).send({ statusCode, error: STATUS_CODES[statusCode], code: err.code, message })
+}
+
+/**
+ * Requests Node's HTTP parser refuses (headers over 16 KB, a control byte in a header, request
+ * smuggling): Fastify's default answer had no `code`; this one has the API's shape. The connection
+ * is closed after it, as HTTP requires after a framing error.
+ */
+export function clientErrorHandler (err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const [statusCode, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'HEADERS_TOO_LARGE', 'The request headers are too large (16 KB in all at most)']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'The request took too long to arrive']
+      : [400, 'MALFORMED_REQUEST', 'The request is not valid HTTP/1.1']
+  const body = JSON.stringify({ statusCode, error: STATUS_CODES[statusCode], code, message })
+  socket.end(`HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
