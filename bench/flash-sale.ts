@@ -405,7 +405,9 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       embedded = await startEmbeddedPostgres({ dataDir, database: 'boxoffice' })
       databaseUrl = embedded.url
       adminToken = randomBytes(18).toString('base64url')
-      Object.assign(serviceEnv, { DATABASE_URL: databaseUrl, ADMIN_TOKEN: adminToken, WORKER_MODE: mode, QUEUE_CAPACITY: String(Math.max(requests, backlog) * 2 + 100_000) })
+      // The load generator is one client address: the per-address limit would stop it, so it is off
+      // (the per-user limit stays: the crowd's users buy a few times each).
+      Object.assign(serviceEnv, { DATABASE_URL: databaseUrl, ADMIN_TOKEN: adminToken, WORKER_MODE: mode, QUEUE_CAPACITY: String(Math.max(requests, backlog) * 2 + 100_000), RATE_LIMIT_PER_IP_PER_MINUTE: '0' })
       service = await startService('all', serviceEnv, profileDir)
       baseUrl = service.baseUrl
     }

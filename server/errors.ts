@@ -19,6 +19,7 @@ export const ERRORS = {
   DATABASE_UNAVAILABLE: { statusCode: 503, message: 'Database unavailable, try again shortly', retryAfterSeconds: 2 },
   SHUTTING_DOWN: { statusCode: 503, message: 'Server is shutting down, try again shortly', retryAfterSeconds: 1 },
   ADMIN_DISABLED: { statusCode: 401, message: 'Admin routes are disabled: the server has no ADMIN_TOKEN configured' },
+  RATE_LIMITED: { statusCode: 429, message: 'Too many requests; slow down and retry after the time in Retry-After' },
   UNAUTHORIZED: { statusCode: 401, message: 'Missing or invalid admin token (Authorization: Bearer <ADMIN_TOKEN>)' }
 } as const satisfies Record<string, { statusCode: number, message: string, retryAfterSeconds?: number }>
 

@@ -10,8 +10,13 @@ const DECIDED_MESSAGE = {
   CANCELLED: 'Booking cancelled'
 } as const
 
-export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake }> = async (app, { intake }) => {
+export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, buyLimitPerUserPerMinute: number }> = async (app, { intake, buyLimitPerUserPerMinute }) => {
+  // One user_id, however many addresses it comes from: checked after the body is validated.
+  const perUser = buyLimitPerUserPerMinute > 0
+    ? app.rateLimit({ max: buyLimitPerUserPerMinute, timeWindow: 60_000, keyGenerator: (request) => `buy:${(request.body as { user_id: string }).user_id.toLowerCase()}` })
+    : undefined
   app.post('/buy', {
+    ...(perUser === undefined ? {} : { preHandler: perUser }),
     schema: {
       summary: 'Ask for seats; the answer is a booking id to follow',
       description: '202: stored, waiting for its decision (follow the Location). 200: known at once: the event had no seats left (failed, sold_out), or a retry under an Idempotency-Key whose purchase is already decided. A retry under the same key answers with the same booking_id and the header Idempotent-Replayed: true.',
