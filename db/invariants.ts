@@ -1,5 +1,5 @@
 import { sql } from 'kysely'
-import { PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
+import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
 import type { Db } from './client.ts'
 import { BOOKING_STATUS } from './database.ts'
 
@@ -114,4 +114,44 @@ export async function checkEventInvariants (db: Db, { eventId, limit }: { eventI
     users_over_cap: Number(row.users_over_cap),
     stranded_purchases: Number(row.stranded_purchases)
   }))
+}
+
+/** A purchase or cancellation whose decision kept failing until pg-boss gave up on it. */
+export interface FailedJob {
+  job_id: string
+  kind: 'purchase' | 'cancellation'
+  event_id: string | null
+  /** The booking concerned (a purchase's own; the one a cancellation named). */
+  booking_id: string | null
+  booking_status: string | null
+  booking_reason: string | null
+  attempts: number
+  failed_at: Date | null
+  /** The last attempt's error, as pg-boss recorded it. */
+  error: string | null
+}
+
+/**
+ * The purchase queue's failed jobs, newest first (pg-boss keeps them a day), with their bookings,
+ * and how many copies wait in the dead-letter queue: what an operator looks at after a batch
+ * that kept failing. Read-only: the booking of a failed purchase is already failed ("error").
+ */
+export async function findFailedJobs (db: Db, limit: number): Promise<{ deadLettered: number, failed: FailedJob[] }> {
+  const { rows } = await sql<FailedJob & { dead_lettered: string }>`
+    SELECT j.id AS job_id,
+      CASE WHEN j.data ? 'cancel_booking_id' THEN 'cancellation' ELSE 'purchase' END AS kind,
+      j.data->>'event_id' AS event_id,
+      b.id AS booking_id, b.status AS booking_status, b.reason AS booking_reason,
+      j.retry_count AS attempts, j.completed_on AS failed_at,
+      coalesce(j.output->>'message', j.output::text) AS error,
+      (SELECT count(*) FROM pgboss.job d WHERE d.name = ${PURCHASE_DEAD_LETTER_QUEUE}) AS dead_lettered
+    FROM pgboss.job j
+    LEFT JOIN bookings b ON b.id = CASE WHEN j.data ? 'cancel_booking_id' THEN (j.data->>'cancel_booking_id')::uuid ELSE j.id END
+    WHERE j.name = ${PURCHASE_QUEUE} AND j.state = 'failed'
+    ORDER BY j.completed_on DESC NULLS LAST, j.id DESC
+    LIMIT ${limit}`.execute(db)
+  const deadLettered = rows.length > 0
+    ? Number(rows[0]?.dead_lettered)
+    : Number((await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)).rows[0]?.n)
+  return { deadLettered, failed: rows.map(({ dead_lettered: _n, ...job }) => ({ ...job, attempts: Number(job.attempts) })) }
 }

@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Db } from '../../db/client.ts'
-import { checkEventInvariants } from '../../db/invariants.ts'
+import { checkEventInvariants, findFailedJobs } from '../../db/invariants.ts'
 import { AdminHeaders, requireAdmin } from '../auth.ts'
 import { AppError } from '../errors.ts'
-import { InvariantsQuery, InvariantsReport } from '../schemas/admin.ts'
+import { FailedJobsQuery, FailedJobsReport, InvariantsQuery, InvariantsReport } from '../schemas/admin.ts'
 import { ErrorResponse } from '../schemas/common.ts'
 
 export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string | undefined }> = async (app, { db, adminToken }) => {
@@ -21,5 +21,18 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
     const events = await checkEventInvariants(db, { eventId, limit: Number(limit) })
     if (eventId !== undefined && events.length === 0) throw new AppError('EVENT_NOT_FOUND')
     return { ok: events.every((event) => event.ok), checked_at: new Date().toISOString(), events }
+  })
+
+  app.get('/admin/failed-purchases', {
+    onRequest: requireAdmin(adminToken),
+    schema: {
+      summary: 'Purchases and cancellations whose decision kept failing until given up on (admin), newest first, with their bookings and errors, and the dead-letter queue\'s size',
+      headers: AdminHeaders,
+      querystring: FailedJobsQuery,
+      response: { 200: FailedJobsReport, 400: ErrorResponse, 401: ErrorResponse, 503: ErrorResponse }
+    }
+  }, async (request) => {
+    const { deadLettered, failed } = await findFailedJobs(db, Number(request.query.limit ?? '100'))
+    return { dead_lettered: deadLettered, failed: failed.map((job) => ({ ...job, failed_at: job.failed_at?.toISOString() ?? null })) }
   })
 }

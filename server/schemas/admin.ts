@@ -33,3 +33,22 @@ export const InvariantsReport = Type.Object({
   checked_at: Type.String({ format: 'date-time' }),
   events: Type.Array(EventInvariants)
 })
+
+export const FailedJobsQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: 'The newest this many failed jobs (1-1000, default 100)' }))
+}, { additionalProperties: false })
+
+export const FailedJobsReport = Type.Object({
+  dead_lettered: Count('Copies waiting in the dead-letter queue (purchases_dead)'),
+  failed: Type.Array(Type.Object({
+    job_id: Uuid,
+    kind: Type.Union([Type.Literal('purchase'), Type.Literal('cancellation')]),
+    event_id: Type.Union([Type.String(), Type.Null()]),
+    booking_id: Type.Union([Uuid, Type.Null()]),
+    booking_status: Type.Union([Type.String(), Type.Null()], { description: 'A failed purchase\'s booking is failed, reason "error"' }),
+    booking_reason: Type.Union([Type.String(), Type.Null()]),
+    attempts: Count('Retries pg-boss made before giving up'),
+    failed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    error: Type.Union([Type.String(), Type.Null()], { description: 'The last attempt\'s error' })
+  }))
+})

@@ -4,7 +4,7 @@ import { fromKysely } from 'pg-boss'
 import { storePurchases } from '../../db/bookings.ts'
 import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
 import { decidePurchase } from '../../worker/settle.ts'
-import { startTestApp, startTestWorker } from '../fixtures/app.ts'
+import { ADMIN_TOKEN, startTestApp, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
@@ -146,4 +146,12 @@ t.test('a decision that keeps failing is retried, then failed with reason "error
   t.same(job.rows[0], { state: 'failed', retry_count: 1 })
   const dead = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(database.db)
   t.equal(dead.rows[0]?.n, '1', 'a copy waits in the dead-letter queue for operators')
+
+  // Operators see it: GET /admin/failed-purchases names the job, its booking and the error.
+  const { base } = await startTestApp(t, database, { worker: false })
+  const seen = await request(base, 'GET', '/admin/failed-purchases', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+  t.equal(seen.status, 200)
+  t.match(seen.body, { dead_lettered: 1, failed: [{ job_id: id, kind: 'purchase', event_id: eventId, booking_id: id, booking_status: 'FAILED', booking_reason: 'error', attempts: 1, error: /disk on fire/ }] })
+  t.equal(seen.body.failed.length, 1, 'only the failed one')
+  t.equal((await request(base, 'GET', '/admin/failed-purchases')).status, 401, 'admin only')
 })
