@@ -20,7 +20,7 @@ export const ConfigSchema = Type.Object({
   QUEUE_CAPACITY: Type.Integer({ default: 100000, minimum: 1 }),
   RATE_LIMIT_PER_IP_PER_MINUTE: Type.Integer({ default: 6000, minimum: 0 }),
   BUY_LIMIT_PER_USER_PER_MINUTE: Type.Integer({ default: 60, minimum: 0 }),
-  TRUST_PROXY: Type.Boolean({ default: false }),
+  TRUST_PROXY_HOPS: Type.Integer({ default: 0, minimum: 0, maximum: 10 }),
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 2, maximum: 200 }),
   DB_CONNECT_TIMEOUT_S: Type.Integer({ default: 5, minimum: 1, maximum: 120 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 100 }),

@@ -104,7 +104,8 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   }
   await migrateToLatest(apiDb ?? workerDb as Db)
 
-  const boss = createBoss({ url, applicationName, supervise: roles.worker, log })
+  // pg-boss's own small pool (maintenance, failure bookkeeping) is told apart in pg_stat_activity.
+  const boss = createBoss({ url, applicationName: `${applicationName}-queue`, supervise: roles.worker, log })
   closers.push({ name: 'pg-boss', close: async () => { await boss.stop({ graceful: true, close: true, timeout: 5000 }) } })
   await boss.start()
   await ensurePurchaseQueues(boss)

@@ -10,8 +10,9 @@ const BEARER = /^bearer +(\S+) *$/i
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
 
 /**
- * An onRequest hook for admin routes (so a caller without the token learns nothing, not even
- * what the body should look like): `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time
+ * A preParsing hook for admin routes: after the per-address rate limit (onRequest), so guessing
+ * the token is rate-limited too, and before the body is read, so a caller without the token
+ * learns nothing, not even what the body should look like: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time
  * (hashing both sides first makes the comparison independent of the token's length too). With no
  * token configured the admin routes are closed, never open.
  */

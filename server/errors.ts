@@ -124,6 +124,21 @@ export function registerErrorHandler (app: FastifyInstance): void {
 }
 
 /**
+ * Security headers for a JSON API, on every answer (errors too, those before routing included): no
+ * sniffing, no framing, no scripts or loads from anywhere, no referrer, HTTPS-only once seen over
+ * HTTPS. One frozen object: @fastify/helmet (a middleware chain per request) cost ~15% of intake
+ * and ~60 MB of RSS in the bench for the same headers.
+ */
+export const SECURITY_HEADERS = Object.freeze({
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  'referrer-policy': 'no-referrer',
+  'strict-transport-security': 'max-age=31536000; includeSubDomains',
+  'cross-origin-resource-policy': 'same-origin'
+})
+
+/**
  * Requests Fastify refuses before routing (a malformed percent-encoding, a path parameter over
  * maxParamLength): the same JSON shape as every other error, without echoing the path back.
  */
@@ -133,7 +148,7 @@ export function frameworkErrors (err: FastifyError, _request: FastifyRequest, re
     : err.code === 'FST_ERR_BAD_URL'
       ? [400, 'The URL is malformed (invalid percent-encoding)']
       : [400, 'The request cannot be routed']
-  void reply.code(statusCode).send({ statusCode, error: STATUS_CODES[statusCode], code: err.code, message })
+  void reply.code(statusCode).headers(SECURITY_HEADERS).send({ statusCode, error: STATUS_CODES[statusCode], code: err.code, message })
 }
 
 /**
@@ -152,5 +167,6 @@ export function clientErrorHandler (err: Error & { code?: string }, socket: Dupl
       ? [408, 'REQUEST_TIMEOUT', 'The request took too long to arrive']
       : [400, 'MALFORMED_REQUEST', 'The request is not valid HTTP/1.1']
   const body = JSON.stringify({ statusCode, error: STATUS_CODES[statusCode], code, message })
-  socket.end(`HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  const headers = Object.entries(SECURITY_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  socket.end(`HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}Connection: close\r\n\r\n${body}`)
 }

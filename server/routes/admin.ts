@@ -8,7 +8,7 @@ import { ErrorResponse } from '../schemas/common.ts'
 
 export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string | undefined }> = async (app, { db, adminToken }) => {
   app.get('/admin/invariants', {
-    onRequest: requireAdmin(adminToken),
+    preParsing: requireAdmin(adminToken),
     schema: {
       summary: 'Check the books of each event (admin): total = available + sold, nothing oversold, nobody over the cap, no pending purchase without its job',
       description: 'Always 200 when the check could run: `ok` says whether every rule held, and each event lists what broke. Read in one snapshot, so it is exact during a sale too. It sums the events\' bookings: an operator\'s check, not a per-second probe.',
@@ -24,7 +24,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
   })
 
   app.get('/admin/failed-purchases', {
-    onRequest: requireAdmin(adminToken),
+    preParsing: requireAdmin(adminToken),
     schema: {
       summary: 'Purchases and cancellations whose decision kept failing until given up on (admin), newest first, with their bookings and errors, and the dead-letter queue\'s size',
       headers: AdminHeaders,

@@ -27,7 +27,7 @@ const toDate = (value: string | null | undefined): Date | null | undefined => va
 
 export const eventRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string | undefined }> = async (app, { db, adminToken }) => {
   app.post('/events', {
-    onRequest: requireAdmin(adminToken),
+    preParsing: requireAdmin(adminToken),
     schema: {
       summary: 'Create an event with a fixed number of seats, and optionally a per-user cap and a sale window (admin)',
       headers: AdminHeaders,
@@ -41,7 +41,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
   })
 
   app.patch('/events/:id', {
-    onRequest: requireAdmin(adminToken),
+    preParsing: requireAdmin(adminToken),
     schema: {
       summary: 'Change an event: name, seats (never below those sold), cap, sale window (admin). null clears a setting.',
       headers: AdminHeaders,
@@ -61,7 +61,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
   })
 
   app.post('/events/:id/close', {
-    onRequest: requireAdmin(adminToken),
+    preParsing: requireAdmin(adminToken),
     schema: {
       summary: 'Close sales now (admin): new purchases get 409 SALE_CLOSED, queued ones fail with reason sale_closed',
       headers: AdminHeaders,

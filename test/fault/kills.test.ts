@@ -26,7 +26,7 @@ async function books (db: Db, eventId: string): Promise<{ statuses: Record<strin
   }
 }
 
-/** Whether a worker process of this test's database has a transaction open right now. */
+/** Whether a worker process of this test's database has a transaction of its own pool open right now (pg-boss's pool is `boxoffice-worker-queue`). */
 async function workerInTransaction (db: Db): Promise<boolean> {
   const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
     WHERE datname = current_database() AND application_name = 'boxoffice-worker' AND xact_start IS NOT NULL`.execute(db)

@@ -446,6 +446,7 @@ t.test('hostile input: every malformed or adversarial request gets a 4xx in the 
         t.ok(res.status >= 400 && res.status < 500, `a 4xx (${res.status})`)
         t.equal(res.status, c.status, `status ${c.status}`)
         t.match(res.headers.get('content-type'), /^application\/json/, 'JSON')
+        t.equal(res.headers.get('x-content-type-options'), 'nosniff', 'the security headers, even on a refusal before routing')
         let body: unknown
         t.doesNotThrow(() => { body = JSON.parse(res.body) }, 'the body parses')
         t.match(body, { statusCode: res.status, error: c.error ?? STATUS_CODES[res.status], message: /./ }, 'the error shape')
