@@ -48,7 +48,7 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
     // Our own onRequest hook answers 503 during shutdown, in the same shape as every other error.
     // Behind N proxies (load balancers) the client's address is the Nth from the right of
     // X-Forwarded-For: entries a client writes itself further left are not trusted.
-    trustProxy: (_address: string, hop: number) => hop < config.TRUST_PROXY_HOPS,
+    trustProxy: config.TRUST_PROXY_HOPS > 0 ? (_address: string, hop: number) => hop < config.TRUST_PROXY_HOPS : false,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Errors before routing, and from Node's HTTP parser, in the same JSON shape as the rest.
