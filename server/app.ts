@@ -1,4 +1,6 @@
 import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { PgBoss } from 'pg-boss'
@@ -27,6 +29,13 @@ export interface AppDeps {
   onPurchaseAccepted?: () => void
 }
 
+
+const API_VERSION = '0.1.0'
+const DOCS_PREFIX = '/docs'
+const DOCS_HEADERS = Object.freeze({
+  ...SECURITY_HEADERS,
+  'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'"
+})
 
 // Requests are small JSON documents; anything bigger is a mistake or an attack.
 const BODY_LIMIT_BYTES = 16 * 1024
@@ -58,9 +67,10 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
 
   app.addSchema(ErrorResponse)
   registerErrorHandler(app)
-  // Security headers (errors.ts, SECURITY_HEADERS) on every routed answer, by a synchronous hook.
-  app.addHook('onRequest', (_request, reply, done) => {
-    void reply.headers(SECURITY_HEADERS)
+  // Security headers (errors.ts, SECURITY_HEADERS) on every routed answer, by a synchronous hook;
+  // the interactive docs page loads its own scripts and styles, so it gets a CSP that allows them.
+  app.addHook('onRequest', (request, reply, done) => {
+    void reply.headers(request.url.startsWith(DOCS_PREFIX) ? DOCS_HEADERS : SECURITY_HEADERS)
     done()
   })
   // Per client address, every route (429 RATE_LIMITED with Retry-After); POST /buy also limits each
@@ -103,6 +113,23 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
   const waiter = createBookingWaiter({ db, log })
   // Before connections close: requests held by ?wait= answer with what they have.
   app.addHook('preClose', async () => { await waiter.close() })
+
+  // OpenAPI 3 from the routes' own TypeBox schemas: /openapi.json, and interactive docs at /docs.
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'boxoffice',
+        version: API_VERSION,
+        description: 'Flash-sale ticketing: every purchase is stored durably before its 202, decided one by one in arrival order under its event\'s lock, and never oversold. Follow a booking with GET /bookings/{id}.'
+      },
+      components: { securitySchemes: { admin: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } } }
+    },
+    // Shared schemas (ErrorResponse) keep their names in the document.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` }
+  })
+  await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   await app.register(purchaseRoutes, { intake, buyLimitPerUserPerMinute: config.BUY_LIMIT_PER_USER_PER_MINUTE })
   await app.register(bookingRoutes, { db, boss, waiter, adminToken: config.ADMIN_TOKEN, onQueued })

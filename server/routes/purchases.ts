@@ -41,7 +41,7 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, buyLimi
       description: '202: stored, waiting for its decision (follow the Location). 200: known at once: the event had no seats left (failed, sold_out), or a retry under an Idempotency-Key whose purchase is already decided. A retry under the same key answers with the same booking_id and the header Idempotent-Replayed: true.',
       headers: BuyHeaders,
       body: BuyBody,
-      response: { 200: BuyDecided, 202: BuyAccepted, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
+      response: { 200: BuyDecided, 202: BuyAccepted, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const { event_id, user_id, quantity = 1, max_wait_seconds } = request.body
