@@ -334,8 +334,7 @@ async function warmUp (baseUrl: string, db: postgres.Sql | undefined, token: str
   await runAutocannon(buyRequest(baseUrl, pickEvent, answers.onResponse, crowd(crowdSize(warmupRequests))), { amount: warmupRequests, seconds: 60 })
   if (db === undefined) return
   const stored = answers.queuedIds.length + answers.soldOutIds.length
-  const deadline = performance.now() + 60_000
-  while (await countSettled(db, eventIds) < stored && performance.now() < deadline) await sleep(50)
+  await waitUntilSettled(db, eventIds, stored, 60)
 }
 
 /** Asks the service's GET /admin/invariants about each event; returns what it reported broken. */
@@ -370,6 +369,14 @@ async function countSettled (sql: postgres.Sql, eventIds: readonly string[]): Pr
     SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds as string[]}::uuid[]) AND status <> 'PENDING'
       AND (cancel_requested_at IS NULL OR status <> 'SUCCESS')`
   return Number(row.n)
+}
+
+/** Polls countSettled until `count` bookings of the events are settled or `seconds` pass; returns the last count. */
+async function waitUntilSettled (sql: postgres.Sql, eventIds: readonly string[], count: number, seconds: number): Promise<number> {
+  const deadline = performance.now() + seconds * 1000
+  let settled: number
+  while ((settled = await countSettled(sql, eventIds)) < count && performance.now() < deadline) await sleep(50)
+  return settled
 }
 
 /**
@@ -477,8 +484,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     const decidedDuringIntake = await countSettled(db, eventIds)
 
     // Drain: wait for every stored purchase to be decided.
-    const drainDeadline = performance.now() + waitS * 1000
-    while (await countSettled(db, eventIds) < stored && performance.now() < drainDeadline) await sleep(50)
+    await waitUntilSettled(db, eventIds, stored, waitS)
     sampling = false
     await sampler
     const decided = await countSettled(db, eventIds)
@@ -599,9 +605,7 @@ async function timeSettlement (db: postgres.Sql, env: Record<string, string>, to
     await stopOrThrow(api, 'the API')
     log(`settlement (${mode}): starting the worker alone on ${ids.length} purchases (at most ${backlogS} s)...`)
     worker = await startService('worker', { ...env }, profileDir)
-    const deadline = performance.now() + backlogS * 1000
-    let decided = 0
-    while ((decided = await countSettled(db, eventIds)) < ids.length && performance.now() < deadline) await sleep(50)
+    const decided = await waitUntilSettled(db, eventIds, ids.length, backlogS)
     await stopOrThrow(worker, 'the worker')
     worker = undefined
     const span = await decisionSpan(db, ids)

@@ -137,21 +137,20 @@ export interface FailedJob {
  * that kept failing. Read-only: the booking of a failed purchase is already failed ("error").
  */
 export async function findFailedJobs (db: Db, limit: number): Promise<{ deadLettered: number, failed: FailedJob[] }> {
-  const { rows } = await sql<FailedJob & { dead_lettered: string }>`
-    SELECT j.id AS job_id,
-      CASE WHEN j.data ? 'cancel_booking_id' THEN 'cancellation' ELSE 'purchase' END AS kind,
-      j.data->>'event_id' AS event_id,
-      b.id AS booking_id, b.status AS booking_status, b.reason AS booking_reason,
-      j.retry_count AS attempts, j.completed_on AS failed_at,
-      coalesce(j.output->>'message', j.output::text) AS error,
-      (SELECT count(*) FROM pgboss.job d WHERE d.name = ${PURCHASE_DEAD_LETTER_QUEUE}) AS dead_lettered
-    FROM pgboss.job j
-    LEFT JOIN bookings b ON b.id = CASE WHEN j.data ? 'cancel_booking_id' THEN (j.data->>'cancel_booking_id')::uuid ELSE j.id END
-    WHERE j.name = ${PURCHASE_QUEUE} AND j.state = 'failed'
-    ORDER BY j.completed_on DESC NULLS LAST, j.id DESC
-    LIMIT ${limit}`.execute(db)
-  const deadLettered = rows.length > 0
-    ? Number(rows[0]?.dead_lettered)
-    : Number((await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)).rows[0]?.n)
-  return { deadLettered, failed: rows.map(({ dead_lettered: _n, ...job }) => ({ ...job, attempts: Number(job.attempts) })) }
+  const [{ rows }, dead] = await Promise.all([
+    sql<FailedJob>`
+      SELECT j.id AS job_id,
+        CASE WHEN j.data ? 'cancel_booking_id' THEN 'cancellation' ELSE 'purchase' END AS kind,
+        j.data->>'event_id' AS event_id,
+        b.id AS booking_id, b.status AS booking_status, b.reason AS booking_reason,
+        j.retry_count AS attempts, j.completed_on AS failed_at,
+        coalesce(j.output->>'message', j.output::text) AS error
+      FROM pgboss.job j
+      LEFT JOIN bookings b ON b.id = CASE WHEN j.data ? 'cancel_booking_id' THEN (j.data->>'cancel_booking_id')::uuid ELSE j.id END
+      WHERE j.name = ${PURCHASE_QUEUE} AND j.state = 'failed'
+      ORDER BY j.completed_on DESC NULLS LAST, j.id DESC
+      LIMIT ${limit}`.execute(db),
+    sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)
+  ])
+  return { deadLettered: Number(dead.rows[0]?.n), failed: rows.map((job) => ({ ...job, attempts: Number(job.attempts) })) }
 }

@@ -7,7 +7,7 @@ import type { PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import type { Config } from '../lib/config.ts'
-import { AppError, clientErrorHandler, frameworkErrors, registerErrorHandler, SECURITY_HEADERS } from './errors.ts'
+import { AppError, clientErrorHandler, frameworkErrors, rateLimited, registerErrorHandler, SECURITY_HEADERS } from './errors.ts'
 import { createNotifier } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
 import { createBookingWaiter } from './booking-waiter.ts'
@@ -81,10 +81,7 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
     max: config.RATE_LIMIT_PER_IP_PER_MINUTE,
     timeWindow: 60_000,
     cache: 100_000,
-    errorResponseBuilder: (_request, context) => new AppError('RATE_LIMITED', {
-      message: `Too many requests: at most ${context.max} a minute; retry in ${context.after}`,
-      retryAfterSeconds: Math.max(1, Math.ceil(context.ttl / 1000))
-    })
+    errorResponseBuilder: (_request, context) => rateLimited('requests', context.max, context.ttl / 1000)
   })
   // This API speaks JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain')

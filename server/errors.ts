@@ -41,6 +41,12 @@ export class AppError extends Error {
   }
 }
 
+/** 429 for a rate limit: what was limited, the limit a minute, and when to try again. */
+export function rateLimited (what: string, perMinute: number, retryAfterSeconds: number): AppError {
+  const seconds = Math.max(1, Math.ceil(retryAfterSeconds))
+  return new AppError('RATE_LIMITED', { message: `Too many ${what}: at most ${perMinute} a minute; retry in ${seconds} s`, retryAfterSeconds: seconds })
+}
+
 /** 409 with the opening time, and a Retry-After for when it opens (at most an hour ahead). */
 export function saleNotOpen (opensAt: Date): AppError {
   const seconds = Math.max(1, Math.ceil((opensAt.getTime() - Date.now()) / 1000))

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { RateLimitOptions } from '@fastify/rate-limit'
-import type { FastifyRequest } from 'fastify'
-import { AppError } from '../errors.ts'
+import type { preHandlerAsyncHookHandler } from 'fastify'
+import { rateLimited } from '../errors.ts'
 import type { Intake } from '../intake.ts'
 import { ErrorResponse } from '../schemas/common.ts'
 import { BuyAccepted, BuyBody, BuyDecided, BuyHeaders } from '../schemas/purchases.ts'
@@ -17,25 +17,23 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, buyLimi
   // One user_id, however many addresses it comes from: checked after the body is validated. Its
   // own limiter (createRateLimit), not app.rateLimit(): that hook returns early on a request the
   // per-address limit has already counted, so it would never run when both are on.
-  const userLimit: RateLimitOptions = {
-    max: buyLimitPerUserPerMinute,
-    timeWindow: 60_000,
-    cache: 100_000,
-    keyGenerator: (request) => `buy:${(request.body as { user_id: string }).user_id.toLowerCase()}`
-  }
-  const perUser = buyLimitPerUserPerMinute > 0 ? app.createRateLimit(userLimit) : undefined
-  async function limitUser (request: FastifyRequest): Promise<void> {
-    const limit = await (perUser as NonNullable<typeof perUser>)(request)
-    // isAllowed means "on the allow list"; a counted request is over the limit when isExceeded.
-    if (!limit.isAllowed && limit.isExceeded) {
-      throw new AppError('RATE_LIMITED', {
-        message: `Too many purchases for this user_id: at most ${limit.max} a minute; retry in ${limit.ttlInSeconds} s`,
-        retryAfterSeconds: Math.max(1, limit.ttlInSeconds)
-      })
+  const userLimits: preHandlerAsyncHookHandler[] = []
+  if (buyLimitPerUserPerMinute > 0) {
+    const userLimit: RateLimitOptions = {
+      max: buyLimitPerUserPerMinute,
+      timeWindow: 60_000,
+      cache: 100_000,
+      keyGenerator: (request) => `buy:${(request.body as { user_id: string }).user_id.toLowerCase()}`
     }
+    const limiter = app.createRateLimit(userLimit)
+    userLimits.push(async (request) => {
+      const limit = await limiter(request)
+      // isAllowed means "on the allow list"; a counted request is over the limit when isExceeded.
+      if (!limit.isAllowed && limit.isExceeded) throw rateLimited('purchases for this user_id', limit.max, limit.ttlInSeconds)
+    })
   }
   app.post('/buy', {
-    preHandler: perUser === undefined ? [] : [limitUser],
+    preHandler: userLimits,
     schema: {
       summary: 'Ask for seats; the answer is a booking id to follow',
       description: '202: stored, waiting for its decision (follow the Location). 200: known at once: the event had no seats left (failed, sold_out), or a retry under an Idempotency-Key whose purchase is already decided. A retry under the same key answers with the same booking_id and the header Idempotent-Replayed: true.',

@@ -1,12 +1,14 @@
 import { Type } from '@sinclair/typebox'
 import { Uuid } from './common.ts'
 
-export const INVARIANTS_LIST_MAX = 1000
+const LIST_MAX = 1000
+
+// Query strings are strings (the API never coerces types): 1-1000 written out.
+const ListLimit = (what: string) => Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: `The newest this many ${what} (1-${LIST_MAX}, default 100)` })
 
 export const InvariantsQuery = Type.Object({
   event_id: Type.Optional({ ...Uuid, description: 'Check this event only' }),
-  // Query strings are strings (the API never coerces types): 1-1000 written out.
-  limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: `Otherwise, the newest this many events (1-${INVARIANTS_LIST_MAX}, default 100)` }))
+  limit: Type.Optional(ListLimit('events, when no event_id is given'))
 }, { additionalProperties: false })
 
 const Count = (description: string) => Type.Integer({ minimum: 0, description })
@@ -35,7 +37,7 @@ export const InvariantsReport = Type.Object({
 })
 
 export const FailedJobsQuery = Type.Object({
-  limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$', description: 'The newest this many failed jobs (1-1000, default 100)' }))
+  limit: Type.Optional(ListLimit('failed jobs'))
 }, { additionalProperties: false })
 
 export const FailedJobsReport = Type.Object({
