@@ -140,6 +140,38 @@ export async function lockEventsForUpdate (trx: Db, ids: readonly string[]): Pro
   return new Map(rows.map(({ id, ...event }) => [id, event]))
 }
 
+/** PostgreSQL's lock_not_available: a lock wait ran past lock_timeout (or NOWAIT found it taken). */
+export const LOCK_NOT_AVAILABLE = '55P03'
+
+/**
+ * lockEventsForUpdate, waiting at most `waitMs` for the rows instead of the session's lock_timeout:
+ * past it, PostgreSQL ends the wait with LOCK_NOT_AVAILABLE and the transaction is aborted (the
+ * caller rolls it back). The timeout is set for this one statement and put back at once, in the
+ * same round trip (the three statements are pipelined on the transaction's connection).
+ */
+export async function lockEventsWaitingAtMost (trx: Db, ids: readonly string[], waitMs: number): Promise<Map<string, LockedEvent>> {
+  if (ids.length === 0) return new Map()
+  const [, locked] = await Promise.all([
+    sql`SELECT set_config('lock_timeout', ${`${Math.max(1, Math.round(waitMs))}ms`}, true)`.execute(trx),
+    lockEventsForUpdate(trx, ids),
+    sql`SET LOCAL lock_timeout TO DEFAULT`.execute(trx)
+  ])
+  return locked
+}
+
+/**
+ * Of the listed events, those whose row another transaction holds right now (one statement, in
+ * autocommit: the locks it tries are released as it ends). Unknown ids are not held.
+ */
+export async function findHeldEvents (db: Db, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return []
+  const { rows } = await sql<{ id: string }>`
+    SELECT id FROM events WHERE id = ANY(${ids}::uuid[])
+    EXCEPT
+    SELECT id FROM (SELECT id FROM events WHERE id = ANY(${ids}::uuid[]) FOR NO KEY UPDATE SKIP LOCKED) AS free`.execute(db)
+  return rows.map((row) => row.id)
+}
+
 export interface EventChange {
   eventId: string
   /** Seats back on sale (cancellations) minus seats sold. */

@@ -148,7 +148,9 @@ export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBos
         const { event_id, user_id, quantity } = byId.get(r.id) as NewPurchase
         const data: PurchaseJobData = { event_id, user_id, quantity, arrival: Number(r.arrival) }
         if (r.expires_at !== null) data.expires_at = r.expires_at.toISOString()
-        return { id: r.id, data }
+        // The event is the job's group: a worker that finds the event's row held leaves all its jobs
+        // queued (ignoreGroups) and goes on with the other events.
+        return { id: r.id, data, group: { id: event_id } }
       })
       if (jobs.length > 0) {
         const ids = await boss.insert(PURCHASE_QUEUE, jobs, { db: fromKysely(trx), returnId: true })

@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import { heldKey, readDecisionContext, recordCancellations, recordDecision, recordDecisions, type BookingDecision, type Decision, type DecisionContext } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type Database } from '../db/database.ts'
-import { applyEventChanges, lockEventsForUpdate, type EventChange, type LockedEvent } from '../db/events.ts'
+import { applyEventChanges, findHeldEvents, LOCK_NOT_AVAILABLE, lockEventsForUpdate, lockEventsWaitingAtMost, type EventChange, type LockedEvent } from '../db/events.ts'
 import { isCancelJobData, isPurchaseJobData, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
 
 export interface SettleDeps {
@@ -193,6 +193,80 @@ export function countDecided (decided: JobsDecided): number {
   return decided.decisions.length + decided.cancelled.length
 }
 
+// How long a worker waits for an event's row lock before it sets that event aside. Deciders of
+// one event wait for each other for a batch's length (tens of milliseconds); far longer means
+// something else holds the row (a long admin or operator transaction).
+export const EVENT_LOCK_WAIT_MS = 1000
+// How long a held event's purchases are left in the queue before the worker tries its lock again.
+export const EVENT_SET_ASIDE_MS = 5000
+
+/**
+ * The events a worker loop leaves alone for now because their row was held elsewhere for longer
+ * than EVENT_LOCK_WAIT_MS. Their jobs stay queued (every job carries its event as its pg-boss
+ * group, and the loop fetches with ignoreGroups), so one held event never stalls the others, and
+ * its own purchases keep their order: all of them wait, none is decided out of turn. After
+ * EVENT_SET_ASIDE_MS the event is tried again.
+ */
+export class HeldEvents {
+  readonly #until = new Map<string, number>()
+  readonly #setAsideMs: number
+
+  constructor (setAsideMs = EVENT_SET_ASIDE_MS) {
+    this.#setAsideMs = setAsideMs
+  }
+
+  /** The events set aside now. */
+  current (now = performance.now()): string[] {
+    for (const [id, until] of this.#until) if (until <= now) this.#until.delete(id)
+    return [...this.#until.keys()]
+  }
+
+  setAside (ids: readonly string[], now = performance.now()): void {
+    for (const id of ids) this.#until.set(id, now + this.#setAsideMs)
+  }
+
+  /** Milliseconds until the first event set aside is tried again (undefined: none is). */
+  nextRetryInMs (now = performance.now()): number | undefined {
+    const times = [...this.#until.values()]
+    return times.length === 0 ? undefined : Math.max(0, Math.min(...times) - now)
+  }
+}
+
+/** What one settle step did: jobs claimed and decided, and events it found held and set aside. */
+export interface SettleResult {
+  claimed: number
+  decided: number
+  /** Events set aside (HeldEvents) by this step: the caller should look for other work at once. */
+  setAside: number
+}
+
+/** Thrown inside a settle transaction when an event's lock was not had in time; it rolls back. */
+class EventsHeldError extends Error {
+  readonly eventIds: readonly string[]
+  constructor (eventIds: readonly string[], options: ErrorOptions) {
+    super('an event row was held past the lock wait', options)
+    this.eventIds = eventIds
+  }
+}
+
+async function lockOrSetAside (trx: Db, eventIds: readonly string[]): Promise<Map<string, LockedEvent>> {
+  try {
+    return await lockEventsWaitingAtMost(trx, eventIds, EVENT_LOCK_WAIT_MS)
+  } catch (err) {
+    if ((err as { code?: unknown }).code === LOCK_NOT_AVAILABLE) throw new EventsHeldError(eventIds, { cause: err })
+    throw err
+  }
+}
+
+/** After EventsHeldError rolled its transaction back: sets aside the events still held. */
+async function setAsideHeld (db: Db, err: EventsHeldError, held: HeldEvents, log: Logger): Promise<SettleResult> {
+  const ids = await findHeldEvents(db, err.eventIds)
+  held.setAside(ids)
+  if (ids.length > 0) log.warn({ eventIds: ids, retryInMs: EVENT_SET_ASIDE_MS }, 'event rows held by another transaction; their purchases wait, the others go on')
+  // Released meanwhile (ids empty): nothing is set aside, and the caller tries again at once.
+  return { claimed: 0, decided: 0, setAside: Math.max(ids.length, 1) }
+}
+
 /**
  * Runs the claim-and-lock step of one batch. Several batched loops in one process share one, so
  * that the loop that claimed the older purchases also queues first for their events' locks: batches
@@ -220,21 +294,30 @@ export function createClaimGate (): ClaimGate {
  * a time (settleNextPurchase), which pins the failure on the job that causes it and gives that one
  * its retries and, at the end, the dead-letter queue.
  *
- * Returns the number of jobs claimed (0 when the queue is empty) and the bookings decided.
+ * An event whose row stays held elsewhere past EVENT_LOCK_WAIT_MS is set aside in `held` (the whole
+ * batch rolls back, and the next fetch leaves that event's jobs in the queue).
+ *
+ * Returns the number of jobs claimed (0 when the queue is empty), the bookings decided, and the
+ * events set aside.
  */
-export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim()): Promise<{ claimed: number, decided: number }> {
-  return await db.transaction().execute(async (trx) => {
-    const queueDb = fromKysely(trx)
-    const { jobs, events } = await claimGate(async () => {
-      const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb })
-      return { jobs, events: await lockEventsForUpdate(trx, eventsOf(jobs)) }
+export async function settlePurchaseBatch ({ db, boss, log }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim(), held = new HeldEvents()): Promise<SettleResult> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      const queueDb = fromKysely(trx)
+      const { jobs, events } = await claimGate(async () => {
+        const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb, ignoreGroups: held.current() })
+        return { jobs, events: await lockOrSetAside(trx, eventsOf(jobs)) }
+      })
+      if (jobs.length === 0) return { claimed: 0, decided: 0, setAside: 0 }
+      const decided = await applyJobs(trx, jobs, { locked: events })
+      const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
+      if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
+      return { claimed: jobs.length, decided: countDecided(decided), setAside: 0 }
     })
-    if (jobs.length === 0) return { claimed: 0, decided: 0 }
-    const decided = await applyJobs(trx, jobs, { locked: events })
-    const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
-    if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
-    return { claimed: jobs.length, decided: countDecided(decided) }
-  })
+  } catch (err) {
+    if (err instanceof EventsHeldError) return await setAsideHeld(db, err, held, log)
+    throw err
+  }
 }
 
 /**
@@ -246,22 +329,27 @@ export async function settlePurchaseBatch ({ db, boss }: SettleDeps, batchSize: 
  * failed (pg-boss retries it with backoff); on the last attempt the booking is failed with
  * reason "error", so no buyer is left pending forever.
  *
- * Returns the number of jobs claimed (0 when the queue is empty) and the bookings decided.
+ * A held event is set aside as in settlePurchaseBatch, before the attempt counts.
+ *
+ * Returns the number of jobs claimed (0 when the queue is empty), the bookings decided, and the
+ * events set aside.
  */
-export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promise<{ claimed: number, decided: number }> {
+export async function settleNextPurchase ({ db, boss, log }: SettleDeps, held = new HeldEvents()): Promise<SettleResult> {
   const trx = await db.startTransaction().execute()
   try {
     const queueDb = fromKysely(trx)
-    const [job] = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize: 1, includeMetadata: true, db: queueDb })
+    const [job] = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize: 1, includeMetadata: true, db: queueDb, ignoreGroups: held.current() })
     if (job === undefined) {
       await trx.commit().execute()
-      return { claimed: 0, decided: 0 }
+      return { claimed: 0, decided: 0, setAside: 0 }
     }
+    // Locked before the savepoint: a held event is set aside, not counted as this job's failure.
+    const locked = await lockOrSetAside(trx, eventsOf([job]))
     const attempt = { id: job.id, retryCount: job.retryCount }
     let decidedCount = 0
     const decideTrx = await trx.savepoint('decide').execute()
     try {
-      const decided = await applyJobs(decideTrx, [job], { verifyAll: true })
+      const decided = await applyJobs(decideTrx, [job], { verifyAll: true, locked })
       const outcome = decided.outcomes.get(job.id)
       // pg-boss's typings declare the response empty; at run time it reports { requested, affected }.
       const completed = await boss.complete(PURCHASE_QUEUE, attempt, { outcome }, { db: queueDb }) as { affected?: number }
@@ -279,9 +367,10 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps): Promis
       await boss.fail(PURCHASE_QUEUE, attempt, { message: err instanceof Error ? err.message : String(err) }, { db: queueDb })
     }
     await trx.commit().execute()
-    return { claimed: 1, decided: decidedCount }
+    return { claimed: 1, decided: decidedCount, setAside: 0 }
   } catch (err) {
     await trx.rollback().execute().catch(() => {})
+    if (err instanceof EventsHeldError) return await setAsideHeld(db, err, held, log)
     throw err
   }
 }

@@ -5,7 +5,7 @@ import { expireOverdue } from '../db/bookings.ts'
 import { createNotifier, listen } from '../db/client.ts'
 import { recordWorkerRate } from '../db/events.ts'
 import { BOOKINGS_DECIDED_CHANNEL, PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
-import { createClaimGate, settleNextPurchase, settlePurchaseBatch, type SettleDeps } from './settle.ts'
+import { createClaimGate, HeldEvents, settleNextPurchase, settlePurchaseBatch, type SettleDeps, type SettleResult } from './settle.ts'
 
 export const WORKER_MODES = ['batched', 'serial'] as const
 export type WorkerMode = typeof WORKER_MODES[number]
@@ -97,26 +97,30 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   // Clients waiting on GET /bookings/:id?wait= hear of decisions through this (in any API process).
   const notifyDecided = createNotifier(deps.db, BOOKINGS_DECIDED_CHANNEL, (err) => { log.warn({ err }, 'could not notify waiting clients of decisions; they will see them at their next check') })
 
-  async function settleOnce (): Promise<number> {
-    let result: { claimed: number, decided: number }
+  // Per loop: the events whose row was held elsewhere, left alone for a while. Per loop, not per
+  // process: a loop that waited too long behind its sibling's batch must not stop the sibling.
+  const held = Array.from({ length: loops }, () => new HeldEvents())
+
+  async function settleOnce (loop: number): Promise<SettleResult> {
+    let result: SettleResult
     if (options.mode === 'serial' || serialAfterFailure > 0) {
       // Through the gate: one serial transaction at a time, so recovery keeps arrival order too.
-      result = await claimGate(async () => await settleNextPurchase({ ...deps, log }))
-      serialAfterFailure = result.claimed === 0 ? 0 : Math.max(0, serialAfterFailure - result.claimed)
+      result = await claimGate(async () => await settleNextPurchase({ ...deps, log }, held[loop]))
+      if (result.setAside === 0) serialAfterFailure = result.claimed === 0 ? 0 : Math.max(0, serialAfterFailure - result.claimed)
     } else {
       try {
-        result = await settlePurchaseBatch({ ...deps, log }, options.batchSize, claimGate)
+        result = await settlePurchaseBatch({ ...deps, log }, options.batchSize, claimGate, held[loop])
       } catch (err) {
         log.warn({ err }, 'a batch of purchases failed and was rolled back; settling them one at a time')
         serialAfterFailure = options.batchSize
-        return 0
+        return { claimed: 0, decided: 0, setAside: 0 }
       }
     }
     if (result.decided > 0) {
       decidedSinceSample += result.decided
       notifyDecided()
     }
-    return result.claimed
+    return result
   }
 
   // The worker's pace, published for estimated waits: decisions per second over busy seconds only
@@ -156,9 +160,10 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
     while (!stopping) {
       woken[loop] = false
       try {
-        const claimed = await settleOnce()
+        const { claimed, setAside } = await settleOnce(loop)
         settled += claimed
-        if (claimed === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, options.idlePollMs)
+        // Idle: rest until woken, the next poll, or the moment a held event is due to be tried again.
+        if (claimed === 0 && setAside === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, Math.min(options.idlePollMs, held[loop]?.nextRetryInMs() ?? Infinity))
       } catch (err) {
         log.error({ err }, 'purchase worker could not settle; retrying')
         await pause(ERROR_BACKOFF_MS)

@@ -98,7 +98,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
         const marked = await markCancelRequested(trx, id)
         if (marked === undefined) return undefined
         const data: CancelJobData = { cancel_booking_id: id, event_id: row.event_id }
-        const ids = await boss.insert(PURCHASE_QUEUE, [{ id: timeOrderedId(), data }], { db: fromKysely(trx), returnId: true })
+        const ids = await boss.insert(PURCHASE_QUEUE, [{ id: timeOrderedId(), data, group: { id: data.event_id } }], { db: fromKysely(trx), returnId: true })
         if (ids?.length !== 1) throw new Error('the cancellation job was not stored')
         return marked
       })

@@ -363,7 +363,7 @@ t.test('deadline: an undecided purchase past max_wait_seconds fails as expired a
   t.same(await expireOverdue(database.db), [late.body.booking_id])
   t.match((await request(base, 'GET', `/bookings/${late.body.booking_id}`)).body, { status: 'failed', reason: 'expired' })
   // ...and the worker, reaching its job later, leaves it alone.
-  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 2, decided: 1 })
+  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 2, decided: 1, setAside: 0 })
   t.match((await request(base, 'GET', `/bookings/${late.body.booking_id}`)).body, { status: 'failed', reason: 'expired' })
   t.equal((await request(base, 'GET', `/bookings/${patient.body.booking_id}`)).body.status, 'success')
   t.same(await seats(database, eventId), { available: 4, held: 1, total: 5 })

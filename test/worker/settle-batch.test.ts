@@ -85,7 +85,7 @@ t.test('one batch that mixes events decides each event against its own seats, in
   const order = [a, b, c, a, b, c, a, b, a, b] as string[]
   const ids = await enqueue(base, order.map((eventId) => ({ eventId })))
   const claimed = await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100)
-  t.same(claimed, { claimed: 10, decided: 10 }, 'all ten in one transaction')
+  t.same(claimed, { claimed: 10, decided: 10, setAside: 0 }, 'all ten in one transaction')
   t.same(await outcomesById(database, ids), [
     'SUCCESS', 'SUCCESS', 'SUCCESS', // a1 b1 c1
     'SUCCESS', 'SUCCESS', 'FAILED sold_out', // a2 b2 c2
@@ -104,7 +104,7 @@ t.test('a batch that crosses the sell-out: earlier arrivals win, later ones fail
   const eventId = await createEvent(database.db, 6)
   const quantities = [2, 3, 2, 1, 4, 1, 1]
   const ids = await enqueue(base, quantities.map((quantity) => ({ eventId, quantity })))
-  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 7, decided: 7 })
+  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 7, decided: 7, setAside: 0 })
   t.same(await outcomesById(database, ids), [
     'SUCCESS', 'SUCCESS', // 2 + 3: 1 left
     'FAILED insufficient_quota', // 2 > 1
@@ -163,7 +163,7 @@ t.test('a purchase expired while queued is skipped by the batch that claims it',
   const res = await Promise.all([1, 2].map(async () => await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId(), max_wait_seconds: 60 } })))
   // As the deadline sweep leaves it (under the event's lock, its job still queued).
   await sql`UPDATE bookings SET status = 'FAILED', reason = 'expired', decided_at = now() WHERE id = ${res[0]?.body.booking_id}`.execute(database.db)
-  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 2, decided: 1 })
+  t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 2, decided: 1, setAside: 0 })
   t.same(await outcomesById(database, res.map((r) => r.body.booking_id as string)), ['FAILED expired', 'SUCCESS'])
   t.equal(await available(database, eventId), 4)
 })
