@@ -22,7 +22,8 @@ COPY worker ./worker
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:3000/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# API and worker in one process; override with `node server/main.ts` or `node worker/main.ts`.
+  CMD ["node", "-e", "fetch('http://127.0.0.1:3000/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# API and worker in one process (compose.yaml runs them as separate services instead, with
+# `node server/main.ts` and `node worker/main.ts`; the worker's healthcheck uses METRICS_PORT).
 # A small young generation, as package.json's scripts run it: see README, "Where the time goes".
 CMD ["node", "--max-semi-space-size=4", "lib/main.ts"]
