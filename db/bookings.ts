@@ -321,3 +321,10 @@ export async function countPendingBookings (db: Db): Promise<number> {
     .executeTakeFirstOrThrow()
   return Number(row.n)
 }
+
+/** Pending purchases per event that has any (an index-only scan of the pending-only index). */
+export async function countPendingByEvent (db: Db): Promise<Array<{ event_id: string, pending: number }>> {
+  const rows = await db.selectFrom('bookings').select(['event_id', (eb) => eb.fn.countAll<string>().as('pending')])
+    .where('status', '=', BOOKING_STATUS.pending).groupBy('event_id').execute()
+  return rows.map((row) => ({ event_id: row.event_id, pending: Number(row.pending) }))
+}

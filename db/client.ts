@@ -15,6 +15,21 @@ export type Db = Kysely<Database>
 
 const pools = new WeakMap<Db, postgres.Sql>()
 
+/** A pool's connections as Kysely uses them, for metrics. */
+export interface PoolUsage {
+  max: number
+  /** Connections handed to a query or transaction now. */
+  inUse: number
+  /** Queries and transactions waiting for a connection now. */
+  waiting: number
+}
+const usage = new WeakMap<Db, PoolUsage>()
+
+export function poolUsage (db: Db): PoolUsage | undefined {
+  const found = usage.get(db)
+  return found === undefined ? undefined : { ...found }
+}
+
 /**
  * Closes the pool, giving queries in flight `timeoutSeconds` to finish. Bounded even when the
  * database is gone (Kysely's own destroy() would wait for postgres.js indefinitely).
@@ -37,12 +52,26 @@ export async function closeDb (db: Db, timeoutSeconds = 5): Promise<void> {
  *   with the transaction's first statement, which follows it on the same connection (postgres.js
  *   pipelines). If BEGIN fails, that first statement fails with its error.
  */
-function tunedForRoundTrips (pool: postgres.Sql, acquireTimeoutMs: number): postgres.Sql {
+function tunedForRoundTrips (pool: postgres.Sql, acquireTimeoutMs: number, counts: PoolUsage): postgres.Sql {
   return new Proxy(pool, {
     get (target, property, receiver) {
       if (property !== 'reserve') return Reflect.get(target, property, receiver) as unknown
       return async () => {
-        const reserved = await reserveWithin(target, acquireTimeoutMs)
+        counts.waiting++
+        let reserved: postgres.ReservedSql
+        try {
+          reserved = await reserveWithin(target, acquireTimeoutMs)
+        } finally {
+          counts.waiting--
+        }
+        counts.inUse++
+        const release = reserved.release.bind(reserved)
+        let released = false
+        reserved.release = () => {
+          if (!released) counts.inUse--
+          released = true
+          release()
+        }
         const unsafe = reserved.unsafe.bind(reserved)
         let begin: Promise<unknown> | undefined
         reserved.unsafe = ((query: string, parameters?: postgres.ParameterOrJSON<never>[], options?: postgres.UnsafeQueryOptions) => {
@@ -125,8 +154,10 @@ export function createDb (options: DatabaseOptions): Db {
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3
     }
   })
-  const db = new Kysely<Database>({ dialect: new PostgresJSDialectWithRollback({ postgres: tunedForRoundTrips(pool, options.connectTimeoutSeconds * 1000) }) })
+  const counts: PoolUsage = { max: options.poolMax, inUse: 0, waiting: 0 }
+  const db = new Kysely<Database>({ dialect: new PostgresJSDialectWithRollback({ postgres: tunedForRoundTrips(pool, options.connectTimeoutSeconds * 1000, counts) }) })
   pools.set(db, pool)
+  usage.set(db, counts)
   return db
 }
 

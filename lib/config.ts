@@ -29,6 +29,8 @@ export const ConfigSchema = Type.Object({
   WORKER_MODE: Type.Union(WORKER_MODES.map((mode) => Type.Literal(mode)), { default: 'batched' }),
   WORKER_BATCH_SIZE: Type.Integer({ default: 2000, minimum: 1, maximum: 10000 }),
   WORKER_IDLE_POLL_MS: Type.Integer({ default: 1000, minimum: 5, maximum: 60000 }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0 }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 20000, minimum: 1000 }),
   DEMO_EVENT: Type.Boolean({ default: true })
 })

@@ -1,14 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import closeWithGrace from 'close-with-grace'
+import { sql } from 'kysely'
 import type { Logger } from 'pino'
 import { closeDb, createDb, type Db } from '../db/client.ts'
 import { startEmbeddedPostgres } from '../db/embedded.ts'
 import { countEvents, findEventIdPreferringName, insertEvent } from '../db/events.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { buildApp } from '../server/app.ts'
+import { buildOpsApp } from '../server/ops-app.ts'
 import { startPurchaseWorker, WORKER_POOL_SIZE, type PurchaseWorker } from '../worker/worker.ts'
 import { loadConfig, type Config } from './config.ts'
 import { createLogger } from './logger.ts'
+import { createMetrics } from './metrics.ts'
 import { createBoss, ensurePurchaseQueues } from './purchase-queue.ts'
 
 export interface Roles {
@@ -110,15 +113,17 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   await boss.start()
   await ensurePurchaseQueues(boss)
 
+  // One registry per process: in `npm start` the API's /metrics shows the worker's too.
+  const metrics = createMetrics({ pools: { api: apiDb, worker: workerDb }, db: apiDb ?? workerDb as Db, boss })
   let worker: PurchaseWorker | undefined
   if (workerDb !== undefined) {
-    worker = startPurchaseWorker({ db: workerDb, boss, log }, { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS })
+    worker = startPurchaseWorker({ db: workerDb, boss, log, metrics }, { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS })
     const running = worker
     closers.push({ name: 'purchase worker', close: running.stop })
   }
 
   if (apiDb !== undefined) {
-    const app = await buildApp({ db: apiDb, boss, log, config, onPurchaseAccepted: worker?.wake })
+    const app = await buildApp({ db: apiDb, boss, log, config, metrics, onPurchaseAccepted: worker?.wake })
     closers.push({ name: 'http server', close: async () => { await app.close() } })
     const hintEventId = config.DEMO_EVENT ? await ensureDemoEvent(apiDb, log) : undefined
     await app.listen({ port: config.PORT, host: config.HOST })
@@ -130,6 +135,13 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
       const body = JSON.stringify({ event_id: hintEventId, user_id: randomUUID() })
       log.info({ eventId: hintEventId }, `try a purchase:  curl -si -X POST ${base}/buy -H 'content-type: application/json' -d '${body}'  then  curl -s ${base}/bookings/<booking_id>`)
     }
+  } else if (config.METRICS_PORT !== undefined && workerDb !== undefined) {
+    // A worker on its own opens a port only when asked: /metrics and the health checks.
+    const ops = await buildOpsApp({ db: workerDb, boss, log, metrics })
+    closers.push({ name: 'operations http server', close: async () => { await ops.close() } })
+    await ops.listen({ port: config.METRICS_PORT, host: config.HOST })
+    const address = ops.server.address()
+    log.info({ port: typeof address === 'object' && address !== null ? address.port : config.METRICS_PORT }, 'metrics and health checks served')
   }
 }
 
@@ -140,10 +152,15 @@ const DEMO_EVENT = { name: 'Concert Event', total_quota: 100 }
  * demo event if there is one, else the newest event (undefined when there are none).
  */
 async function ensureDemoEvent (db: Db, log: Logger): Promise<string | undefined> {
-  if (await countEvents(db) === 0) {
-    const event = await insertEvent(db, DEMO_EVENT)
-    log.info({ eventId: event.id, quota: event.total_quota }, 'created the demo event')
-    return event.id
-  }
-  return await findEventIdPreferringName(db, DEMO_EVENT.name)
+  // Several API processes starting at once (compose --scale api=3) create one demo event between
+  // them: the check and the insert run under one transaction-scoped advisory lock.
+  return await db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(hashtext('boxoffice:demo-event'))`.execute(trx)
+    if (await countEvents(trx) === 0) {
+      const event = await insertEvent(trx, DEMO_EVENT)
+      log.info({ eventId: event.id, quota: event.total_quota }, 'created the demo event')
+      return event.id
+    }
+    return await findEventIdPreferringName(trx, DEMO_EVENT.name)
+  })
 }

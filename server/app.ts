@@ -1,12 +1,14 @@
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import type { Config } from '../lib/config.ts'
+import { createMetrics, type Metrics } from '../lib/metrics.ts'
 import { AppError, clientErrorHandler, frameworkErrors, rateLimited, registerErrorHandler, SECURITY_HEADERS } from './errors.ts'
 import { createNotifier } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
@@ -16,15 +18,27 @@ import { adminRoutes } from './routes/admin.ts'
 import { bookingRoutes } from './routes/bookings.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
+import { metricsRoutes } from './routes/metrics.ts'
 import { purchaseRoutes } from './routes/purchases.ts'
 import { ErrorResponse } from './schemas/common.ts'
+
+export interface RegisteredRoute { method: string, url: string, documented: boolean }
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered, with whether it asked to be left out of the OpenAPI document. */
+    registeredRoutes: readonly RegisteredRoute[]
+  }
+}
 
 export interface AppDeps {
   db: Db
   boss: PgBoss
   log: Logger
   config: Pick<Config, 'ADMIN_TOKEN' | 'QUEUE_CAPACITY' | 'INTAKE_BATCH_MAX' | 'INTAKE_BATCH_WAIT_MS' | 'DB_POOL_MAX' |
-    'RATE_LIMIT_PER_IP_PER_MINUTE' | 'BUY_LIMIT_PER_USER_PER_MINUTE' | 'TRUST_PROXY_HOPS'>
+    'RATE_LIMIT_PER_IP_PER_MINUTE' | 'BUY_LIMIT_PER_USER_PER_MINUTE' | 'TRUST_PROXY_HOPS' | 'MAX_EVENT_LOOP_DELAY_MS'>
+  /** The process's metrics (shared with its worker in `npm start`); made here when not given. */
+  metrics?: Metrics
   /** Called after each commit that queued purchases or cancellations (the in-process worker starts at once). */
   onPurchaseAccepted?: () => void
 }
@@ -45,7 +59,7 @@ const BODY_LIMIT_BYTES = 16 * 1024
 const INTAKE_BATCHES_IN_FLIGHT = 4
 
 /** Builds the HTTP app; never listens (main.ts and the tests do). */
-export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: AppDeps): Promise<FastifyInstance> {
+export async function buildApp ({ db, boss, log, config, onPurchaseAccepted, metrics = createMetrics({ pools: { api: db }, db, boss }) }: AppDeps): Promise<FastifyInstance> {
   const httpLog: FastifyBaseLogger = log.child({ component: 'http' })
   const app = Fastify({
     loggerInstance: httpLog,
@@ -67,6 +81,12 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
 
   app.addSchema(ErrorResponse)
   registerErrorHandler(app)
+  // Every route as registered, for the OpenAPI test's "every route is documented".
+  const routes: RegisteredRoute[] = []
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, documented: route.schema?.hide !== true })
+  })
+  app.decorate('registeredRoutes', routes)
   // Security headers (errors.ts, SECURITY_HEADERS) on every routed answer, by a synchronous hook;
   // the interactive docs page loads its own scripts and styles, so it gets a CSP that allows them.
   app.addHook('onRequest', (request, reply, done) => {
@@ -82,6 +102,34 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
     timeWindow: 60_000,
     cache: 100_000,
     errorResponseBuilder: (_request, context) => rateLimited('requests', context.max, context.ttl / 1000)
+  })
+  // Load shedding: while the event loop lags more than MAX_EVENT_LOOP_DELAY_MS, new requests get a
+  // prompt 503 OVERLOADED with Retry-After instead of joining a queue that only grows. Liveness and
+  // /metrics are exempt (route config shedUnderPressure: false).
+  if (config.MAX_EVENT_LOOP_DELAY_MS > 0) {
+    await app.register(underPressure, {
+      maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY_MS,
+      pressureHandler: async (request, _reply, type, value) => {
+        if ((request.routeOptions.config as { shedUnderPressure?: boolean }).shedUnderPressure === false) return
+        request.log.warn({ type, value }, 'overloaded: request shed')
+        throw new AppError('OVERLOADED')
+      }
+    })
+  }
+  // Latency by route pattern and status for /metrics (the URL itself would make a series per id).
+  // One child per method, route and status, found by a string key: prom-client would otherwise
+  // hash the label object on every answer, on the hottest path there is.
+  const latencyByRoute = new Map<string, { observe: (seconds: number) => void }>()
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const key = `${request.method} ${reply.statusCode} ${route}`
+    let series = latencyByRoute.get(key)
+    if (series === undefined) {
+      series = metrics.httpDuration.labels({ method: request.method, route, status_code: reply.statusCode })
+      latencyByRoute.set(key, series)
+    }
+    series.observe(reply.elapsedTime / 1000)
+    done()
   })
   // This API speaks JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain')
@@ -128,10 +176,11 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
-  await app.register(purchaseRoutes, { intake, buyLimitPerUserPerMinute: config.BUY_LIMIT_PER_USER_PER_MINUTE })
+  await app.register(purchaseRoutes, { intake, metrics, buyLimitPerUserPerMinute: config.BUY_LIMIT_PER_USER_PER_MINUTE })
   await app.register(bookingRoutes, { db, boss, waiter, adminToken: config.ADMIN_TOKEN, onQueued })
   await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
-  await app.register(healthRoutes, { db })
+  await app.register(healthRoutes, { db, boss })
+  await app.register(metricsRoutes, { metrics })
   await app.register(adminRoutes, { db, adminToken: config.ADMIN_TOKEN })
   return app
 }

@@ -17,6 +17,7 @@ export const ERRORS = {
   PURCHASE_NOT_STORED: { statusCode: 503, message: 'The purchase could not be stored and nothing was recorded; try again', retryAfterSeconds: 1 },
   QUEUE_FULL: { statusCode: 503, message: 'System is too busy', retryAfterSeconds: 1 },
   DATABASE_UNAVAILABLE: { statusCode: 503, message: 'Database unavailable, try again shortly', retryAfterSeconds: 2 },
+  OVERLOADED: { statusCode: 503, message: 'Server is overloaded; try again shortly', retryAfterSeconds: 1 },
   SHUTTING_DOWN: { statusCode: 503, message: 'Server is shutting down, try again shortly', retryAfterSeconds: 1 },
   ADMIN_DISABLED: { statusCode: 401, message: 'Admin routes are disabled: the server has no ADMIN_TOKEN configured' },
   RATE_LIMITED: { statusCode: 429, message: 'Too many requests; slow down and retry after the time in Retry-After' },

@@ -5,12 +5,30 @@ import type { Db } from '../db/client.ts'
 import { heldKey, readDecisionContext, recordCancellations, recordDecision, recordDecisions, type BookingDecision, type Decision, type DecisionContext } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type Database } from '../db/database.ts'
 import { applyEventChanges, findHeldEvents, LOCK_NOT_AVAILABLE, lockEventsForUpdate, lockEventsWaitingAtMost, type EventChange, type LockedEvent } from '../db/events.ts'
+import type { Metrics } from '../lib/metrics.ts'
 import { isCancelJobData, isPurchaseJobData, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
 
 export interface SettleDeps {
   db: Db
   boss: PgBoss
   log: Logger
+  /** Counts the outcomes once their transaction has committed. */
+  metrics?: Metrics
+}
+
+/** Counts committed outcomes: decisions by status and reason, and cancellations. */
+export function countOutcomes (metrics: Metrics | undefined, decisions: readonly BookingDecision[], cancelled = 0): void {
+  if (metrics === undefined) return
+  const counts = new Map<string, { status: string, reason: string, n: number }>()
+  for (const { decision } of decisions) {
+    const reason = decision.status === BOOKING_STATUS.failed ? decision.reason : ''
+    const key = `${decision.status}:${reason}`
+    const entry = counts.get(key)
+    if (entry === undefined) counts.set(key, { status: decision.status.toLowerCase(), reason, n: 1 })
+    else entry.n++
+  }
+  for (const { status, reason, n } of counts.values()) metrics.purchasesDecided.inc({ status, reason }, n)
+  if (cancelled > 0) metrics.bookingsCancelled.inc(cancelled)
 }
 
 /** The rule for seats alone, free of I/O: a purchase takes all of its seats or none. */
@@ -300,20 +318,22 @@ export function createClaimGate (): ClaimGate {
  * Returns the number of jobs claimed (0 when the queue is empty), the bookings decided, and the
  * events set aside.
  */
-export async function settlePurchaseBatch ({ db, boss, log }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim(), held = new HeldEvents()): Promise<SettleResult> {
+export async function settlePurchaseBatch ({ db, boss, log, metrics }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim(), held = new HeldEvents()): Promise<SettleResult> {
   try {
-    return await db.transaction().execute(async (trx) => {
+    const { result, decided } = await db.transaction().execute(async (trx) => {
       const queueDb = fromKysely(trx)
       const { jobs, events } = await claimGate(async () => {
         const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb, ignoreGroups: held.current() })
         return { jobs, events: await lockOrSetAside(trx, eventsOf(jobs)) }
       })
-      if (jobs.length === 0) return { claimed: 0, decided: 0, setAside: 0 }
+      if (jobs.length === 0) return { result: { claimed: 0, decided: 0, setAside: 0 }, decided: undefined }
       const decided = await applyJobs(trx, jobs, { locked: events })
       const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
       if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
-      return { claimed: jobs.length, decided: countDecided(decided), setAside: 0 }
+      return { result: { claimed: jobs.length, decided: countDecided(decided), setAside: 0 }, decided }
     })
+    if (decided !== undefined) countOutcomes(metrics, decided.decisions, decided.cancelled.length)
+    return result
   } catch (err) {
     if (err instanceof EventsHeldError) return await setAsideHeld(db, err, held, log)
     throw err
@@ -334,7 +354,7 @@ export async function settlePurchaseBatch ({ db, boss, log }: SettleDeps, batchS
  * Returns the number of jobs claimed (0 when the queue is empty), the bookings decided, and the
  * events set aside.
  */
-export async function settleNextPurchase ({ db, boss, log }: SettleDeps, held = new HeldEvents()): Promise<SettleResult> {
+export async function settleNextPurchase ({ db, boss, log, metrics }: SettleDeps, held = new HeldEvents()): Promise<SettleResult> {
   const trx = await db.startTransaction().execute()
   try {
     const queueDb = fromKysely(trx)
@@ -347,9 +367,11 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps, held = 
     const locked = await lockOrSetAside(trx, eventsOf([job]))
     const attempt = { id: job.id, retryCount: job.retryCount }
     let decidedCount = 0
+    let committed: { decisions: readonly BookingDecision[], cancelled: number } = { decisions: [], cancelled: 0 }
     const decideTrx = await trx.savepoint('decide').execute()
     try {
       const decided = await applyJobs(decideTrx, [job], { verifyAll: true, locked })
+      committed = { decisions: decided.decisions, cancelled: decided.cancelled.length }
       const outcome = decided.outcomes.get(job.id)
       // pg-boss's typings declare the response empty; at run time it reports { requested, affected }.
       const completed = await boss.complete(PURCHASE_QUEUE, attempt, { outcome }, { db: queueDb }) as { affected?: number }
@@ -363,10 +385,12 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps, held = 
       await decideTrx.rollbackToSavepoint('decide').execute()
       const lastAttempt = job.retryCount >= job.retryLimit
       log.error({ err, jobId: job.id, attempt: job.retryCount, lastAttempt }, 'deciding a job failed')
-      if (lastAttempt) await recordGivenUp(trx, job.id, log)
+      committed = { decisions: [], cancelled: 0 }
+      if (lastAttempt && await recordGivenUp(trx, job.id, log)) committed.decisions = [{ id: job.id, decision: { status: BOOKING_STATUS.failed, reason: 'error' } }]
       await boss.fail(PURCHASE_QUEUE, attempt, { message: err instanceof Error ? err.message : String(err) }, { db: queueDb })
     }
     await trx.commit().execute()
+    countOutcomes(metrics, committed.decisions, committed.cancelled)
     return { claimed: 1, decided: decidedCount, setAside: 0 }
   } catch (err) {
     await trx.rollback().execute().catch(() => {})
@@ -379,12 +403,14 @@ export async function settleNextPurchase ({ db, boss, log }: SettleDeps, held = 
  * The last attempt failed: tell the buyer (failed, reason "error"). If even that cannot be
  * written, the job is still failed (and dead-lettered) so it cannot block the queue forever.
  */
-async function recordGivenUp (trx: ControlledTransaction<Database>, bookingId: string, log: Logger): Promise<void> {
+async function recordGivenUp (trx: ControlledTransaction<Database>, bookingId: string, log: Logger): Promise<boolean> {
   const giveUpTrx = await trx.savepoint('give_up').execute()
   try {
     await recordDecision(giveUpTrx, bookingId, { status: BOOKING_STATUS.failed, reason: 'error' })
+    return true
   } catch (err) {
     await giveUpTrx.rollbackToSavepoint('give_up').execute()
     log.error({ err, bookingId }, 'could not record the failure on the booking; it stays pending, its job is dead-lettered')
+    return false
   }
 }

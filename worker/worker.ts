@@ -102,6 +102,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   const held = Array.from({ length: loops }, () => new HeldEvents())
 
   async function settleOnce (loop: number): Promise<SettleResult> {
+    const started = performance.now()
     let result: SettleResult
     if (options.mode === 'serial' || serialAfterFailure > 0) {
       // Through the gate: one serial transaction at a time, so recovery keeps arrival order too.
@@ -115,6 +116,10 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
         serialAfterFailure = options.batchSize
         return { claimed: 0, decided: 0, setAside: 0 }
       }
+    }
+    if (result.claimed > 0) {
+      deps.metrics?.settleBatchSize.observe(result.claimed)
+      deps.metrics?.settleBatchDuration.observe((performance.now() - started) / 1000)
     }
     if (result.decided > 0) {
       decidedSinceSample += result.decided
@@ -145,6 +150,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
     while (!stopping) {
       try {
         const expired = await expireOverdue(deps.db)
+        deps.metrics?.purchasesDecided.inc({ status: 'failed', reason: 'expired' }, expired.length)
         if (expired.length > 0) {
           log.info({ expired: expired.length }, 'purchases past their deadline failed as expired')
           notifyDecided()

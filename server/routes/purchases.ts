@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { RateLimitOptions } from '@fastify/rate-limit'
 import type { preHandlerAsyncHookHandler } from 'fastify'
 import { rateLimited } from '../errors.ts'
+import type { Metrics } from '../../lib/metrics.ts'
 import type { Intake } from '../intake.ts'
 import { ErrorResponse } from '../schemas/common.ts'
 import { BuyAccepted, BuyBody, BuyDecided, BuyHeaders } from '../schemas/purchases.ts'
@@ -13,7 +14,7 @@ const DECIDED_MESSAGE = {
   CANCELLED: 'Booking cancelled'
 } as const
 
-export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, buyLimitPerUserPerMinute: number }> = async (app, { intake, buyLimitPerUserPerMinute }) => {
+export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, metrics: Metrics, buyLimitPerUserPerMinute: number }> = async (app, { intake, metrics, buyLimitPerUserPerMinute }) => {
   // One user_id, however many addresses it comes from: checked after the body is validated. Its
   // own limiter (createRateLimit), not app.rateLimit(): that hook returns early on a request the
   // per-address limit has already counted, so it would never run when both are on.
@@ -50,6 +51,7 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, buyLimi
       idempotency_key: request.headers['idempotency-key'] ?? null,
       max_wait_seconds: max_wait_seconds ?? null
     })
+    metrics.purchasesAccepted.inc({ outcome: submitted.replayed ? 'replayed' : submitted.status === 'PENDING' ? 'queued' : submitted.reason ?? submitted.status.toLowerCase() })
     void reply.header('location', `/bookings/${submitted.id}`)
     if (submitted.replayed) void reply.header('idempotent-replayed', 'true')
     if (submitted.status === 'PENDING') {

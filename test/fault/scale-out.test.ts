@@ -6,6 +6,7 @@ import { ADMIN_TOKEN } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
+import { freePort } from '../../db/embedded.ts'
 import { startService } from '../fixtures/service.ts'
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -15,7 +16,9 @@ t.test('3 API and 3 worker processes, 50 events, one of them hot: every purchase
   const { db } = database
   const env = { DATABASE_URL: database.url, ADMIN_TOKEN }
   const apis = await Promise.all([1, 2, 3].map(async () => await startService(t, 'api', env)))
-  const workers = await Promise.all([1, 2, 3].map(async () => await startService(t, 'worker', env)))
+  // Each worker serves /metrics and /health/* on its METRICS_PORT (compose.yaml's worker service).
+  const metricsPorts = await Promise.all([1, 2, 3].map(async () => await freePort()))
+  const workers = await Promise.all(metricsPorts.map(async (port) => await startService(t, 'worker', { ...env, METRICS_PORT: String(port) })))
 
   // The hot event: one seat per purchase, no cap, so first come first served is exact. The 49
   // others: a cap of 2 and purchases of 1 or 2 seats.
@@ -59,6 +62,18 @@ t.test('3 API and 3 worker processes, 50 events, one of them hot: every purchase
   const check = await request(apis[0]?.base as string, 'GET', '/admin/invariants?limit=50', { headers: admin })
   t.equal(check.body.events.length, 50)
   t.equal(check.body.ok, true, JSON.stringify(check.body.events.filter((e: { ok: boolean }) => !e.ok)))
+
+  // Every worker process is ready by its own health check, and between them their metrics count
+  // every purchase the workers decided (the 200s were decided at intake).
+  let decidedByWorkers = 0
+  for (const port of metricsPorts) {
+    const base = `http://127.0.0.1:${port}`
+    const ready = await request(base, 'GET', '/health/ready')
+    t.same(ready.body, { status: 'ok', checks: { database: 'ok', migrations: 'ok', queue: 'ok' } }, 'a worker reports ready')
+    const metrics = await request<string>(base, 'GET', '/metrics')
+    for (const match of metrics.body.matchAll(/^boxoffice_purchases_decided_total\{[^}]*\} (\d+)$/gm)) decidedByWorkers += Number(match[1])
+  }
+  t.equal(decidedByWorkers, answers.filter((a) => a.status === 202).length, 'the workers\' metrics count each queued purchase\'s decision once')
 
   // The work was shared: each worker, stopped, says how many purchases it settled.
   const settled = await Promise.all(workers.map(async (worker) => {

@@ -1,0 +1,140 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { PgBoss } from 'pg-boss'
+import { countPendingByEvent } from '../db/bookings.ts'
+import { poolUsage, type Db } from '../db/client.ts'
+import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from './purchase-queue.ts'
+
+/**
+ * The Prometheus metrics of one process (prom-client, its own registry), served at GET /metrics.
+ * Counters and histograms are updated where things happen (cheap: no I/O); the gauges that need
+ * the database read it only when scraped, with one query each.
+ */
+export interface Metrics {
+  readonly registry: Registry
+  readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>
+  /** POST /buy answers that stored a purchase, by what the buyer was told. */
+  readonly purchasesAccepted: Counter<'outcome'>
+  /** Final outcomes written by this process's worker. */
+  readonly purchasesDecided: Counter<'status' | 'reason'>
+  readonly bookingsCancelled: Counter
+  readonly settleBatchSize: Histogram
+  readonly settleBatchDuration: Histogram
+}
+
+export interface MetricsSources {
+  /** The process's pools, by role (api, worker), for pool usage. */
+  pools: Partial<Record<'api' | 'worker', Db>>
+  /** For the pending purchases per event (live) and the queue's job counts. */
+  db: Db
+  boss: PgBoss
+}
+
+const PREFIX = 'boxoffice_'
+
+export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
+  const registry = new Registry()
+  // Node's own: CPU, memory, GC, handles, and event-loop lag (nodejs_eventloop_lag_seconds and
+  // its percentiles).
+  collectDefaultMetrics({ register: registry })
+
+  const httpDuration = new Histogram({
+    name: `${PREFIX}http_request_duration_seconds`,
+    help: 'HTTP requests by route (the route pattern, not the URL) and status, with their latency',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry]
+  })
+  const purchasesAccepted = new Counter({
+    name: `${PREFIX}purchases_accepted_total`,
+    help: 'Purchases stored by POST /buy: queued (202), sold_out (200, decided at once), replayed (an Idempotency-Key seen before)',
+    labelNames: ['outcome'] as const,
+    registers: [registry]
+  })
+  const purchasesDecided = new Counter({
+    name: `${PREFIX}purchases_decided_total`,
+    help: 'Purchases decided by this process\'s worker (and expired by its sweep), by final status and reason',
+    labelNames: ['status', 'reason'] as const,
+    registers: [registry]
+  })
+  const bookingsCancelled = new Counter({
+    name: `${PREFIX}bookings_cancelled_total`,
+    help: 'Bookings cancelled by this process\'s worker (successful ones gave their seats back)',
+    registers: [registry]
+  })
+  const settleBatchSize = new Histogram({
+    name: `${PREFIX}settle_batch_size`,
+    help: 'Jobs claimed by one settlement transaction',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000],
+    registers: [registry]
+  })
+  const settleBatchDuration = new Histogram({
+    name: `${PREFIX}settle_batch_duration_seconds`,
+    help: 'Time of one settlement transaction that claimed jobs, claim to commit',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry]
+  })
+
+  // A scrape during a database outage still answers, with the process's own metrics: the
+  // database-backed gauges are left empty and the failure counted.
+  const scrapeErrors = new Counter({
+    name: `${PREFIX}metrics_scrape_errors_total`,
+    help: 'Database-backed gauges that could not be read during a scrape (they were left empty)',
+    labelNames: ['gauge'] as const,
+    registers: [registry]
+  })
+  async function fromDatabase<T> (gauge: string, read: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await read()
+    } catch {
+      scrapeErrors.inc({ gauge })
+      return undefined
+    }
+  }
+
+  new Gauge({
+    name: `${PREFIX}db_pool_connections`,
+    help: 'Database pool connections of this process: max, in_use (by a query or transaction), waiting (queries waiting for one)',
+    labelNames: ['pool', 'state'] as const,
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const [pool, poolDb] of Object.entries(pools)) {
+        const usage = poolDb === undefined ? undefined : poolUsage(poolDb)
+        if (usage === undefined) continue
+        this.set({ pool, state: 'max' }, usage.max)
+        this.set({ pool, state: 'in_use' }, usage.inUse)
+        this.set({ pool, state: 'waiting' }, usage.waiting)
+      }
+    }
+  })
+  new Gauge({
+    name: `${PREFIX}pending_purchases`,
+    help: 'Purchases waiting for their decision, per event (events with none are left out); read from the database when scraped',
+    labelNames: ['event_id'] as const,
+    registers: [registry],
+    async collect () {
+      this.reset()
+      const pending = await fromDatabase('pending_purchases', async () => await countPendingByEvent(db))
+      for (const { event_id: eventId, pending: n } of pending ?? []) this.set({ event_id: eventId }, n)
+    }
+  })
+  new Gauge({
+    name: `${PREFIX}queue_jobs`,
+    help: 'Jobs in the purchase queue and its dead-letter queue by state, as counted by pg-boss\'s last monitor pass',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+    async collect () {
+      this.reset()
+      const queues = await fromDatabase('queue_jobs', async () => await Promise.all([PURCHASE_QUEUE, PURCHASE_DEAD_LETTER_QUEUE].map(async (name) => await boss.getQueue(name))))
+      for (const queue of queues ?? []) {
+        if (queue === null) continue
+        this.set({ queue: queue.name, state: 'ready' }, queue.readyCount)
+        this.set({ queue: queue.name, state: 'deferred' }, queue.deferredCount)
+        this.set({ queue: queue.name, state: 'active' }, queue.activeCount)
+        this.set({ queue: queue.name, state: 'failed' }, queue.failedCount)
+      }
+    }
+  })
+
+  return { registry, httpDuration, purchasesAccepted, purchasesDecided, bookingsCancelled, settleBatchSize, settleBatchDuration }
+}
