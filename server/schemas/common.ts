@@ -16,4 +16,11 @@ export const ErrorResponse = Type.Object({
   error: Type.String(),
   code: Type.Optional(Type.String()),
   message: Type.String()
-}, { $id: 'ErrorResponse' })
+}, {
+  $id: 'ErrorResponse',
+  description: 'Every error: the HTTP status, its name, a stable code to branch on, and a message for people',
+  examples: [
+    { statusCode: 404, error: 'Not Found', code: 'EVENT_NOT_FOUND', message: 'Event not found' },
+    { statusCode: 503, error: 'Service Unavailable', code: 'QUEUE_FULL', message: 'System is too busy' }
+  ]
+})

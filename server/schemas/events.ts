@@ -13,7 +13,13 @@ export const CreateEventBody = Type.Object({
   max_per_user: Type.Optional(MaxPerUser),
   sales_open_at: Type.Optional(OpenAt),
   sales_close_at: Type.Optional(CloseAt)
-}, { additionalProperties: false })
+}, {
+  additionalProperties: false,
+  examples: [
+    { name: 'Concert Event', total_quota: 100 },
+    { name: 'Stadium tour, Friday', total_quota: 50000, max_per_user: 4, sales_open_at: '2026-12-01T10:00:00Z', sales_close_at: '2026-12-05T18:00:00Z' }
+  ]
+})
 
 // null clears a setting (no cap, no opening time, no closing time).
 export const UpdateEventBody = Type.Object({
@@ -22,7 +28,11 @@ export const UpdateEventBody = Type.Object({
   max_per_user: Type.Optional(Type.Union([MaxPerUser, Type.Null()])),
   sales_open_at: Type.Optional(Type.Union([OpenAt, Type.Null()])),
   sales_close_at: Type.Optional(Type.Union([CloseAt, Type.Null()]))
-}, { additionalProperties: false, minProperties: 1 })
+}, {
+  additionalProperties: false,
+  minProperties: 1,
+  examples: [{ total_quota: 60000 }, { max_per_user: null, sales_close_at: '2026-12-06T18:00:00Z' }]
+})
 
 const Nullable = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(schema: T) => Type.Union([schema, Type.Null()])
 
@@ -40,6 +50,22 @@ export const Event = Type.Object({
   sale_status: Type.Union([Type.Literal('scheduled'), Type.Literal('open'), Type.Literal('sold_out'), Type.Literal('closed')]),
   version: Type.Integer(),
   created_at: Type.String({ format: 'date-time' })
+}, {
+  examples: [{
+    id: '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e',
+    name: 'Concert Event',
+    total_quota: 100,
+    available_quota: 37,
+    sold: 63,
+    pending: 12,
+    cancelled: 2,
+    max_per_user: 4,
+    sales_open_at: null,
+    sales_close_at: null,
+    sale_status: 'open',
+    version: 3,
+    created_at: '2026-11-25T09:00:00.000Z'
+  }]
 })
 
 export const EventList = Type.Object({ events: Type.Array(Event) })

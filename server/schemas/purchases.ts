@@ -14,7 +14,13 @@ export const BuyBody = Type.Object({
     maximum: MAX_WAIT_SECONDS_LIMIT,
     description: 'A deadline: if the purchase is still undecided this many seconds after it was stored, it fails with reason "expired" and never takes a seat afterwards'
   }))
-}, { additionalProperties: false })
+}, {
+  additionalProperties: false,
+  examples: [
+    { event_id: '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e', user_id: '6f1c2b7e-8d4a-4f3b-9a2e-1c5d7e9f0a3b' },
+    { event_id: '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e', user_id: '6f1c2b7e-8d4a-4f3b-9a2e-1c5d7e9f0a3b', quantity: 2, max_wait_seconds: 120 }
+  ]
+})
 
 export const BuyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Type.String({
@@ -30,11 +36,17 @@ export const BuyAccepted = Type.Object({
   booking_id: Uuid,
   status: Type.Literal('pending'),
   message: Type.String()
-})
+}, { examples: [{ booking_id: '019ab3f0-5c2d-7e41-8a6b-3d9e0f1a2b3c', status: 'pending', message: 'Request queued' }] })
 
 export const BuyDecided = Type.Object({
   booking_id: Uuid,
   status: Type.Union([Type.Literal('success'), Type.Literal('failed'), Type.Literal('cancelled')]),
   reason: Type.Union([Type.String(), Type.Null()]),
   message: Type.String()
-}, { description: 'Known at once: the event had no seats left when the purchase was stored (failed, sold_out), or a retry with an Idempotency-Key whose purchase has been decided already (its outcome now).' })
+}, {
+  description: 'Known at once: the event had no seats left when the purchase was stored (failed, sold_out), or a retry with an Idempotency-Key whose purchase has been decided already (its outcome now).',
+  examples: [
+    { booking_id: '019ab3f0-5c2d-7e41-8a6b-3d9e0f1a2b3c', status: 'failed', reason: 'sold_out', message: 'Sold out' },
+    { booking_id: '019ab3f0-5c2d-7e41-8a6b-3d9e0f1a2b3c', status: 'success', reason: null, message: 'Purchase succeeded' }
+  ]
+})

@@ -33,6 +33,15 @@ t.test('GET /openapi.json: a valid OpenAPI document, generated from the route sc
   }
   t.ok(doc.paths['/buy']?.post?.responses?.['202'] !== undefined && doc.paths['/buy']?.post?.responses?.['429'] !== undefined, 'POST /buy documents its 202 and its 429')
   t.ok(doc.paths['/bookings/{id}']?.get?.responses?.['404'] !== undefined, 'GET /bookings/{id} documents its 404')
+  // Examples a reader can copy: the purchase body, its answers, events, and the error shape.
+  const media = (node: unknown): { example?: unknown, examples?: unknown } | undefined => (node as { content?: Record<string, { example?: unknown, examples?: unknown }> } | undefined)?.content?.['application/json']
+  const hasExample = (node: unknown): boolean => media(node)?.example !== undefined || media(node)?.examples !== undefined
+  const buy = doc.paths['/buy']?.post as { requestBody?: unknown, responses?: Record<string, unknown> } | undefined
+  t.ok(hasExample(buy?.requestBody), 'POST /buy has body examples')
+  t.ok(hasExample(buy?.responses?.['202']) && hasExample(buy?.responses?.['200']), 'and answer examples')
+  t.ok(hasExample((doc.paths['/events']?.post as { requestBody?: unknown } | undefined)?.requestBody), 'POST /events has body examples')
+  t.ok(hasExample(doc.paths['/events/{id}']?.get?.responses?.['200']), 'GET /events/{id} has an answer example')
+  t.ok(hasExample(buy?.responses?.['409']), 'errors have examples')
 })
 
 t.test('GET /docs: the interactive docs page, allowed to load its own scripts', async (t) => {
