@@ -217,20 +217,33 @@ export function countDecided (decided: JobsDecided): number {
 export const EVENT_LOCK_WAIT_MS = 1000
 // How long a held event's purchases are left in the queue before the worker tries its lock again.
 export const EVENT_SET_ASIDE_MS = 5000
+// Meanwhile, how often the worker looks (one statement, without waiting) whether the rows it set
+// aside are free again, so a released event resumes within about this long.
+export const EVENT_HELD_PROBE_MS = 500
 
 /**
  * The events a worker loop leaves alone for now because their row was held elsewhere for longer
  * than EVENT_LOCK_WAIT_MS. Their jobs stay queued (every job carries its event as its pg-boss
  * group, and the loop fetches with ignoreGroups), so one held event never stalls the others, and
- * its own purchases keep their order: all of them wait, none is decided out of turn. After
- * EVENT_SET_ASIDE_MS the event is tried again.
+ * its own purchases keep their order: all of them wait, none is decided out of turn. The event is
+ * tried again as soon as a probe (every EVENT_HELD_PROBE_MS) finds its row free, or after
+ * EVENT_SET_ASIDE_MS at the latest.
  */
 export class HeldEvents {
   readonly #until = new Map<string, number>()
   readonly #setAsideMs: number
+  #probedAt = 0
 
   constructor (setAsideMs = EVENT_SET_ASIDE_MS) {
     this.#setAsideMs = setAsideMs
+  }
+
+  /** At most every EVENT_HELD_PROBE_MS: forgets the events set aside whose rows are free now. */
+  async refresh (db: Db, now = performance.now()): Promise<void> {
+    if (this.#until.size === 0 || now - this.#probedAt < EVENT_HELD_PROBE_MS) return
+    this.#probedAt = now
+    const stillHeld = new Set(await findHeldEvents(db, [...this.#until.keys()]))
+    for (const id of this.#until.keys()) if (!stillHeld.has(id)) this.#until.delete(id)
   }
 
   /** The events set aside now. */
@@ -319,6 +332,7 @@ export function createClaimGate (): ClaimGate {
  * events set aside.
  */
 export async function settlePurchaseBatch ({ db, boss, log, metrics }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim(), held = new HeldEvents()): Promise<SettleResult> {
+  await held.refresh(db)
   try {
     const { result, decided } = await db.transaction().execute(async (trx) => {
       const queueDb = fromKysely(trx)
@@ -355,6 +369,7 @@ export async function settlePurchaseBatch ({ db, boss, log, metrics }: SettleDep
  * events set aside.
  */
 export async function settleNextPurchase ({ db, boss, log, metrics }: SettleDeps, held = new HeldEvents()): Promise<SettleResult> {
+  await held.refresh(db)
   const trx = await db.startTransaction().execute()
   try {
     const queueDb = fromKysely(trx)

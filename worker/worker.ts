@@ -5,7 +5,7 @@ import { expireOverdue } from '../db/bookings.ts'
 import { createNotifier, listen } from '../db/client.ts'
 import { recordWorkerRate } from '../db/events.ts'
 import { BOOKINGS_DECIDED_CHANNEL, PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
-import { createClaimGate, HeldEvents, settleNextPurchase, settlePurchaseBatch, type SettleDeps, type SettleResult } from './settle.ts'
+import { createClaimGate, EVENT_HELD_PROBE_MS, HeldEvents, settleNextPurchase, settlePurchaseBatch, type SettleDeps, type SettleResult } from './settle.ts'
 
 export const WORKER_MODES = ['batched', 'serial'] as const
 export type WorkerMode = typeof WORKER_MODES[number]
@@ -169,7 +169,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
         const { claimed, setAside } = await settleOnce(loop)
         settled += claimed
         // Idle: rest until woken, the next poll, or the moment a held event is due to be tried again.
-        if (claimed === 0 && setAside === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, Math.min(options.idlePollMs, held[loop]?.nextRetryInMs() ?? Infinity))
+        if (claimed === 0 && setAside === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, Math.min(options.idlePollMs, held[loop]?.nextRetryInMs() ?? Infinity, held[loop]?.current().length === 0 ? Infinity : EVENT_HELD_PROBE_MS))
       } catch (err) {
         log.error({ err }, 'purchase worker could not settle; retrying')
         await pause(ERROR_BACKOFF_MS)
