@@ -5,7 +5,7 @@ import type { Db } from '../../db/client.ts'
 import { findBookingView, isSettled, markCancelRequested, type BookingView } from '../../db/bookings.ts'
 import { BOOKING_STATUS, type BookingStatus } from '../../db/database.ts'
 import { PURCHASE_QUEUE, type CancelJobData } from '../../lib/purchase-queue.ts'
-import { adminCheck } from '../auth.ts'
+import { AdminHeaders, bookingAccess } from '../auth.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
 import { AppError } from '../errors.ts'
 import { Booking, BookingQuery, CancelQuery } from '../schemas/bookings.ts'
@@ -49,7 +49,7 @@ export interface BookingRouteOptions {
 }
 
 export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, boss, waiter, adminToken, onQueued }) => {
-  const isAdmin = adminCheck(adminToken)
+  const askerOf = bookingAccess(adminToken)
 
   app.get('/bookings/:id', {
     schema: {
@@ -77,21 +77,17 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
   app.delete('/bookings/:id', {
     schema: {
       summary: 'Cancel a booking: a successful one gives its seats back, a pending one is withdrawn',
-      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer). 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
+      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer); neither: 400 BOOKING_OWNER_REQUIRED. 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
       params: IdParams,
       querystring: CancelQuery,
-      headers: { type: 'object', properties: { authorization: { type: 'string' } } },
+      headers: AdminHeaders,
       response: { 200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const id = request.params.id
-    const asAdmin = isAdmin(request)
-    if (!asAdmin && request.headers.authorization !== undefined) throw new AppError('UNAUTHORIZED')
+    const asker = askerOf(request, request.query.user_id)
     let row = await findOrThrow(db, id)
-    if (!asAdmin) {
-      if (request.query.user_id === undefined) throw new AppError('CANCEL_NEEDS_OWNER')
-      if (request.query.user_id.toLowerCase() !== row.user_id) throw new AppError('NOT_BOOKING_OWNER')
-    }
+    if (!asker.admin && asker.userId !== row.user_id) throw new AppError('NOT_BOOKING_OWNER')
     if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
       const queued = await db.transaction().execute(async (trx) => {

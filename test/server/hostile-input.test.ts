@@ -315,7 +315,7 @@ function corpus ({ event, booking, user }: { event: string, booking: string, use
     del('?user_id= with an encoded NUL', `/bookings/${booking}?user_id=${user}%00`, 400, 'VALIDATION_FAILED'),
     del('?user_id= twice', `/bookings/${booking}?user_id=${user}&user_id=${user}`, 400, 'VALIDATION_FAILED'),
     del('?user_id= empty', `/bookings/${booking}?user_id=`, 400, 'VALIDATION_FAILED'),
-    del('no ?user_id= and no token', `/bookings/${booking}`, 400, 'CANCEL_NEEDS_OWNER'),
+    del('no ?user_id= and no token', `/bookings/${booking}`, 400, 'BOOKING_OWNER_REQUIRED'),
     del('?user_id= of another user', `/bookings/${booking}?user_id=${UNKNOWN}`, 403, 'NOT_BOOKING_OWNER'),
     del('?__proto__=', `/bookings/${booking}?__proto__=${user}`, 400, 'VALIDATION_FAILED'),
     del('?constructor=', `/bookings/${booking}?user_id=${user}&constructor=1`, 400, 'VALIDATION_FAILED'),

@@ -239,7 +239,7 @@ t.test('cancellation', async (t) => {
     const mine = await buy(base, { event_id: eventId, user_id: userId })
     await settled(base, mine.body.booking_id)
     const path = `/bookings/${mine.body.booking_id}`
-    t.match(await request(base, 'DELETE', path), { status: 400, body: { code: 'CANCEL_NEEDS_OWNER' } })
+    t.match(await request(base, 'DELETE', path), { status: 400, body: { code: 'BOOKING_OWNER_REQUIRED' } })
     t.match(await request(base, 'DELETE', `${path}?user_id=${newUserId()}`), { status: 403, body: { code: 'NOT_BOOKING_OWNER' } })
     t.match(await request(base, 'DELETE', path, { headers: { authorization: 'Bearer not-the-admin-token-000' } }), { status: 401, body: { code: 'UNAUTHORIZED' } })
     t.match(await request(base, 'DELETE', `/bookings/${newUserId()}?user_id=${userId}`), { status: 404, body: { code: 'BOOKING_NOT_FOUND' } })
