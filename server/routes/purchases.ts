@@ -4,6 +4,7 @@ import type { preHandlerAsyncHookHandler } from 'fastify'
 import { rateLimited } from '../errors.ts'
 import type { Intake } from '../intake.ts'
 import { ErrorResponse } from '../schemas/common.ts'
+import { bookingLocation } from '../schemas/bookings.ts'
 import { BuyAccepted, BuyBody, BuyDecided, BuyHeaders } from '../schemas/purchases.ts'
 import { STATUS_FOR_CLIENTS } from './bookings.ts'
 
@@ -50,7 +51,7 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, buyLimi
       idempotency_key: request.headers['idempotency-key'] ?? null,
       max_wait_seconds: max_wait_seconds ?? null
     })
-    void reply.header('location', `/bookings/${submitted.id}`)
+    void reply.header('location', bookingLocation(submitted.id, user_id))
     if (submitted.replayed) void reply.header('idempotent-replayed', 'true')
     if (submitted.status === 'PENDING') {
       return reply.code(202).send({ booking_id: submitted.id, status: 'pending', message: submitted.replayed ? 'Request already queued' : 'Request queued' })
