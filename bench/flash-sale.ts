@@ -85,7 +85,7 @@ const HELP = `npm run bench -- [options]
   --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
   --wait S              longest wait for every accepted purchase to be decided (default 180)
   --ceiling-seconds S   how long to load the no-op ceiling server (default 5)
-  --sample N            accepted purchases whose GET /bookings/:id is compared with the database (default 200)
+  --sample N            accepted purchases whose GET /bookings/:id?user_id= is compared with the database (default 200)
   --url URL             target an already running server instead (needs --database-url and --admin-token)
   --database-url URL    that server's database, for the invariant checks
   --admin-token T       that server's ADMIN_TOKEN, to create the events

@@ -6,12 +6,13 @@
 // - never more sold than the quota
 // - every accepted purchase exists and has a final status ("lost" otherwise)
 // - no booking id handed out twice
-// - GET /bookings/:id agrees with the database for a sample of accepted purchases
+// - GET /bookings/:id?user_id=<its buyer> agrees with the database for a sample of accepted purchases
 // - no user holds more seats of an event than its cap
 // - every accepted cancellation ended cancelled (or its purchase failed: nothing to cancel)
 // - seats given back (the events' cancelled counter) never more than the cancelled bookings held
 //   (fewer when some were withdrawn while pending: those held none)
 import type { Sql } from 'postgres'
+import { bookingLocation } from '../server/schemas/bookings.ts'
 
 export interface InvariantReport {
   sold: number
@@ -68,8 +69,8 @@ export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedId
   const duplicates = acceptedIds.length - new Set(acceptedIds).size
   if (duplicates > 0) failures.push(`${duplicates} booking ids were handed out more than once`)
 
-  const decided = await sql<Array<{ id: string, status: string, reason: string | null }>>`
-    SELECT id, status, reason FROM bookings WHERE id = ANY(${acceptedIds as string[]}::uuid[])`
+  const decided = await sql<Array<{ id: string, user_id: string, status: string, reason: string | null }>>`
+    SELECT id, user_id, status, reason FROM bookings WHERE id = ANY(${acceptedIds as string[]}::uuid[])`
   const byId = new Map(decided.map((row) => [row.id, row]))
   let lost = 0
   for (const id of acceptedIds) {
@@ -78,17 +79,21 @@ export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedId
   }
   if (lost > 0) failures.push(`${lost} accepted purchases have no final status`)
 
-  // The API must tell buyers what the database says.
+  // The API must tell buyers what the database says (asked as the buyer: a booking is theirs to read).
   const step = Math.max(1, Math.floor(acceptedIds.length / Math.max(1, sampleSize)))
   let disagreements = 0
   let sampled = 0
   for (let i = 0; i < acceptedIds.length && sampled < sampleSize; i += step) {
     const id = acceptedIds[i] as string
     sampled++
-    const res = await fetch(`${baseUrl}/bookings/${id}`)
-    const body = await res.json() as { status?: string, reason?: string | null }
     const row = byId.get(id)
-    if (res.status !== 200 || row === undefined || body.status !== row.status.toLowerCase() || body.reason !== row.reason) disagreements++
+    if (row === undefined) {
+      disagreements++
+      continue
+    }
+    const res = await fetch(`${baseUrl}${bookingLocation(id, row.user_id)}`)
+    const body = await res.json() as { status?: string, reason?: string | null }
+    if (res.status !== 200 || body.status !== row.status.toLowerCase() || body.reason !== row.reason) disagreements++
   }
   if (disagreements > 0) failures.push(`GET /bookings/:id disagreed with the database for ${disagreements} of ${sampled} sampled purchases`)
 

@@ -7,13 +7,14 @@
 import { randomUUID } from 'node:crypto'
 import Fastify from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { bookingLocation } from '../server/schemas/bookings.ts'
 import { BuyAccepted, BuyBody } from '../server/schemas/purchases.ts'
 
 const app = Fastify({ logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: false } } })
   .withTypeProvider<TypeBoxTypeProvider>()
-app.post('/buy', { schema: { body: BuyBody, response: { 202: BuyAccepted } } }, async (_request, reply) => {
+app.post('/buy', { schema: { body: BuyBody, response: { 202: BuyAccepted } } }, async (request, reply) => {
   const bookingId = randomUUID()
-  return reply.code(202).header('location', `/bookings/${bookingId}`)
+  return reply.code(202).header('location', bookingLocation(bookingId, request.body.user_id))
     .send({ booking_id: bookingId, status: 'pending', message: 'Request queued' })
 })
 await app.listen({ port: Number(process.env.PORT ?? 0), host: process.env.HOST ?? '127.0.0.1' })

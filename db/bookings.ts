@@ -140,9 +140,11 @@ export interface BookingView extends BookingRow {
 /**
  * A booking as clients see it, in one query by primary key: its position is its arrival number
  * minus the event's decided_through (no count over the queue), and the pace is what the workers
- * published in the last minute.
+ * published in the last minute. With `ownedBy`, only if that user bought it: another user's
+ * booking is not found, by the same statement as an unknown id, which stops at the same point
+ * (the row by its id, nothing joined or computed for it).
  */
-export async function findBookingView (db: Db, id: string): Promise<BookingView | undefined> {
+export async function findBookingView (db: Db, id: string, ownedBy: string | null): Promise<BookingView | undefined> {
   const row = await db.selectFrom('bookings as b')
     .innerJoin('events as e', 'e.id', 'b.event_id')
     .selectAll('b')
@@ -151,6 +153,7 @@ export async function findBookingView (db: Db, id: string): Promise<BookingView 
       sql<number | null>`CASE WHEN b.status = 'PENDING' THEN (SELECT sum(r.decisions_per_second) FROM worker_rates r WHERE r.measured_at > now() - interval '1 minute') END`.as('pace')
     ])
     .where('b.id', '=', id)
+    .$if(ownedBy !== null, (qb) => qb.where('b.user_id', '=', ownedBy as string))
     .executeTakeFirst()
   return row === undefined ? undefined : { ...row, position: row.position === null ? null : Number(row.position), pace: row.pace === null ? null : Number(row.pace) }
 }

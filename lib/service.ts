@@ -132,8 +132,10 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
     const base = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`
     log.info({ url: base }, `boxoffice is ready at ${base}`)
     if (hintEventId !== undefined) {
-      const body = JSON.stringify({ event_id: hintEventId, user_id: randomUUID() })
-      log.info({ eventId: hintEventId }, `try a purchase:  curl -si -X POST ${base}/buy -H 'content-type: application/json' -d '${body}'  then  curl -s ${base}/bookings/<booking_id>`)
+      const userId = randomUUID()
+      const body = JSON.stringify({ event_id: hintEventId, user_id: userId })
+      // A booking is shown to its buyer only: the second line is the Location the first answers with.
+      log.info({ eventId: hintEventId }, `try a purchase:  curl -si -X POST ${base}/buy -H 'content-type: application/json' -d '${body}'  then  curl -s '${base}/bookings/<booking_id>?user_id=${userId}'`)
     }
   } else if (config.METRICS_PORT !== undefined && workerDb !== undefined) {
     // A worker on its own opens a port only when asked: /metrics and the health checks.

@@ -166,7 +166,7 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted, met
       info: {
         title: 'boxoffice',
         version: API_VERSION,
-        description: 'Flash-sale ticketing: every purchase is stored durably before its 202, decided one by one in arrival order under its event\'s lock, and never oversold. Follow a booking with GET /bookings/{id}.'
+        description: 'Flash-sale ticketing: every purchase is stored durably before its 202, decided one by one in arrival order under its event\'s lock, and never oversold. Follow a booking with GET /bookings/{id}?user_id= (the Location of its answer names the buyer).'
       },
       components: { securitySchemes: { admin: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } } }
     },

@@ -34,3 +34,22 @@ export function adminCheck (adminToken: string | undefined): (request: FastifyRe
     return match !== null && timingSafeEqual(digest(match[1] as string), expected)
   }
 }
+
+/** Who asks about a booking: the admin, or someone naming themself as its buyer. */
+export type BookingAsker = { readonly admin: true } | { readonly admin: false, readonly userId: string }
+
+/**
+ * The proof GET and DELETE /bookings/:id ask for, checked before the booking is read: the admin
+ * token, or ?user_id= naming its buyer (whether it does is the route's to check, with the row).
+ * A token that is not the admin's is a 401, not ignored; neither proof is a 400.
+ */
+export function bookingAccess (adminToken: string | undefined): (request: FastifyRequest, userId: string | undefined) => BookingAsker {
+  const isAdmin = adminCheck(adminToken)
+  return (request, userId) => {
+    if (isAdmin(request)) return { admin: true }
+    if (request.headers.authorization !== undefined) throw new AppError('UNAUTHORIZED')
+    if (userId === undefined) throw new AppError('BOOKING_OWNER_REQUIRED')
+    // PostgreSQL's uuid type is case-blind; a comparison in JavaScript must be too.
+    return { admin: false, userId: userId.toLowerCase() }
+  }
+}

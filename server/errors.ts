@@ -11,7 +11,7 @@ export const ERRORS = {
   IDEMPOTENCY_KEY_REUSED: { statusCode: 409, message: 'This Idempotency-Key was already used by this user for a different purchase (event_id, quantity or max_wait_seconds differ); use a new key for a new purchase' },
   BOOKING_NOT_CANCELLABLE: { statusCode: 409, message: 'Only a successful or pending booking can be cancelled; this one failed' },
   NOT_BOOKING_OWNER: { statusCode: 403, message: 'This booking belongs to another user: cancel it with its own user_id, or with the admin token' },
-  CANCEL_NEEDS_OWNER: { statusCode: 400, message: 'Say whose booking this is: ?user_id=<the buyer\'s user_id>, or Authorization: Bearer <ADMIN_TOKEN>' },
+  BOOKING_OWNER_REQUIRED: { statusCode: 400, message: 'Say whose booking this is: ?user_id=<the buyer\'s user_id>, or Authorization: Bearer <ADMIN_TOKEN>' },
   QUOTA_BELOW_SOLD: { statusCode: 409, message: 'total_quota cannot go below the seats already sold' },
   INVALID_SALE_WINDOW: { statusCode: 400, message: 'sales_open_at must be before sales_close_at' },
   PURCHASE_NOT_STORED: { statusCode: 503, message: 'The purchase could not be stored and nothing was recorded; try again', retryAfterSeconds: 1 },

@@ -15,11 +15,14 @@ t.test('npm start on an empty database serves a demo event that a purchase can b
   const hint = service.lines.find((line) => line.includes('curl'))
   t.ok(hint?.includes(demo.id), 'the log names the event id in a ready-to-paste curl line')
   t.ok(hint?.includes(`${service.base}/buy`), 'the curl line targets this server')
+  // The body's user_id (quoted, and escaped once more in a JSON log line), then the read as that buyer.
+  const hintUser = /user_id\W+([0-9a-f-]{36})/.exec(hint ?? '')?.[1]
+  t.ok(hintUser !== undefined && hint?.includes(`${service.base}/bookings/<booking_id>?user_id=${hintUser}`), 'and reads the booking back as its buyer')
 
   const accepted = await request(service.base, 'POST', '/buy', { json: { event_id: demo.id, user_id: newUserId() } })
   t.equal(accepted.status, 202)
   const final = await waitFor(async () => {
-    const res = await request(service.base, 'GET', `/bookings/${accepted.body.booking_id}`)
+    const res = await request(service.base, 'GET', accepted.headers.get('location') ?? '')
     return res.body.status === 'pending' ? undefined : res
   }, { what: 'the purchase to be decided' })
   t.equal(final.body.status, 'success')

@@ -5,10 +5,10 @@ import type { Db } from '../../db/client.ts'
 import { findBookingView, isSettled, markCancelRequested, type BookingView } from '../../db/bookings.ts'
 import { BOOKING_STATUS, type BookingStatus } from '../../db/database.ts'
 import { PURCHASE_QUEUE, type CancelJobData } from '../../lib/purchase-queue.ts'
-import { adminCheck } from '../auth.ts'
+import { AdminHeaders, bookingAccess } from '../auth.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
 import { AppError } from '../errors.ts'
-import { Booking, BookingQuery, CancelQuery } from '../schemas/bookings.ts'
+import { Booking, BookingQuery, bookingLocation, CancelQuery } from '../schemas/bookings.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
 
 export const STATUS_FOR_CLIENTS = { PENDING: 'pending', SUCCESS: 'success', FAILED: 'failed', CANCELLED: 'cancelled' } as const satisfies Record<BookingStatus, string>
@@ -33,11 +33,19 @@ function toBookingResponse (row: BookingView) {
   }
 }
 
-async function findOrThrow (db: Db, id: string): Promise<BookingView> {
-  const row = await findBookingView(db, id)
+/**
+ * The booking, or BOOKING_NOT_FOUND. With `ownedBy`, another buyer's booking is not found either,
+ * answered exactly as an unknown id (same body, the same one query with the owner in its WHERE),
+ * so that a user_id cannot learn whether someone else's booking exists.
+ */
+async function findOrThrow (db: Db, id: string, ownedBy: string | null): Promise<BookingView> {
+  const row = await findBookingView(db, id, ownedBy)
   if (row === undefined) throw new AppError('BOOKING_NOT_FOUND')
   return row
 }
+
+// In OpenAPI: no credential (the buyer's ?user_id= is a query parameter), or the admin's bearer token.
+const BUYER_OR_ADMIN: Array<Record<string, string[]>> = [{}, { admin: [] }]
 
 export interface BookingRouteOptions {
   db: Db
@@ -49,18 +57,24 @@ export interface BookingRouteOptions {
 }
 
 export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, boss, waiter, adminToken, onQueued }) => {
-  const isAdmin = adminCheck(adminToken)
+  const askerOf = bookingAccess(adminToken)
 
   app.get('/bookings/:id', {
     schema: {
       summary: 'A purchase and its outcome; ?wait=N holds the answer up to N seconds until it is settled',
+      description: 'Only for its buyer (?user_id=, as in the Location of POST /buy) or the admin (Authorization: Bearer). 400 BOOKING_OWNER_REQUIRED: neither given. 401 UNAUTHORIZED: a token that is not the admin\'s. 404 BOOKING_NOT_FOUND: no such booking, or another user\'s: one answer for both, so a user_id cannot tell whether someone else\'s booking exists. With ?wait=, the owner is checked first: another user\'s request is answered at once.',
       params: IdParams,
       querystring: BookingQuery,
-      response: { 200: Booking, 400: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
+      headers: AdminHeaders,
+      security: BUYER_OR_ADMIN,
+      response: { 200: Booking, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const id = request.params.id
-    let row = await findOrThrow(db, id)
+    // Before anything waits: a request for a booking that is not the asker's is answered at once.
+    const asker = askerOf(request, request.query.user_id)
+    const ownedBy = asker.admin ? null : asker.userId
+    let row = await findOrThrow(db, id, ownedBy)
     const waitSeconds = Number(request.query.wait ?? 0)
     if (waitSeconds > 0 && !isSettled(row)) {
       // Ends early if the client goes away.
@@ -69,7 +83,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       reply.raw.once('close', onClose)
       await waiter.until(id, waitSeconds * 1000, gone.signal)
       reply.raw.off('close', onClose)
-      row = await findOrThrow(db, id)
+      row = await findOrThrow(db, id, ownedBy)
     }
     return toBookingResponse(row)
   })
@@ -77,21 +91,18 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
   app.delete('/bookings/:id', {
     schema: {
       summary: 'Cancel a booking: a successful one gives its seats back, a pending one is withdrawn',
-      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer). 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
+      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer); neither: 400 BOOKING_OWNER_REQUIRED. 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
       params: IdParams,
       querystring: CancelQuery,
-      headers: { type: 'object', properties: { authorization: { type: 'string' } } },
+      headers: AdminHeaders,
+      security: BUYER_OR_ADMIN,
       response: { 200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const id = request.params.id
-    const asAdmin = isAdmin(request)
-    if (!asAdmin && request.headers.authorization !== undefined) throw new AppError('UNAUTHORIZED')
-    let row = await findOrThrow(db, id)
-    if (!asAdmin) {
-      if (request.query.user_id === undefined) throw new AppError('CANCEL_NEEDS_OWNER')
-      if (request.query.user_id.toLowerCase() !== row.user_id) throw new AppError('NOT_BOOKING_OWNER')
-    }
+    const asker = askerOf(request, request.query.user_id)
+    let row = await findOrThrow(db, id, null)
+    if (!asker.admin && asker.userId !== row.user_id) throw new AppError('NOT_BOOKING_OWNER')
     if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
       const queued = await db.transaction().execute(async (trx) => {
@@ -107,13 +118,13 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
         row = { ...row, ...queued }
       } else {
         // Requested already, or changed since it was read: answer with what it is now.
-        row = await findOrThrow(db, id)
+        row = await findOrThrow(db, id, null)
         // Decided while we looked (a pending purchase that failed): nothing to cancel.
         if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
       }
     }
     return reply.code(row.status === BOOKING_STATUS.cancelled ? 200 : 202)
-      .header('location', `/bookings/${id}`)
+      .header('location', bookingLocation(id, row.user_id))
       .send(toBookingResponse(row))
   })
 }

@@ -5,6 +5,7 @@ import { rateLimited } from '../errors.ts'
 import type { Metrics } from '../../lib/metrics.ts'
 import type { Intake } from '../intake.ts'
 import { ErrorResponse } from '../schemas/common.ts'
+import { bookingLocation } from '../schemas/bookings.ts'
 import { BuyAccepted, BuyBody, BuyDecided, BuyHeaders } from '../schemas/purchases.ts'
 import { STATUS_FOR_CLIENTS } from './bookings.ts'
 
@@ -52,7 +53,7 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, metrics
       max_wait_seconds: max_wait_seconds ?? null
     })
     metrics.purchasesAccepted.inc({ outcome: submitted.replayed ? 'replayed' : submitted.status === 'PENDING' ? 'queued' : submitted.reason ?? submitted.status.toLowerCase() })
-    void reply.header('location', `/bookings/${submitted.id}`)
+    void reply.header('location', bookingLocation(submitted.id, user_id))
     if (submitted.replayed) void reply.header('idempotent-replayed', 'true')
     if (submitted.status === 'PENDING') {
       return reply.code(202).send({ booking_id: submitted.id, status: 'pending', message: submitted.replayed ? 'Request already queued' : 'Request queued' })

@@ -22,7 +22,12 @@ export const Booking = Type.Object({
   cancelled_at: Instant
 })
 
+// Proof of whose booking it is: what its buyer knows, the user_id it was bought with (the admin
+// token does instead; see bookingAccess in server/auth.ts).
+const OwnerQuery = { ...Uuid, description: 'The buyer\'s user_id, as proof the booking is theirs (or send the admin token instead)' }
+
 export const BookingQuery = Type.Object({
+  user_id: Type.Optional({ ...OwnerQuery, description: `${OwnerQuery.description}. Any other user_id is answered 404, exactly as an unknown booking id` }),
   wait: Type.Optional(Type.String({
     pattern: '^([0-9]|[12][0-9]|30)$',
     description: `Hold the request up to this many seconds (0-${MAX_WAIT_QUERY_SECONDS}) until the booking is settled (decided, and no cancellation waiting), then answer`
@@ -30,5 +35,10 @@ export const BookingQuery = Type.Object({
 }, { additionalProperties: false })
 
 export const CancelQuery = Type.Object({
-  user_id: Type.Optional({ ...Uuid, description: 'The buyer\'s user_id, as proof the booking is theirs (or send the admin token instead)' })
+  user_id: Type.Optional(OwnerQuery)
 }, { additionalProperties: false })
+
+/** Where a buyer reads their booking: the Location that POST /buy and DELETE /bookings/:id give. */
+export function bookingLocation (bookingId: string, userId: string): string {
+  return `/bookings/${encodeURIComponent(bookingId)}?user_id=${encodeURIComponent(userId.toLowerCase())}`
+}

@@ -274,7 +274,7 @@ function corpus ({ event, booking, user }: { event: string, booking: string, use
     patch('an RTL override in the name (unknown event)', JSON.stringify({ name: '\u202eConcert' }), 404, 'EVENT_NOT_FOUND', { id: UNKNOWN }),
     // Ids in paths.
     ...ids.filter(([what]) => what !== '16,000 characters').flatMap(([what, id]) => [
-      get(`an id with ${what}`, `/bookings/${path(id)}`, 400, 'VALIDATION_FAILED'),
+      get(`an id with ${what}`, `/bookings/${path(id)}?user_id=${user}`, 400, 'VALIDATION_FAILED'),
       get(`an id with ${what}`, `/events/${path(id)}`, 400, 'VALIDATION_FAILED'),
       del(`an id with ${what}`, `/bookings/${path(id)}?user_id=${user}`, 400, 'VALIDATION_FAILED'),
       patch(`an id with ${what}`, '{"name":"x"}', 400, 'VALIDATION_FAILED', { id: path(id) }),
@@ -304,23 +304,28 @@ function corpus ({ event, booking, user }: { event: string, booking: string, use
     del('dot segments', `/bookings/${booking}/..?user_id=${user}`, 404, 'ROUTE_NOT_FOUND'),
     // Query strings.
     ...[['31', '31'], ['-1', '-1'], ['1e1', '1e1'], ['NaN', 'NaN'], ['a fraction', '1.5'], ['SQL', encodeURIComponent(SQL)], ['an encoded NUL', '1%00'], ['a leading zero', '01'], ['spaces', '%201']].map(([what, value]) =>
-      get(`?wait= ${what}`, `/bookings/${booking}?wait=${value}`, 400, 'VALIDATION_FAILED')),
-    get('?wait= twice', `/bookings/${booking}?wait=1&wait=2`, 400, 'VALIDATION_FAILED'),
-    get('?wait[]=', `/bookings/${booking}?wait[]=1`, 400, 'VALIDATION_FAILED'),
-    get('an unknown parameter', `/bookings/${booking}?debug=1`, 400, 'VALIDATION_FAILED'),
-    get('?constructor=', `/bookings/${booking}?constructor=x`, 400, 'VALIDATION_FAILED'),
-    get('?__proto__[wait]=', `/bookings/${booking}?__proto__[wait]=30`, 400, 'VALIDATION_FAILED'),
-    del('?user_id= SQL', `/bookings/${booking}?user_id=${encodeURIComponent(SQL)}`, 400, 'VALIDATION_FAILED'),
-    del('?user_id= an emoji', `/bookings/${booking}?user_id=${encodeURIComponent('\u{1f3ab}')}`, 400, 'VALIDATION_FAILED'),
-    del('?user_id= with an encoded NUL', `/bookings/${booking}?user_id=${user}%00`, 400, 'VALIDATION_FAILED'),
-    del('?user_id= twice', `/bookings/${booking}?user_id=${user}&user_id=${user}`, 400, 'VALIDATION_FAILED'),
-    del('?user_id= empty', `/bookings/${booking}?user_id=`, 400, 'VALIDATION_FAILED'),
-    del('no ?user_id= and no token', `/bookings/${booking}`, 400, 'CANCEL_NEEDS_OWNER'),
+      get(`?wait= ${what}`, `/bookings/${booking}?user_id=${user}&wait=${value}`, 400, 'VALIDATION_FAILED')),
+    get('?wait= twice', `/bookings/${booking}?user_id=${user}&wait=1&wait=2`, 400, 'VALIDATION_FAILED'),
+    get('?wait[]=', `/bookings/${booking}?user_id=${user}&wait[]=1`, 400, 'VALIDATION_FAILED'),
+    get('an unknown parameter', `/bookings/${booking}?user_id=${user}&debug=1`, 400, 'VALIDATION_FAILED'),
+    get('?__proto__[wait]=', `/bookings/${booking}?user_id=${user}&__proto__[wait]=30`, 400, 'VALIDATION_FAILED'),
+    // ?user_id= abuse, on reading and on cancelling (both ask for it).
+    ...[del, get].flatMap((send) => [
+      send('?user_id= SQL', `/bookings/${booking}?user_id=${encodeURIComponent(SQL)}`, 400, 'VALIDATION_FAILED'),
+      send('?user_id= an emoji', `/bookings/${booking}?user_id=${encodeURIComponent('\u{1f3ab}')}`, 400, 'VALIDATION_FAILED'),
+      send('?user_id= with an encoded NUL', `/bookings/${booking}?user_id=${user}%00`, 400, 'VALIDATION_FAILED'),
+      send('?user_id= twice', `/bookings/${booking}?user_id=${user}&user_id=${user}`, 400, 'VALIDATION_FAILED'),
+      send('?user_id= empty', `/bookings/${booking}?user_id=`, 400, 'VALIDATION_FAILED'),
+      send('no ?user_id= and no token', `/bookings/${booking}`, 400, 'BOOKING_OWNER_REQUIRED'),
+      send('?__proto__=', `/bookings/${booking}?__proto__=${user}`, 400, 'VALIDATION_FAILED'),
+      send('?constructor=', `/bookings/${booking}?user_id=${user}&constructor=1`, 400, 'VALIDATION_FAILED'),
+      send('an unknown booking', `/bookings/${UNKNOWN}?user_id=${user}`, 404, 'BOOKING_NOT_FOUND')
+    ]),
+    // Another user: not allowed to cancel it, and not even told that it exists when reading it.
     del('?user_id= of another user', `/bookings/${booking}?user_id=${UNKNOWN}`, 403, 'NOT_BOOKING_OWNER'),
-    del('?__proto__=', `/bookings/${booking}?__proto__=${user}`, 400, 'VALIDATION_FAILED'),
-    del('?constructor=', `/bookings/${booking}?user_id=${user}&constructor=1`, 400, 'VALIDATION_FAILED'),
-    del('an unknown booking', `/bookings/${UNKNOWN}?user_id=${user}`, 404, 'BOOKING_NOT_FOUND'),
-    get('a 12 KB query string', `/bookings/${booking}?${'x'.repeat(12 * 1024)}=1`, 400, 'VALIDATION_FAILED'),
+    get('?user_id= of another user', `/bookings/${booking}?user_id=${UNKNOWN}`, 404, 'BOOKING_NOT_FOUND'),
+    get('?user_id= of another user, waiting', `/bookings/${booking}?user_id=${UNKNOWN}&wait=30`, 404, 'BOOKING_NOT_FOUND'),
+    get('a 12 KB query string', `/bookings/${booking}?user_id=${user}&${'x'.repeat(12 * 1024)}=1`, 400, 'VALIDATION_FAILED'),
     get('a 20 KB query string', `/events?${'x'.repeat(20 * 1024)}=1`, 431, 'HEADERS_TOO_LARGE'),
     // The operators' check of the books: its query and its token.
     ...[
@@ -334,7 +339,7 @@ function corpus ({ event, booking, user }: { event: string, booking: string, use
     get('dot segments', '/admin/invariants/../../events', 404, 'ROUTE_NOT_FOUND', [admin]),
     get('a trailing slash', '/admin/invariants/', 404, 'ROUTE_NOT_FOUND', [admin]),
     get('another path under /admin', '/admin/../admin/invariants', 404, 'ROUTE_NOT_FOUND', [admin]),
-    // Authorization abuse on the admin routes (and on DELETE, which takes the admin token too).
+    // Authorization abuse on the admin routes (and on the bookings' GET and DELETE, which take the admin token too).
     ...[
       ['no token', undefined],
       ['Basic', `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString('base64')}`],
@@ -354,7 +359,8 @@ function corpus ({ event, booking, user }: { event: string, booking: string, use
         patch(`authorization: ${String(what)}`, '{"name":"Renamed"}', 401, 'UNAUTHORIZED', { headers: [...json, ...headers] }),
         createEventCase(`authorization: ${String(what)}`, '{"name":"Hostile","total_quota":10}', 401, 'UNAUTHORIZED', [...json, ...headers]),
         get(`authorization: ${String(what)}`, '/admin/invariants', 401, 'UNAUTHORIZED', headers),
-        ...value === undefined ? [] : [del(`authorization: ${String(what)}`, `/bookings/${booking}?user_id=${user}`, 401, 'UNAUTHORIZED', headers)]
+        // With the buyer's own user_id: a token that is not the admin's is refused, not ignored.
+        ...value === undefined ? [] : [del, get].map((send) => send(`authorization: ${String(what)}`, `/bookings/${booking}?user_id=${user}`, 401, 'UNAUTHORIZED', headers))
       ]
     }),
     close('an authorization header with a NUL byte', `/events/${event}/close`, 400, 'MALFORMED_REQUEST', [['authorization', Buffer.from(`Bearer ${ADMIN_TOKEN}\u0000`)]]),
@@ -407,13 +413,14 @@ function corpus ({ event, booking, user }: { event: string, booking: string, use
  * use are ignored there, ids are case-insensitive, and HTTP allows absolute URLs and old versions.
  * Read-only, so they too must leave the data as it was.
  */
-function acceptedAsNormal ({ event, booking }: { event: string, booking: string }): Array<RequestSpec & { status: number }> {
+function acceptedAsNormal ({ event, booking, user }: { event: string, booking: string, user: string }): Array<RequestSpec & { status: number }> {
   return [
     { name: 'GET /events?name= SQL (no query parameters there: ignored)', method: 'GET', path: `/events?name=${encodeURIComponent(SQL)}`, status: 200 },
     { name: 'GET /health?SQL', method: 'GET', path: `/health?${encodeURIComponent(SQL)}`, status: 200 },
     { name: 'GET /events/:id?SQL', method: 'GET', path: `/events/${event}?${encodeURIComponent(SQL)}=1`, status: 200 },
     { name: 'GET /events/:id with the id in upper case', method: 'GET', path: `/events/${event.toUpperCase()}`, status: 200 },
-    { name: 'GET /bookings/:id with a wrong admin token (not needed there)', method: 'GET', path: `/bookings/${booking}`, headers: [['authorization', 'Bearer wrong']], status: 200 },
+    { name: 'GET /bookings/:id with the user_id in upper case', method: 'GET', path: `/bookings/${booking}?user_id=${user.toUpperCase()}`, status: 200 },
+    { name: 'GET /bookings/:id with the admin token and another user_id', method: 'GET', path: `/bookings/${booking}?user_id=${UNKNOWN}`, headers: [['authorization', `Bearer ${ADMIN_TOKEN}`]], status: 200 },
     { name: 'GET /events with a Basic authorization', method: 'GET', path: '/events', headers: [['authorization', 'Basic Zm9vOmJhcg==']], status: 200 },
     { name: 'GET /events/:id as an absolute URL to another host', method: 'GET', path: `http://evil.example/events/${event}`, status: 200 },
     { name: 'GET /health over HTTP/1.0', method: 'GET', path: '/health', version: 'HTTP/1.0', status: 200 },
@@ -458,7 +465,7 @@ t.test('hostile input: every malformed or adversarial request gets a 4xx in the 
   })
 
   t.test('odd but harmless requests are answered normally', async (t) => {
-    for (const c of acceptedAsNormal({ event, booking })) {
+    for (const c of acceptedAsNormal({ event, booking, user })) {
       const res = await send(port, c)
       t.equal(res.status, c.status, c.name)
       t.doesNotThrow(() => JSON.parse(res.body), `${c.name}: JSON`)
@@ -472,7 +479,7 @@ t.test('hostile input: every malformed or adversarial request gets a 4xx in the 
   t.test('afterwards, the server still takes a normal purchase', async (t) => {
     const res = await request(base, 'POST', '/buy', { json: { event_id: event, user_id: newUserId(), quantity: 2 } })
     t.equal(res.status, 202)
-    const followed = await request(base, 'GET', `/bookings/${res.body.booking_id}`)
+    const followed = await request(base, 'GET', res.headers.get('location') ?? '')
     t.match(followed, { status: 200, body: { event_id: event, quantity: 2, status: 'pending' } })
     const after = await snapshot(db)
     t.same([Number(after.events), Number(after.bookings), Number(after.jobs)], [Number(before.events), Number(before.bookings) + 1, Number(before.jobs) + 1],

@@ -83,11 +83,12 @@ t.test('sold-out fast path', async (t) => {
   }, { what: 'the two seats to be sold' })
 
   t.test('once no seat is left, a purchase is answered at once: 200, failed, sold_out, stored, no job', async (t) => {
-    const res = await buy(base, eventId)
+    const userId = newUserId()
+    const res = await buy(base, eventId, userId)
     t.equal(res.status, 200)
     t.same(res.body, { booking_id: res.body.booking_id, status: 'failed', reason: 'sold_out', message: 'Sold out' })
-    t.equal(res.headers.get('location'), `/bookings/${res.body.booking_id}`)
-    const booking = await request(base, 'GET', `/bookings/${res.body.booking_id}`)
+    t.equal(res.headers.get('location'), `/bookings/${res.body.booking_id}?user_id=${userId}`)
+    const booking = await request(base, 'GET', res.headers.get('location') ?? '')
     t.match(booking.body, { status: 'failed', reason: 'sold_out' })
     t.ok(booking.body.decided_at !== null, 'it has a decision time like any decided purchase')
     t.notOk((await jobIds(database)).has(res.body.booking_id), 'no hopeless work was queued')

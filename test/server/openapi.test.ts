@@ -16,7 +16,7 @@ t.test('GET /openapi.json: a valid OpenAPI document, generated from the route sc
   const validator = new Validator()
   const result = await validator.validate(res.body)
   t.ok(result.valid, `valid against the OpenAPI ${String(validator.version)} schema: ${JSON.stringify(result.errors ?? []).slice(0, 500)}`)
-  const doc = res.body as { openapi: string, paths: Record<string, Record<string, { responses?: Record<string, unknown>, parameters?: unknown[], requestBody?: unknown }>> }
+  const doc = res.body as { openapi: string, paths: Record<string, Record<string, { description?: string, responses?: Record<string, unknown>, parameters?: unknown[], security?: unknown[], requestBody?: unknown }>> }
   t.match(doc.openapi, /^3\./)
   // Every route registered on the app (HEAD is Fastify's automatic twin of each GET).
   const registered = app.registeredRoutes.filter((r) => r.method !== 'HEAD' && !UNDOCUMENTED.test(r.url))
@@ -32,7 +32,12 @@ t.test('GET /openapi.json: a valid OpenAPI document, generated from the route sc
     t.ok(found, `${method.toUpperCase()} ${path} is a real route`)
   }
   t.ok(doc.paths['/buy']?.post?.responses?.['202'] !== undefined && doc.paths['/buy']?.post?.responses?.['429'] !== undefined, 'POST /buy documents its 202 and its 429')
-  t.ok(doc.paths['/bookings/{id}']?.get?.responses?.['404'] !== undefined, 'GET /bookings/{id} documents its 404')
+  const readBooking = doc.paths['/bookings/{id}']?.get
+  for (const status of ['200', '400', '401', '404']) t.ok(readBooking?.responses?.[status] !== undefined, `GET /bookings/{id} documents its ${status}`)
+  t.match(readBooking?.parameters, [{ in: 'query', name: 'user_id', required: false, schema: { format: 'uuid' }, description: /buyer/ }, { in: 'query', name: 'wait' }, { in: 'path', name: 'id' }],
+    'GET /bookings/{id} documents ?user_id= (the buyer) beside ?wait=')
+  t.match(readBooking?.description, /BOOKING_OWNER_REQUIRED.*BOOKING_NOT_FOUND/, 'and says what its 400 and 404 mean')
+  t.same(readBooking?.security, [{}, { admin: [] }], 'and that the admin token is the other way in')
   // Examples a reader can copy: the purchase body, its answers, events, and the error shape.
   const media = (node: unknown): { example?: unknown, examples?: unknown } | undefined => (node as { content?: Record<string, { example?: unknown, examples?: unknown }> } | undefined)?.content?.['application/json']
   const hasExample = (node: unknown): boolean => media(node)?.example !== undefined || media(node)?.examples !== undefined

@@ -14,11 +14,15 @@ const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 const buy = async (base: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<HttpResponse> =>
   await request(base, 'POST', '/buy', { json: body, headers })
 
-async function settled (base: string, id: string): Promise<any> {
+/** Follows a purchase's Location (from its POST /buy answer, as a client would) until it is settled. */
+async function settled (base: string, purchase: HttpResponse): Promise<any> {
+  const location = purchase.headers.get('location')
+  if (location === null) throw new Error(`no Location to follow (${purchase.status})`)
   return await waitFor(async () => {
-    const res = await request(base, 'GET', `/bookings/${id}`)
+    const res = await request(base, 'GET', location)
+    if (res.status !== 200) throw new Error(`GET ${location}: ${res.status}`)
     return res.body.status === 'pending' || (res.body.cancel_requested_at !== null && res.body.status === 'success') ? undefined : res.body
-  }, { what: `booking ${id} to be settled` })
+  }, { what: `${location} to be settled` })
 }
 
 async function seats ({ db }: TestDatabase, eventId: string): Promise<{ available: number, held: number, total: number }> {
@@ -50,7 +54,7 @@ t.test('idempotent purchase', async (t) => {
     t.same(rows, [{ id: [...ids][0], quantity: 2 }], 'one purchase stored')
     const jobs = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = 'purchases' AND data->>'user_id' = ${userId}`.execute(database.db)
     t.equal(jobs.rows[0]?.n, '1', 'one job')
-    const final = await settled(base, [...ids][0] as string)
+    const final = await settled(base, responses[0] as HttpResponse)
     t.equal(final.status, 'success')
     t.equal((await seats(database, eventId)).held, 2, 'two seats taken, once')
   })
@@ -59,12 +63,12 @@ t.test('idempotent purchase', async (t) => {
     const userId = newUserId()
     const first = await buy(base, { event_id: eventId, user_id: userId }, { 'idempotency-key': 'k-after' })
     t.equal(first.status, 202)
-    await settled(base, first.body.booking_id)
+    await settled(base, first)
     const again = await buy(base, { event_id: eventId, user_id: userId }, { 'idempotency-key': 'k-after' })
     t.equal(again.status, 200)
     t.match(again.body, { booking_id: first.body.booking_id, status: 'success', reason: null })
     t.equal(again.headers.get('idempotent-replayed'), 'true')
-    t.equal(again.headers.get('location'), `/bookings/${first.body.booking_id}`)
+    t.equal(again.headers.get('location'), `/bookings/${first.body.booking_id}?user_id=${userId}`)
   })
 
   t.test('the same key with a different body is a 409 and stores nothing', async (t) => {
@@ -105,12 +109,12 @@ t.test('a purchase of N seats when N-1 remain fails whole', async (t) => {
   const { base } = await startTestApp(t, database, { worker: true })
   const eventId = await createEvent(database.db, 5)
   const first = await buy(base, { event_id: eventId, user_id: newUserId(), quantity: 2 })
-  t.equal((await settled(base, first.body.booking_id)).status, 'success')
+  t.equal((await settled(base, first)).status, 'success')
   const whole = await buy(base, { event_id: eventId, user_id: newUserId(), quantity: 4 })
-  t.match(await settled(base, whole.body.booking_id), { status: 'failed', reason: 'insufficient_quota' })
+  t.match(await settled(base, whole), { status: 'failed', reason: 'insufficient_quota' })
   t.same(await seats(database, eventId), { available: 3, held: 2, total: 5 }, 'no seat of it was taken')
   const rest = await buy(base, { event_id: eventId, user_id: newUserId(), quantity: 3 })
-  t.equal((await settled(base, rest.body.booking_id)).status, 'success')
+  t.equal((await settled(base, rest)).status, 'success')
   const none = await buy(base, { event_id: eventId, user_id: newUserId(), quantity: 1 })
   t.equal(none.status, 200, 'then sold out at once')
   t.match(none.body, { status: 'failed', reason: 'sold_out' })
@@ -126,12 +130,12 @@ t.test('per-user cap', async (t) => {
     const responses = await mapConcurrent(Array.from({ length: 40 }, (_v, i) => i), 40, async (i) =>
       await buy(base, { event_id: eventId, user_id: greedy, quantity: 1 + (i % 2) }))
     t.ok(responses.every((r) => r.status === 202))
-    const outcomes = await Promise.all(responses.map(async (r) => await settled(base, r.body.booking_id)))
+    const outcomes = await Promise.all(responses.map(async (r) => await settled(base, r)))
     const held = outcomes.filter((o) => o.status === 'success').reduce((sum, o) => sum + (o.quantity as number), 0)
     t.ok(held <= 3 && held >= 2, `holds ${held} seats, the cap is 3`)
     t.ok(outcomes.filter((o) => o.status === 'failed').every((o) => o.reason === 'limit_exceeded'), 'the rest failed as limit_exceeded')
     const other = await buy(base, { event_id: eventId, user_id: newUserId(), quantity: 3 })
-    t.equal((await settled(base, other.body.booking_id)).status, 'success', 'another user is not affected')
+    t.equal((await settled(base, other)).status, 'success', 'another user is not affected')
     const s = await seats(database, eventId)
     t.equal(s.available + s.held, 1000, 'seats add up')
   })
@@ -140,14 +144,14 @@ t.test('per-user cap', async (t) => {
     const eventId = await createEvent(database.db, 10, 'Cap and cancel', { max_per_user: 2 })
     const userId = newUserId()
     const first = await buy(base, { event_id: eventId, user_id: userId, quantity: 2 })
-    t.equal((await settled(base, first.body.booking_id)).status, 'success')
+    t.equal((await settled(base, first)).status, 'success')
     const over = await buy(base, { event_id: eventId, user_id: userId, quantity: 1 })
-    t.match(await settled(base, over.body.booking_id), { status: 'failed', reason: 'limit_exceeded' })
+    t.match(await settled(base, over), { status: 'failed', reason: 'limit_exceeded' })
     const cancel = await request(base, 'DELETE', `/bookings/${first.body.booking_id}?user_id=${userId}`)
     t.equal(cancel.status, 202)
-    t.equal((await settled(base, first.body.booking_id)).status, 'cancelled')
+    t.equal((await settled(base, first)).status, 'cancelled')
     const again = await buy(base, { event_id: eventId, user_id: userId, quantity: 2 })
-    t.equal((await settled(base, again.body.booking_id)).status, 'success')
+    t.equal((await settled(base, again)).status, 'success')
   })
 })
 
@@ -190,7 +194,7 @@ t.test('sale window', async (t) => {
     t.equal(closed.body.sale_status, 'closed')
     t.equal((await buy(base, { event_id: eventId, user_id: newUserId() })).status, 409, 'new purchases are refused at once')
     await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100)
-    t.match(await settled(base, queued.body.booking_id), { status: 'failed', reason: 'sale_closed' })
+    t.match(await settled(base, queued), { status: 'failed', reason: 'sale_closed' })
     t.equal((await seats(database, eventId)).available, 10, 'no seat was taken')
   })
 
@@ -209,15 +213,15 @@ t.test('cancellation', async (t) => {
     const eventId = await createEvent(database.db, 2)
     const userId = newUserId()
     const mine = await buy(base, { event_id: eventId, user_id: userId, quantity: 2 })
-    t.equal((await settled(base, mine.body.booking_id)).status, 'success')
+    t.equal((await settled(base, mine)).status, 'success')
     const turnedAway = await buy(base, { event_id: eventId, user_id: newUserId() })
     t.match(turnedAway, { status: 200, body: { status: 'failed', reason: 'sold_out' } }, 'sold out at once')
 
     const res = await request(base, 'DELETE', `/bookings/${mine.body.booking_id}?user_id=${userId}`)
     t.equal(res.status, 202)
-    t.equal(res.headers.get('location'), `/bookings/${mine.body.booking_id}`)
+    t.equal(res.headers.get('location'), `/bookings/${mine.body.booking_id}?user_id=${userId}`, 'a Location the buyer can follow')
     t.ok(res.body.cancel_requested_at !== null)
-    const final = await settled(base, mine.body.booking_id)
+    const final = await settled(base, mine)
     t.equal(final.status, 'cancelled')
     t.ok(Date.parse(final.cancelled_at) >= Date.parse(final.decided_at))
     const event = await request(base, 'GET', `/events/${eventId}`)
@@ -225,7 +229,7 @@ t.test('cancellation', async (t) => {
 
     const later = await buy(base, { event_id: eventId, user_id: newUserId() })
     t.equal(later.status, 202, 'queued again, not turned away')
-    t.equal((await settled(base, later.body.booking_id)).status, 'success', 'and wins a returned seat')
+    t.equal((await settled(base, later)).status, 'success', 'and wins a returned seat')
 
     const again = await request(base, 'DELETE', `/bookings/${mine.body.booking_id}?user_id=${userId}`)
     t.equal(again.status, 200, 'cancelling again: 200, already cancelled')
@@ -237,21 +241,23 @@ t.test('cancellation', async (t) => {
     const eventId = await createEvent(database.db, 5)
     const userId = newUserId()
     const mine = await buy(base, { event_id: eventId, user_id: userId })
-    await settled(base, mine.body.booking_id)
+    await settled(base, mine)
     const path = `/bookings/${mine.body.booking_id}`
-    t.match(await request(base, 'DELETE', path), { status: 400, body: { code: 'CANCEL_NEEDS_OWNER' } })
+    t.match(await request(base, 'DELETE', path), { status: 400, body: { code: 'BOOKING_OWNER_REQUIRED' } })
     t.match(await request(base, 'DELETE', `${path}?user_id=${newUserId()}`), { status: 403, body: { code: 'NOT_BOOKING_OWNER' } })
     t.match(await request(base, 'DELETE', path, { headers: { authorization: 'Bearer not-the-admin-token-000' } }), { status: 401, body: { code: 'UNAUTHORIZED' } })
     t.match(await request(base, 'DELETE', `/bookings/${newUserId()}?user_id=${userId}`), { status: 404, body: { code: 'BOOKING_NOT_FOUND' } })
-    t.equal((await settled(base, mine.body.booking_id)).status, 'success', 'none of those cancelled it')
-    t.equal((await request(base, 'DELETE', path, { headers: admin })).status, 202)
-    t.equal((await settled(base, mine.body.booking_id)).status, 'cancelled')
+    t.equal((await settled(base, mine)).status, 'success', 'none of those cancelled it')
+    const byAdmin = await request(base, 'DELETE', path, { headers: admin })
+    t.equal(byAdmin.status, 202)
+    t.equal(byAdmin.headers.get('location'), `${path}?user_id=${userId}`, 'cancelled by the admin, the Location still names the buyer')
+    t.equal((await settled(base, mine)).status, 'cancelled')
   })
 
   t.test('a failed booking has nothing to cancel: 409', async (t) => {
     const eventId = await createEvent(database.db, 1)
     const big = await buy(base, { event_id: eventId, user_id: newUserId(), quantity: 2 })
-    await settled(base, big.body.booking_id)
+    await settled(base, big)
     const res = await request(base, 'DELETE', `/bookings/${big.body.booking_id}`, { headers: admin })
     t.equal(res.status, 409)
     t.equal(res.body.code, 'BOOKING_NOT_CANCELLABLE')
@@ -262,15 +268,15 @@ t.test('cancellation', async (t) => {
       const eventId = await createEvent(database.db, 1)
       const holder = newUserId()
       const held = await buy(base, { event_id: eventId, user_id: holder })
-      t.equal((await settled(base, held.body.booking_id)).status, 'success')
+      t.equal((await settled(base, held)).status, 'success')
       const racers = Array.from({ length: 20 }, (_v, i) => i)
       const [cancel, ...purchases] = await Promise.all([
         request(base, 'DELETE', `/bookings/${held.body.booking_id}?user_id=${holder}`),
         ...racers.map(async () => await buy(base, { event_id: eventId, user_id: newUserId() }))
       ])
       t.equal(cancel?.status, 202)
-      await settled(base, held.body.booking_id)
-      for (const p of purchases) if (p.status === 202) await settled(base, p.body.booking_id)
+      await settled(base, held)
+      for (const p of purchases) if (p.status === 202) await settled(base, p)
       const s = await seats(database, eventId)
       t.ok(s.held <= 1, `round ${round}: ${s.held} seat(s) held of 1`)
       t.equal(s.available + s.held, 1, `round ${round}: seats add up`)
@@ -291,11 +297,11 @@ t.test('a pending purchase can be withdrawn; it keeps no seat, and arrival order
   t.ok(res.body.cancel_requested_at !== null)
   const after = await buy(base, { event_id: eventId, user_id: newUserId() })
   startTestWorker(t, database)
-  t.equal((await settled(base, mine.body.booking_id)).status, 'cancelled', 'withdrawn')
+  t.equal((await settled(base, mine)).status, 'cancelled', 'withdrawn')
   // Its turn came before its withdrawal's: the purchase queued behind it met no seat, the one
   // that arrived after the withdrawal gets the seat it gave back.
-  t.match(await settled(base, behind.body.booking_id), { status: 'failed', reason: 'sold_out' })
-  t.equal((await settled(base, after.body.booking_id)).status, 'success')
+  t.match(await settled(base, behind), { status: 'failed', reason: 'sold_out' })
+  t.equal((await settled(base, after)).status, 'success')
   t.same(await seats(database, eventId), { available: 0, held: 1, total: 1 })
   const event = await request(base, 'GET', `/events/${eventId}`)
   t.match(event.body, { sold: 1, cancelled: 1, pending: 0 })
@@ -312,19 +318,20 @@ t.test('while pending: position, estimated wait, and ?wait= without a query per 
   const apiDb: Db = database.db.withPlugin(counting)
   const { base } = await startTestApp(t, { db: apiDb, boss: database.boss })
   const eventId = await createEvent(database.db, 100)
-  const ids: string[] = []
-  for (let i = 0; i < 5; i++) ids.push((await buy(base, { event_id: eventId, user_id: newUserId() })).body.booking_id)
+  // Each purchase's Location, which names its buyer: what a client follows.
+  const locations: string[] = []
+  for (let i = 0; i < 5; i++) locations.push((await buy(base, { event_id: eventId, user_id: newUserId() })).headers.get('location') ?? '')
 
-  const fifth = await request(base, 'GET', `/bookings/${ids[4]}`)
+  const fifth = await request(base, 'GET', locations[4] as string)
   t.match(fifth.body, { status: 'pending', position: 4, estimated_wait_ms: null }, 'four ahead; no pace measured yet')
   await sql`INSERT INTO worker_rates (worker_id, decisions_per_second, measured_at) VALUES ('test', 100, now())`.execute(database.db)
-  const timed = await request(base, 'GET', `/bookings/${ids[4]}`)
+  const timed = await request(base, 'GET', locations[4] as string)
   t.match(timed.body, { position: 4, estimated_wait_ms: 50 }, '(4 + 1) / 100 per second')
 
   // 40 clients wait on the same few bookings for about 2 s; nothing is decided meanwhile.
   const before = queries
   const started = Date.now()
-  const waiting = mapConcurrent(Array.from({ length: 40 }, (_v, i) => ids[i % 5] as string), 40, async (id) => await request(base, 'GET', `/bookings/${id}?wait=2`))
+  const waiting = mapConcurrent(Array.from({ length: 40 }, (_v, i) => locations[i % 5] as string), 40, async (location) => await request(base, 'GET', `${location}&wait=2`))
   const held = await waiting
   const elapsed = Date.now() - started
   t.ok(held.every((r) => r.status === 200 && r.body.status === 'pending'), 'answered with the pending booking when the time was up')
@@ -335,7 +342,7 @@ t.test('while pending: position, estimated wait, and ?wait= without a query per 
   t.ok(spent <= 2 * 40 + 25, `${spent} queries for 40 clients waiting 2 s (polling every 100 ms would be 800+)`)
 
   // Now a worker decides them: the waiting clients are answered at once, not at the end of their wait.
-  const answer = request(base, 'GET', `/bookings/${ids[0]}?wait=20`)
+  const answer = request(base, 'GET', `${locations[0] as string}&wait=20`)
   await new Promise((resolve) => setTimeout(resolve, 200))
   const decidingAt = Date.now()
   startTestWorker(t, database, { idlePollMs: 60_000 })
@@ -345,7 +352,7 @@ t.test('while pending: position, estimated wait, and ?wait= without a query per 
   const rate = await database.db.selectFrom('worker_rates').select('decisions_per_second').where('worker_id', '<>', 'test').execute()
   t.ok(rate.length <= 1, 'a worker publishes its pace (once it has a busy second behind it)')
 
-  const bad = await request(base, 'GET', `/bookings/${ids[0]}?wait=31`)
+  const bad = await request(base, 'GET', `${locations[0] as string}&wait=31`)
   t.equal(bad.status, 400, 'wait is bounded to 30 s')
 })
 
@@ -356,23 +363,23 @@ t.test('deadline: an undecided purchase past max_wait_seconds fails as expired a
   const late = await buy(base, { event_id: eventId, user_id: newUserId(), max_wait_seconds: 1 })
   const patient = await buy(base, { event_id: eventId, user_id: newUserId(), max_wait_seconds: 3600 })
   t.equal(late.status, 202)
-  const pending = await request(base, 'GET', `/bookings/${late.body.booking_id}`)
+  const pending = await request(base, 'GET', late.headers.get('location') ?? '')
   t.equal(Date.parse(pending.body.expires_at) - Date.parse(pending.body.created_at), 1000, 'expires_at is created_at + max_wait_seconds')
   await new Promise((resolve) => setTimeout(resolve, 1100))
   // The sweep fails it without the worker reaching it...
   t.same(await expireOverdue(database.db), [late.body.booking_id])
-  t.match((await request(base, 'GET', `/bookings/${late.body.booking_id}`)).body, { status: 'failed', reason: 'expired' })
+  t.match((await request(base, 'GET', late.headers.get('location') ?? '')).body, { status: 'failed', reason: 'expired' })
   // ...and the worker, reaching its job later, leaves it alone.
   t.same(await settlePurchaseBatch({ db: database.db, boss: database.boss, log: silentLog }, 100), { claimed: 2, decided: 1, setAside: 0 })
-  t.match((await request(base, 'GET', `/bookings/${late.body.booking_id}`)).body, { status: 'failed', reason: 'expired' })
-  t.equal((await request(base, 'GET', `/bookings/${patient.body.booking_id}`)).body.status, 'success')
+  t.match((await request(base, 'GET', late.headers.get('location') ?? '')).body, { status: 'failed', reason: 'expired' })
+  t.equal((await request(base, 'GET', patient.headers.get('location') ?? '')).body.status, 'success')
   t.same(await seats(database, eventId), { available: 4, held: 1, total: 5 })
 
   // The worker in the service sweeps on its own.
   const unlucky = await buy(base, { event_id: eventId, user_id: newUserId(), max_wait_seconds: 1 })
   await new Promise((resolve) => setTimeout(resolve, 1100))
   startTestWorker(t, database)
-  t.match(await settled(base, unlucky.body.booking_id), { status: 'failed', reason: 'expired' })
+  t.match(await settled(base, unlucky), { status: 'failed', reason: 'expired' })
   t.equal((await seats(database, eventId)).available, 4)
 })
 
@@ -384,7 +391,7 @@ t.test('event management', async (t) => {
   t.match(created.body, { total_quota: 5, available_quota: 5, sold: 0, pending: 0, cancelled: 0, max_per_user: 4, sales_open_at: null, sales_close_at: null, sale_status: 'open' })
   const eventId = created.body.id as string
   const bought = await buy(base, { event_id: eventId, user_id: newUserId(), quantity: 3 })
-  await settled(base, bought.body.booking_id)
+  await settled(base, bought)
   const path = `/events/${eventId}`
 
   t.match(await request(base, 'PATCH', path, { json: { total_quota: 2 }, headers: admin }), { status: 409, body: { code: 'QUOTA_BELOW_SOLD' } })

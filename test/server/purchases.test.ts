@@ -23,7 +23,7 @@ t.test('POST /buy', async (t) => {
     t.equal(res.body.status, 'pending')
     t.equal(res.body.message, 'Request queued')
     t.match(res.body.booking_id, /^[0-9a-f-]{36}$/)
-    t.equal(res.headers.get('location'), `/bookings/${res.body.booking_id}`)
+    t.equal(res.headers.get('location'), `/bookings/${res.body.booking_id}?user_id=${userId}`, 'a Location its buyer can follow')
     // Already committed when the 202 arrived: the booking row and its job exist, same id.
     const booking = await db.selectFrom('bookings').selectAll().where('id', '=', res.body.booking_id).executeTakeFirstOrThrow()
     t.match(booking, { event_id: eventId, user_id: userId, quantity: 1, status: 'PENDING', reason: null, decided_at: null })
