@@ -10,7 +10,6 @@ export const ERRORS = {
   SALE_CLOSED: { statusCode: 409, message: 'Sales for this event are closed; nothing was stored' },
   IDEMPOTENCY_KEY_REUSED: { statusCode: 409, message: 'This Idempotency-Key was already used by this user for a different purchase (event_id, quantity or max_wait_seconds differ); use a new key for a new purchase' },
   BOOKING_NOT_CANCELLABLE: { statusCode: 409, message: 'Only a successful or pending booking can be cancelled; this one failed' },
-  NOT_BOOKING_OWNER: { statusCode: 403, message: 'This booking belongs to another user: cancel it with its own user_id, or with the admin token' },
   BOOKING_OWNER_REQUIRED: { statusCode: 400, message: 'Say whose booking this is: ?user_id=<the buyer\'s user_id>, or Authorization: Bearer <ADMIN_TOKEN>' },
   QUOTA_BELOW_SOLD: { statusCode: 409, message: 'total_quota cannot go below the seats already sold' },
   INVALID_SALE_WINDOW: { statusCode: 400, message: 'sales_open_at must be before sales_close_at' },

@@ -91,18 +91,19 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
   app.delete('/bookings/:id', {
     schema: {
       summary: 'Cancel a booking: a successful one gives its seats back, a pending one is withdrawn',
-      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer); neither: 400 BOOKING_OWNER_REQUIRED. 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
+      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer); neither: 400 BOOKING_OWNER_REQUIRED; another user\'s booking: 404 BOOKING_NOT_FOUND, as an unknown id. 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
       params: IdParams,
       querystring: CancelQuery,
       headers: AdminHeaders,
       security: BUYER_OR_ADMIN,
-      response: { 200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
+      response: { 200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const id = request.params.id
     const asker = askerOf(request, request.query.user_id)
-    let row = await findOrThrow(db, id, null)
-    if (!asker.admin && asker.userId !== row.user_id) throw new AppError('NOT_BOOKING_OWNER')
+    // Another user's booking is a 404 like an unknown id, as for GET: its existence is not told.
+    const owner = asker.admin ? null : asker.userId
+    let row = await findOrThrow(db, id, owner)
     if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
       const queued = await db.transaction().execute(async (trx) => {
@@ -118,7 +119,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
         row = { ...row, ...queued }
       } else {
         // Requested already, or changed since it was read: answer with what it is now.
-        row = await findOrThrow(db, id, null)
+        row = await findOrThrow(db, id, owner)
         // Decided while we looked (a pending purchase that failed): nothing to cancel.
         if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
       }

@@ -322,7 +322,7 @@ function corpus ({ event, booking, user }: { event: string, booking: string, use
       send('an unknown booking', `/bookings/${UNKNOWN}?user_id=${user}`, 404, 'BOOKING_NOT_FOUND')
     ]),
     // Another user: not allowed to cancel it, and not even told that it exists when reading it.
-    del('?user_id= of another user', `/bookings/${booking}?user_id=${UNKNOWN}`, 403, 'NOT_BOOKING_OWNER'),
+    del('?user_id= of another user', `/bookings/${booking}?user_id=${UNKNOWN}`, 404, 'BOOKING_NOT_FOUND'),
     get('?user_id= of another user', `/bookings/${booking}?user_id=${UNKNOWN}`, 404, 'BOOKING_NOT_FOUND'),
     get('?user_id= of another user, waiting', `/bookings/${booking}?user_id=${UNKNOWN}&wait=30`, 404, 'BOOKING_NOT_FOUND'),
     get('a 12 KB query string', `/bookings/${booking}?user_id=${user}&${'x'.repeat(12 * 1024)}=1`, 400, 'VALIDATION_FAILED'),
