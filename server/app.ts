@@ -14,6 +14,7 @@ import { createBookingWaiter } from './booking-waiter.ts'
 import { createIntake } from './intake.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { bookingRoutes } from './routes/bookings.ts'
+import { dashboardRoutes } from './routes/dashboard.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { purchaseRoutes } from './routes/purchases.ts'
@@ -133,5 +134,6 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted }: A
   await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
   await app.register(healthRoutes, { db })
   await app.register(adminRoutes, { db, adminToken: config.ADMIN_TOKEN })
+  await app.register(dashboardRoutes, { db, log })
   return app
 }

@@ -4,11 +4,12 @@ import { startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { request } from '../fixtures/http.ts'
 
-// Every route the API serves, as OpenAPI writes it (the health routes included).
+// Every route the API serves, as OpenAPI writes it (the health routes and the dashboard included).
 const ROUTES = [
   ['post', '/buy'], ['get', '/bookings/{id}'], ['delete', '/bookings/{id}'],
   ['get', '/events'], ['post', '/events'], ['get', '/events/{id}'], ['patch', '/events/{id}'], ['post', '/events/{id}/close'],
-  ['get', '/admin/invariants'], ['get', '/admin/failed-purchases'], ['get', '/health']
+  ['get', '/admin/invariants'], ['get', '/admin/failed-purchases'], ['get', '/health'],
+  ['get', '/'], ['get', '/dashboard/stream']
 ] as const
 
 t.test('GET /openapi.json: a valid OpenAPI document, generated from the route schemas, naming every route', async (t) => {
