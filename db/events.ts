@@ -106,6 +106,19 @@ export async function findEventIdPreferringName (db: Db, name: string): Promise<
   return row?.id
 }
 
+/**
+ * How many events there are, and the sum of their decided_through (the arrival numbers the workers
+ * have decided, over every event): it only grows, by one per queued purchase decided, so the
+ * difference between two readings is the decisions made in between, whichever process made them.
+ * One pass over the events table, however many purchases there are.
+ */
+export async function readEventTotals (db: Db): Promise<{ events: number, decided: number }> {
+  const row = await db.selectFrom('events')
+    .select((eb) => [eb.fn.countAll<string>().as('events'), sql<string>`coalesce(sum(decided_through), 0)`.as('decided')])
+    .executeTakeFirstOrThrow()
+  return { events: Number(row.events), decided: Number(row.decided) }
+}
+
 export async function countEvents (db: Db): Promise<number> {
   const row = await db.selectFrom('events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
   return Number(row.n)

@@ -16,6 +16,7 @@ import { createBookingWaiter } from './booking-waiter.ts'
 import { createIntake } from './intake.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { bookingRoutes } from './routes/bookings.ts'
+import { dashboardRoutes } from './routes/dashboard.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { metricsRoutes } from './routes/metrics.ts'
@@ -182,5 +183,6 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted, met
   await app.register(healthRoutes, { db, boss })
   await app.register(metricsRoutes, { metrics })
   await app.register(adminRoutes, { db, adminToken: config.ADMIN_TOKEN })
+  await app.register(dashboardRoutes, { db, log })
   return app
 }

@@ -18,6 +18,7 @@ export const ERRORS = {
   DATABASE_UNAVAILABLE: { statusCode: 503, message: 'Database unavailable, try again shortly', retryAfterSeconds: 2 },
   OVERLOADED: { statusCode: 503, message: 'Server is overloaded; try again shortly', retryAfterSeconds: 1 },
   SHUTTING_DOWN: { statusCode: 503, message: 'Server is shutting down, try again shortly', retryAfterSeconds: 1 },
+  DASHBOARD_FULL: { statusCode: 503, message: 'Too many dashboards are open on this server; try again shortly', retryAfterSeconds: 10 },
   ADMIN_DISABLED: { statusCode: 401, message: 'Admin routes are disabled: the server has no ADMIN_TOKEN configured' },
   RATE_LIMITED: { statusCode: 429, message: 'Too many requests; slow down and retry after the time in Retry-After' },
   UNAUTHORIZED: { statusCode: 401, message: 'Missing or invalid admin token (Authorization: Bearer <ADMIN_TOKEN>)' }
