@@ -31,6 +31,8 @@ export const ConfigSchema = Type.Object({
   WORKER_IDLE_POLL_MS: Type.Integer({ default: 1000, minimum: 5, maximum: 60000 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0 }),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  // Not 0: the dashboard's server cannot be asked for a free port (it reads 0 as its default, 3000).
+  QUEUE_DASHBOARD_PORT: Type.Integer({ default: 3001, minimum: 1, maximum: 65535 }),
   SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 20000, minimum: 1000 }),
   DEMO_EVENT: Type.Boolean({ default: true })
 })

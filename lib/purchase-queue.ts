@@ -75,6 +75,10 @@ const PURCHASE_QUEUE_OPTIONS: Omit<Queue, 'name'> = {
   deadLetter: PURCHASE_DEAD_LETTER_QUEUE
 }
 
+// pg-boss's own tables live in this schema (pg-boss's default, named so the queue dashboard reads
+// the same one: lib/queue-dashboard.ts).
+export const PGBOSS_SCHEMA = 'pgboss'
+
 export interface BossOptions {
   url: string
   applicationName: string
@@ -88,6 +92,7 @@ export function createBoss ({ url, applicationName, supervise, log }: BossOption
   const boss = new PgBoss({
     connectionString: url,
     application_name: applicationName,
+    schema: PGBOSS_SCHEMA,
     // pg-boss's own pg pool only carries maintenance and failure bookkeeping: intake and
     // settlement run their pg-boss calls inside our Kysely transactions (fromKysely).
     max: 3,

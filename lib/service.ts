@@ -33,6 +33,11 @@ export function loadConfigOrExit (): Config {
   }
 }
 
+/** Why a process that cannot use the embedded database refuses to start without DATABASE_URL. */
+export function databaseUrlRequired (what: string): string {
+  return `DATABASE_URL is required to run ${what} (the embedded database belongs to \`npm start\`; \`npm run db\` runs one that several processes can share and prints its URL)`
+}
+
 /**
  * Runs the service with the given roles until SIGINT/SIGTERM. Start order: database (embedded when
  * DATABASE_URL is unset and both roles run here), migrations, pg-boss, worker, HTTP. Close runs in
@@ -42,7 +47,7 @@ export function loadConfigOrExit (): Config {
 export async function runService (roles: Roles): Promise<void> {
   const config = loadConfigOrExit()
   if (config.DATABASE_URL === undefined && !(roles.api && roles.worker)) {
-    process.stderr.write(`boxoffice: DATABASE_URL is required to run the ${roleName(roles) === 'api' ? 'API' : 'worker'} on its own (the embedded database belongs to \`npm start\`; \`npm run db\` runs one that several processes can share and prints its URL)\n`)
+    process.stderr.write(`boxoffice: ${databaseUrlRequired(`the ${roleName(roles) === 'api' ? 'API' : 'worker'} on its own`)}\n`)
     process.exit(1)
   }
   const log = createLogger(config).child({ role: roleName(roles) })

@@ -1,13 +1,12 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { fromKysely } from 'pg-boss'
-import { storePurchases } from '../../db/bookings.ts'
 import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
 import { decidePurchase } from '../../worker/settle.ts'
 import { ADMIN_TOKEN, startTestApp, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
+import { enqueuePurchaseJob, refuseSuccessfulDecisions } from '../fixtures/jobs.ts'
 
 async function waitUntilNonePending ({ db }: TestDatabase, what = 'every purchase to be decided'): Promise<void> {
   await waitFor(async () => {
@@ -104,19 +103,10 @@ t.test('purchases are decided first come, first served', async (t) => {
   t.same(order.map((o) => o.id), ids, 'decided in arrival order')
 })
 
-async function enqueueRaw (database: TestDatabase, eventId: string, data: object, options: { retryLimit?: number } = {}): Promise<string> {
-  const id = crypto.randomUUID()
-  await database.db.transaction().execute(async (trx) => {
-    await storePurchases(trx, [{ id, event_id: eventId, user_id: newUserId(), quantity: 1, idempotency_key: null, max_wait_seconds: null }])
-    await database.boss.insert(PURCHASE_QUEUE, [{ id, data, ...options }], { db: fromKysely(trx) })
-  })
-  return id
-}
-
 t.test('a job with a malformed payload is failed as invalid_request without touching seats', async (t) => {
   const database = await createTestDatabase(t)
   const eventId = await createEvent(database.db, 5)
-  const id = await enqueueRaw(database, eventId, { event_id: eventId, user_id: 'not-a-uuid', quantity: 1 })
+  const id = await enqueuePurchaseJob(database, eventId, { event_id: eventId, user_id: 'not-a-uuid', quantity: 1 })
   startTestWorker(t, database)
   await waitUntilNonePending(database)
   const booking = await database.db.selectFrom('bookings').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
@@ -129,11 +119,9 @@ t.test('a decision that keeps failing is retried, then failed with reason "error
   const database = await createTestDatabase(t)
   const eventId = await createEvent(database.db, 5)
   // Sabotage: any attempt to record a decision for this event raises.
-  await sql`CREATE FUNCTION refuse_decision() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN IF NEW.status = 'SUCCESS' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$`.execute(database.db)
-  await sql`CREATE TRIGGER refuse_decision BEFORE UPDATE ON bookings FOR EACH ROW EXECUTE FUNCTION refuse_decision()`.execute(database.db)
-  const id = await enqueueRaw(database, eventId, { event_id: eventId, user_id: crypto.randomUUID(), quantity: 1 }, { retryLimit: 1 })
-  const behind = await enqueueRaw(database, eventId, { event_id: eventId, user_id: crypto.randomUUID(), quantity: 9 })
+  await refuseSuccessfulDecisions(database.db)
+  const id = await enqueuePurchaseJob(database, eventId, { event_id: eventId, user_id: crypto.randomUUID(), quantity: 1 }, { retryLimit: 1 })
+  const behind = await enqueuePurchaseJob(database, eventId, { event_id: eventId, user_id: crypto.randomUUID(), quantity: 9 })
   startTestWorker(t, database)
   await waitUntilNonePending(database, 'the failing purchase to be given up on')
   const booking = await database.db.selectFrom('bookings').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
