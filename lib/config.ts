@@ -27,7 +27,7 @@ export const ConfigSchema = Type.Object({
   INTAKE_BATCH_MAX: Type.Integer({ default: 500, minimum: 1, maximum: 5000 }),
   INTAKE_BATCH_WAIT_MS: Type.Integer({ default: 2, minimum: 0, maximum: 1000 }),
   WORKER_MODE: Type.Union(WORKER_MODES.map((mode) => Type.Literal(mode)), { default: 'batched' }),
-  WORKER_BATCH_SIZE: Type.Integer({ default: 2000, minimum: 1, maximum: 10000 }),
+  WORKER_BATCH_SIZE: Type.Integer({ default: 4000, minimum: 1, maximum: 10000 }),
   WORKER_IDLE_POLL_MS: Type.Integer({ default: 1000, minimum: 5, maximum: 60000 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0 }),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
