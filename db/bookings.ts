@@ -298,6 +298,10 @@ export async function recordCancellations (trx: Db, ids: readonly string[], at: 
  * Fails pending purchases whose deadline has passed (reason "expired"), under their events' locks
  * like any decision, so one can never take a seat afterwards. Their jobs stay queued; the worker
  * completes them without a decision when it reaches them. Returns the expired ids.
+ *
+ * Events whose row is locked right now (a batch deciding them, or a transaction outside the
+ * service holding one) are skipped and swept on a later pass: waiting for one would hold the
+ * others' locks meanwhile and stall every event behind one held row.
  */
 export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> {
   const due = await db.selectFrom('bookings').select('event_id').distinct()
@@ -307,11 +311,12 @@ export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> 
     .execute()
   if (due.length === 0) return []
   return await db.transaction().execute(async (trx) => {
-    await lockEventsForUpdate(trx, due.map((d) => d.event_id))
+    const locked = await lockEventsForUpdate(trx, due.map((d) => d.event_id), { skipLocked: true })
+    if (locked.size === 0) return []
     const { rows } = await sql<{ id: string }>`
       UPDATE bookings SET status = ${BOOKING_STATUS.failed}, reason = ${FAILURE_REASON.expired}, decided_at = clock_timestamp()
       WHERE status = ${BOOKING_STATUS.pending} AND expires_at <= clock_timestamp()
-        AND event_id = ANY(${due.map((d) => d.event_id)}::uuid[])
+        AND event_id = ANY(${[...locked.keys()]}::uuid[])
       RETURNING id`.execute(trx)
     return rows.map((row) => row.id)
   })

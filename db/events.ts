@@ -143,13 +143,15 @@ export interface LockedEvent {
  * bookings foreign key takes when intake inserts a purchase, so accepting purchases never
  * waits behind a decision on the same hot event.
  */
-export async function lockEventsForUpdate (trx: Db, ids: readonly string[]): Promise<Map<string, LockedEvent>> {
+export async function lockEventsForUpdate (trx: Db, ids: readonly string[], { skipLocked = false, waitAtMostMs }: { skipLocked?: boolean, waitAtMostMs?: number } = {}): Promise<Map<string, LockedEvent>> {
   if (ids.length === 0) return new Map()
-  const rows = await trx.selectFrom('events').select(['id', 'available_quota', 'max_per_user', 'sales_close_at'])
+  let query = trx.selectFrom('events').select(['id', 'available_quota', 'max_per_user', 'sales_close_at'])
     .where('id', '=', sql<string>`ANY(${ids}::uuid[])`)
-    .orderBy('id')
-    .forNoKeyUpdate()
-    .execute()
+  // The timeout is set by the statement itself, before its first lock wait (the rows are filtered,
+  // then sorted, then locked), and lasts to the end of the transaction: no round trip of its own.
+  if (waitAtMostMs !== undefined) query = query.where(sql<boolean>`set_config('lock_timeout', ${`${Math.max(1, Math.round(waitAtMostMs))}ms`}, true) IS NOT NULL`)
+  const locking = query.orderBy('id').forNoKeyUpdate()
+  const rows = await (skipLocked ? locking.skipLocked() : locking).execute()
   return new Map(rows.map(({ id, ...event }) => [id, event]))
 }
 
@@ -159,17 +161,13 @@ export const LOCK_NOT_AVAILABLE = '55P03'
 /**
  * lockEventsForUpdate, waiting at most `waitMs` for the rows instead of the session's lock_timeout:
  * past it, PostgreSQL ends the wait with LOCK_NOT_AVAILABLE and the transaction is aborted (the
- * caller rolls it back). The timeout is set for this one statement and put back at once, in the
- * same round trip (the three statements are pipelined on the transaction's connection).
+ * caller rolls it back). The shorter timeout then holds for the rest of the transaction: what a
+ * decider locks after its events (its own bookings' rows, its claimed jobs) no other decider can
+ * hold, so only a stray outside lock could meet it, and that fails the batch, which is then
+ * settled one job at a time.
  */
 export async function lockEventsWaitingAtMost (trx: Db, ids: readonly string[], waitMs: number): Promise<Map<string, LockedEvent>> {
-  if (ids.length === 0) return new Map()
-  const [, locked] = await Promise.all([
-    sql`SELECT set_config('lock_timeout', ${`${Math.max(1, Math.round(waitMs))}ms`}, true)`.execute(trx),
-    lockEventsForUpdate(trx, ids),
-    sql`SET LOCAL lock_timeout TO DEFAULT`.execute(trx)
-  ])
-  return locked
+  return await lockEventsForUpdate(trx, ids, { waitAtMostMs: waitMs })
 }
 
 /**

@@ -225,9 +225,9 @@ export const EVENT_HELD_PROBE_MS = 500
  * The events a worker loop leaves alone for now because their row was held elsewhere for longer
  * than EVENT_LOCK_WAIT_MS. Their jobs stay queued (every job carries its event as its pg-boss
  * group, and the loop fetches with ignoreGroups), so one held event never stalls the others, and
- * its own purchases keep their order: all of them wait, none is decided out of turn. The event is
- * tried again as soon as a probe (every EVENT_HELD_PROBE_MS) finds its row free, or after
- * EVENT_SET_ASIDE_MS at the latest.
+ * its own purchases keep their order: all of them wait, none is decided out of turn. A probe every
+ * EVENT_HELD_PROBE_MS takes the event up again as soon as its row is free; while the probes find it
+ * held it stays aside (EVENT_SET_ASIDE_MS is the limit when no probe runs).
  */
 export class HeldEvents {
   readonly #until = new Map<string, number>()
@@ -243,7 +243,12 @@ export class HeldEvents {
     if (this.#until.size === 0 || now - this.#probedAt < EVENT_HELD_PROBE_MS) return
     this.#probedAt = now
     const stillHeld = new Set(await findHeldEvents(db, [...this.#until.keys()]))
-    for (const id of this.#until.keys()) if (!stillHeld.has(id)) this.#until.delete(id)
+    // Free again: taken up at once. Still held: left aside longer, so the loop does not wait on it
+    // again (holding the claim gate) only to find it held.
+    for (const id of this.#until.keys()) {
+      if (stillHeld.has(id)) this.#until.set(id, now + this.#setAsideMs)
+      else this.#until.delete(id)
+    }
   }
 
   /** The events set aside now. */

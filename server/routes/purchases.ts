@@ -44,16 +44,20 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, metrics
       response: { 200: BuyDecided, 202: BuyAccepted, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
-    const { event_id, user_id, quantity = 1, max_wait_seconds } = request.body
+    const { quantity = 1, max_wait_seconds } = request.body
+    // PostgreSQL's uuid is case-blind, the job's payload and its group (the event) are not: one
+    // spelling everywhere, as the database prints it.
+    const eventId = request.body.event_id.toLowerCase()
+    const userId = request.body.user_id.toLowerCase()
     const submitted = await intake.submit({
-      event_id,
-      user_id,
+      event_id: eventId,
+      user_id: userId,
       quantity,
       idempotency_key: request.headers['idempotency-key'] ?? null,
       max_wait_seconds: max_wait_seconds ?? null
     })
     metrics.purchasesAccepted.inc({ outcome: submitted.replayed ? 'replayed' : submitted.status === 'PENDING' ? 'queued' : submitted.reason ?? submitted.status.toLowerCase() })
-    void reply.header('location', bookingLocation(submitted.id, user_id))
+    void reply.header('location', bookingLocation(submitted.id, userId))
     if (submitted.replayed) void reply.header('idempotent-replayed', 'true')
     if (submitted.status === 'PENDING') {
       return reply.code(202).send({ booking_id: submitted.id, status: 'pending', message: submitted.replayed ? 'Request already queued' : 'Request queued' })

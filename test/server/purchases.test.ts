@@ -3,7 +3,7 @@ import { sql } from 'kysely'
 import { startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
-import { request } from '../fixtures/http.ts'
+import { request, waitFor } from '../fixtures/http.ts'
 
 async function countRows (db: Parameters<typeof createEvent>[0]): Promise<{ bookings: number, jobs: number }> {
   const bookings = await db.selectFrom('bookings').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()
@@ -152,4 +152,21 @@ t.test('QUEUE_CAPACITY holds under a concurrent burst', async (t) => {
   t.equal(responses.filter((r) => r.status === 202).length, 5, 'exactly the capacity is accepted')
   t.equal(responses.filter((r) => r.status === 503).length, 95, 'the rest are told to come back')
   t.equal((await countRows(db)).bookings, 5)
+})
+
+t.test('ids in upper case: the purchase is decided like any other, its job grouped under the event as stored', async (t) => {
+  const database = await createTestDatabase(t)
+  const { base } = await startTestApp(t, database, { worker: true })
+  const eventId = await createEvent(database.db, 10)
+  const userId = newUserId()
+  const res = await request(base, 'POST', '/buy', { json: { event_id: eventId.toUpperCase(), user_id: userId.toUpperCase() } })
+  t.equal(res.status, 202)
+  t.equal(res.headers.get('location'), `/bookings/${res.body.booking_id}?user_id=${userId}`, 'the Location names the user as stored')
+  const job = await sql<{ group_id: string | null, data: { event_id: string, user_id: string } }>`SELECT group_id, data FROM pgboss.job WHERE id = ${res.body.booking_id}`.execute(database.db)
+  t.match(job.rows[0], { group_id: eventId, data: { event_id: eventId, user_id: userId } }, 'the job names the event and user as the database does')
+  const decided = await waitFor(async () => {
+    const row = await database.db.selectFrom('bookings').select(['status', 'reason']).where('id', '=', res.body.booking_id).executeTakeFirstOrThrow()
+    return row.status === 'PENDING' ? undefined : row
+  }, { what: 'the purchase to be decided' })
+  t.same(decided, { status: 'SUCCESS', reason: null }, 'a seat, not invalid_request')
 })
