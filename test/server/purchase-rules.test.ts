@@ -336,10 +336,13 @@ t.test('while pending: position, estimated wait, and ?wait= without a query per 
   const elapsed = Date.now() - started
   t.ok(held.every((r) => r.status === 200 && r.body.status === 'pending'), 'answered with the pending booking when the time was up')
   t.ok(elapsed >= 1900, `held about 2 s (${elapsed} ms)`)
-  // Each request reads its booking twice (before and after waiting); the checks meanwhile are shared
-  // (one per notification or second, plus intake's own count of pending purchases each second).
+  // Each request reads its booking twice (before and after waiting); the checks meanwhile are shared:
+  // one query for all waiting clients, at most one in flight, run when a client starts waiting, on
+  // a notification or each second (plus intake's own count of pending purchases each second). So
+  // they grow with arrivals and seconds, never with clients x ticks: typically ~20 here, at most
+  // one per arrival when the 40 arrive spread out on a loaded machine (CI once counted 26).
   const spent = queries - before
-  t.ok(spent <= 2 * 40 + 25, `${spent} queries for 40 clients waiting 2 s (polling every 100 ms would be 800+)`)
+  t.ok(spent <= 2 * 40 + 40 + 10, `${spent} queries for 40 clients waiting 2 s (polling every 100 ms would be 800+)`)
 
   // Now a worker decides them: the waiting clients are answered at once, not at the end of their wait.
   const answer = request(base, 'GET', `${locations[0] as string}&wait=20`)
