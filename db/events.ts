@@ -159,18 +159,6 @@ export async function lockEventsForUpdate (trx: Db, ids: readonly string[], { sk
 export const LOCK_NOT_AVAILABLE = '55P03'
 
 /**
- * lockEventsForUpdate, waiting at most `waitMs` for the rows instead of the session's lock_timeout:
- * past it, PostgreSQL ends the wait with LOCK_NOT_AVAILABLE and the transaction is aborted (the
- * caller rolls it back). The shorter timeout then holds for the rest of the transaction: what a
- * decider locks after its events (its own bookings' rows, its claimed jobs) no other decider can
- * hold, so only a stray outside lock could meet it, and that fails the batch, which is then
- * settled one job at a time.
- */
-export async function lockEventsWaitingAtMost (trx: Db, ids: readonly string[], waitMs: number): Promise<Map<string, LockedEvent>> {
-  return await lockEventsForUpdate(trx, ids, { waitAtMostMs: waitMs })
-}
-
-/**
  * Of the listed events, those whose row another transaction holds right now (one statement, in
  * autocommit: the locks it tries are released as it ends). Unknown ids are not held.
  */

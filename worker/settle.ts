@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import { heldKey, readDecisionContext, recordCancellations, recordDecision, recordDecisions, type BookingDecision, type Decision, type DecisionContext } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type Database } from '../db/database.ts'
-import { applyEventChanges, findHeldEvents, LOCK_NOT_AVAILABLE, lockEventsForUpdate, lockEventsWaitingAtMost, type EventChange, type LockedEvent } from '../db/events.ts'
+import { applyEventChanges, findHeldEvents, LOCK_NOT_AVAILABLE, lockEventsForUpdate, type EventChange, type LockedEvent } from '../db/events.ts'
 import type { Metrics } from '../lib/metrics.ts'
 import { isCancelJobData, isPurchaseJobData, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
 
@@ -287,7 +287,10 @@ class EventsHeldError extends Error {
 
 async function lockOrSetAside (trx: Db, eventIds: readonly string[]): Promise<Map<string, LockedEvent>> {
   try {
-    return await lockEventsWaitingAtMost(trx, eventIds, EVENT_LOCK_WAIT_MS)
+    // The shorter timeout then holds for the rest of the transaction: what a decider locks after its
+    // events (its bookings' rows, its claimed jobs) no other decider holds, so only a stray outside
+    // lock could meet it, and that fails the batch, which is then settled one job at a time.
+    return await lockEventsForUpdate(trx, eventIds, { waitAtMostMs: EVENT_LOCK_WAIT_MS })
   } catch (err) {
     if ((err as { code?: unknown }).code === LOCK_NOT_AVAILABLE) throw new EventsHeldError(eventIds, { cause: err })
     throw err
