@@ -3,6 +3,14 @@ import type { Db } from './client.ts'
 import { lockEventsForUpdate } from './events.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingRow, type BookingStatus, type FailureReason } from './database.ts'
 
+// The partial indexes (migrations) name a status in their WHERE. A query meant to use one names
+// that status as a literal, never as a parameter: a prepared statement's generic plan, which
+// PostgreSQL switches to after a few runs, must hold for any parameter value, so it cannot use an
+// index that covers one status only, and scans every booking of the event instead (seconds per
+// statement in a big sale, enough to time a batch out).
+const PENDING = sql.lit(BOOKING_STATUS.pending)
+const SUCCESS = sql.lit(BOOKING_STATUS.success)
+
 export interface NewPurchase {
   id: string
   event_id: string
@@ -226,8 +234,8 @@ export async function readDecisionContext (trx: Db, { claimed, cancelTargets, ca
     SELECT 'held', NULL, NULL, sum(b.quantity)::int, c.user_id, c.event_id, NULL
     FROM (SELECT DISTINCT * FROM unnest(${capped.map((c) => c.event_id)}::uuid[], ${capped.map((c) => c.user_id)}::uuid[]) AS c (event_id, user_id)) c
     CROSS JOIN LATERAL (
-      -- One probe of the small success-only index per user.
-      SELECT b.quantity FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status = ${BOOKING_STATUS.success}
+      -- One probe of (event_id, status, user_id) per buyer: their own successful bookings only.
+      SELECT b.quantity FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status = ${SUCCESS}
     ) b
     GROUP BY c.event_id, c.user_id`.execute(trx)
   const context: DecisionContext = { now: null, bookings: new Map(), held: new Map() }
@@ -305,7 +313,7 @@ export async function recordCancellations (trx: Db, ids: readonly string[], at: 
  */
 export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> {
   const due = await db.selectFrom('bookings').select('event_id').distinct()
-    .where('status', '=', BOOKING_STATUS.pending)
+    .where('status', '=', PENDING)
     .where('expires_at', '<=', sql<Date>`clock_timestamp()`)
     .limit(limit)
     .execute()
@@ -315,7 +323,7 @@ export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> 
     if (locked.size === 0) return []
     const { rows } = await sql<{ id: string }>`
       UPDATE bookings SET status = ${BOOKING_STATUS.failed}, reason = ${FAILURE_REASON.expired}, decided_at = clock_timestamp()
-      WHERE status = ${BOOKING_STATUS.pending} AND expires_at <= clock_timestamp()
+      WHERE status = ${PENDING} AND expires_at <= clock_timestamp()
         AND event_id = ANY(${[...locked.keys()]}::uuid[])
       RETURNING id`.execute(trx)
     return rows.map((row) => row.id)
@@ -325,7 +333,7 @@ export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> 
 export async function countPendingBookings (db: Db): Promise<number> {
   const row = await db.selectFrom('bookings')
     .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('status', '=', BOOKING_STATUS.pending)
+    .where('status', '=', PENDING)
     .executeTakeFirstOrThrow()
   return Number(row.n)
 }
@@ -333,6 +341,6 @@ export async function countPendingBookings (db: Db): Promise<number> {
 /** Pending purchases per event that has any (an index-only scan of the pending-only index). */
 export async function countPendingByEvent (db: Db): Promise<Array<{ event_id: string, pending: number }>> {
   const rows = await db.selectFrom('bookings').select(['event_id', (eb) => eb.fn.countAll<string>().as('pending')])
-    .where('status', '=', BOOKING_STATUS.pending).groupBy('event_id').execute()
+    .where('status', '=', PENDING).groupBy('event_id').execute()
   return rows.map((row) => ({ event_id: row.event_id, pending: Number(row.pending) }))
 }
