@@ -94,18 +94,19 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   }
 
   const applicationName = `boxoffice-${roleName(roles)}`
-  const poolFor = (role: string, poolMax: number): Db => createDb({
+  const poolFor = (role: string, poolMax: number, planEveryRun = false): Db => createDb({
     url,
     poolMax,
     connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
-    applicationName: `boxoffice-${role}`
+    applicationName: `boxoffice-${role}`,
+    planEveryRun
   })
   // One pool per role. Sharing one, a burst of purchases queues ahead of every worker transaction
   // and starves settlement for as long as the burst lasts (seen in the bench: no decisions at all
   // until intake stopped). The worker needs one connection per transaction it runs at once (its
   // LISTEN connection is separate).
-  const apiDb = roles.api ? poolFor('api', config.DB_POOL_MAX) : undefined
+  const apiDb = roles.api ? poolFor('api', config.DB_POOL_MAX, true) : undefined
   const workerDb = roles.worker ? poolFor('worker', WORKER_POOL_SIZE) : undefined
   for (const [name, pool] of [['api database pool', apiDb], ['worker database pool', workerDb]] as const) {
     if (pool !== undefined) closers.push({ name, close: async () => { await closeDb(pool) } })
