@@ -138,10 +138,8 @@ export interface LockedEvent {
  * deciders from deadlocking: each waits only for locks ordered before its own. (The rows are
  * locked as the sorted scan returns them: LockRows sits above the Sort.)
  *
- * FOR NO KEY UPDATE, the row lock PostgreSQL's own UPDATE of a non-key column takes: it excludes
- * every other decider exactly as FOR UPDATE would, but not the FOR KEY SHARE lock that the
- * bookings foreign key takes when intake inserts a purchase, so accepting purchases never
- * waits behind a decision on the same hot event.
+ * FOR UPDATE: intake takes no lock on the event row (bookings have no foreign key to it, migration
+ * 2026-11-25-004), so accepting purchases never waits behind a decision on the same hot event.
  */
 export async function lockEventsForUpdate (trx: Db, ids: readonly string[], { skipLocked = false, waitAtMostMs }: { skipLocked?: boolean, waitAtMostMs?: number } = {}): Promise<Map<string, LockedEvent>> {
   if (ids.length === 0) return new Map()
@@ -150,7 +148,7 @@ export async function lockEventsForUpdate (trx: Db, ids: readonly string[], { sk
   // The timeout is set by the statement itself, before its first lock wait (the rows are filtered,
   // then sorted, then locked), and lasts to the end of the transaction: no round trip of its own.
   if (waitAtMostMs !== undefined) query = query.where(sql<boolean>`set_config('lock_timeout', ${`${Math.max(1, Math.round(waitAtMostMs))}ms`}, true) IS NOT NULL`)
-  const locking = query.orderBy('id').forNoKeyUpdate()
+  const locking = query.orderBy('id').forUpdate()
   const rows = await (skipLocked ? locking.skipLocked() : locking).execute()
   return new Map(rows.map(({ id, ...event }) => [id, event]))
 }

@@ -41,7 +41,7 @@ for (const mode of ['batched', 'serial'] as const) {
     let holding = (): void => {}
     const holds = new Promise<void>((resolve) => { holding = resolve })
     const outside = outsider.begin(async (sql) => {
-      // What an UPDATE of the row takes (FOR NO KEY UPDATE): intake still stores purchases for it.
+      // An UPDATE holds the row until commit; intake still stores purchases for it (it locks nothing there).
       await sql`UPDATE events SET name = 'Held (being edited)' WHERE id = ${heldEvent}`
       holding()
       await released
