@@ -255,6 +255,50 @@ async function rssKb (pid: number | undefined): Promise<number | undefined> {
   return match === null ? undefined : Number(match[1])
 }
 
+// CPU time (user + system) from /proc, in clock ticks of 10 ms (Linux's USER_HZ is 100).
+const TICK_S = 0.01
+
+/** A process's CPU seconds so far, all its threads; with `children`, also its reaped children's. */
+async function cpuSecondsOf (pid: number, { children = false } = {}): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15,
+  // cutime 16, cstime 17.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number)
+  const [utime = 0, stime = 0, cutime = 0, cstime = 0] = fields.slice(11, 15)
+  return (utime + stime + (children ? cutime + cstime : 0)) * TICK_S
+}
+
+/** PostgreSQL's CPU seconds so far: the postmaster, its live backends, and those that ended. */
+async function postgresCpuSeconds (clusterDir: string | undefined): Promise<number | undefined> {
+  if (clusterDir === undefined) return undefined
+  const pid = Number((await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0])
+  if (!(pid > 0)) return undefined
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number)
+  const times = await Promise.all([cpuSecondsOf(pid, { children: true }), ...children.map(async (child) => await cpuSecondsOf(child))])
+  return times.reduce((a, b) => a + b, 0)
+}
+
+/** CPU seconds of the service, PostgreSQL and this process (the load generator) so far. */
+async function cpuNow (servicePid: number | undefined, clusterDir: string | undefined): Promise<{ service?: number, postgres?: number, generator: number }> {
+  const { user, system } = process.cpuUsage()
+  return {
+    service: servicePid === undefined ? undefined : await cpuSecondsOf(servicePid),
+    postgres: await postgresCpuSeconds(clusterDir),
+    generator: (user + system) / 1e6
+  }
+}
+
+function cpuPerRequest (start: Awaited<ReturnType<typeof cpuNow>>, end: Awaited<ReturnType<typeof cpuNow>>, requests: number, seconds: number): Record<string, number | null> {
+  const per = (a: number | undefined, b: number | undefined): number | null => a === undefined || b === undefined || requests === 0 ? null : round((b - a) * 1e6 / requests)
+  const used = [end.service !== undefined && start.service !== undefined ? end.service - start.service : 0, end.postgres !== undefined && start.postgres !== undefined ? end.postgres - start.postgres : 0, end.generator - start.generator].reduce((a, b) => a + b, 0)
+  return {
+    sale_cpu_us_per_request_service: per(start.service, end.service),
+    sale_cpu_us_per_request_postgres: per(start.postgres, end.postgres),
+    sale_cpu_us_per_request_generator: per(start.generator, end.generator),
+    sale_cpu_idle_share: seconds > 0 ? round(Math.max(0, 1 - used / (seconds * os.cpus().length)), 2) : null
+  }
+}
+
 const pct = (n: number): string => `${(100 * n).toFixed(1)}%`
 const round = (n: number, digits = 1): number => Number(n.toFixed(digits))
 
@@ -430,6 +474,8 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     const { queuedIds, soldOutIds, statusCounts } = answers
     const samples: Sample[] = []
     let maxRssKb = 0
+    const clusterDir = embedded === undefined ? undefined : path.join(embedded.dataDir, 'postgres')
+    const cpuAtStart = await cpuNow(service?.child.pid, clusterDir)
     const saleStart = performance.now()
     let sampling = true
     const sampler = (async () => {
@@ -473,6 +519,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
     const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, answers.onResponse, crowd(users)), { amount: requests, seconds: durationS })
     const lastAnswerAt = answers.lastAnswerAt() || saleStart
+    const cpuAtEnd = await cpuNow(service?.child.pid, clusterDir)
     const lastStoredAt = answers.lastStoredAt()
     selling = false
     await canceller
@@ -557,6 +604,9 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       ceiling_rps: round(ceilingRps),
       intake_ratio: round(intakeRps / ceilingRps, 3),
       server_max_rss_mb: maxRssKb > 0 ? round(maxRssKb / 1024) : null,
+      // CPU per stored request during the sale (microseconds; 10 ms ticks over the sale's seconds),
+      // the service's including the worker's decisions beside it, and what the machine had idle.
+      ...cpuPerRequest(cpuAtStart, cpuAtEnd, stored, intakeSeconds),
       worker_mode: mode,
       node_version: process.version,
       postgres_version: postgresVersion,
@@ -701,6 +751,7 @@ function printTable (results: ReadonlyArray<Record<string, unknown>>): void {
     ['oversold / quota mismatch / lost / dup ids', (r) => `${v(r, 'oversold')} / ${v(r, 'quota_mismatch')} / ${v(r, 'lost')} / ${v(r, 'duplicate_ids')}`],
     ['API agrees with database', (r) => `${(r.api_sampled as number) - (r.api_disagreements as number)} of ${v(r, 'api_sampled')}`],
     ['server max RSS', (r) => `${v(r, 'server_max_rss_mb')} MB`],
+    ['sale CPU per request: service / postgres / generator', (r) => `${v(r, 'sale_cpu_us_per_request_service')} / ${v(r, 'sale_cpu_us_per_request_postgres')} / ${v(r, 'sale_cpu_us_per_request_generator')} us (${typeof r.sale_cpu_idle_share === 'number' ? pct(r.sale_cpu_idle_share) : '-'} idle)`],
     ['node / postgres', (r) => `${v(r, 'node_version')} / ${v(r, 'postgres_version')}`],
     ['invariants', (r) => r.invariants_ok === true ? 'ALL HELD' : `FAILED: ${(r.failures as string[]).join('; ')}`]
   ]
