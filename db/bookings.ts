@@ -64,7 +64,7 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
 export async function storePurchases (db: Db, purchases: readonly NewPurchase[], { onlyIfNoneQueue = false } = {}): Promise<StoredPurchase[] | 'would_queue'> {
   if (purchases.length === 0) return []
   const { rows } = await sql<{
-    id: string, verdict: Exclude<StoreVerdict, 'not_stored'>, status: BookingStatus | null, arrival: string | null, expires_at: Date | null,
+    id: string, verdict: Exclude<StoreVerdict, 'not_stored'>, arrival: string | null, expires_at: Date | null,
     sales_open_at: Date | null, existing_id: string | null, existing_event_id: string | null, existing_quantity: number | null,
     existing_max_wait_seconds: number | null, existing_status: BookingStatus | null, existing_reason: string | null
   }>`
@@ -105,13 +105,21 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
       ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
       RETURNING id, status, arrival, expires_at
     )
-    SELECT j.id, j.verdict, s.status, s.arrival, s.expires_at, j.sales_open_at, j.existing_id, j.existing_event_id,
-      j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason
-    FROM judged j LEFT JOIN stored s ON s.id = j.id`.execute(db)
+    -- One row per purchase, and no join (whose only plan on a pool without hash joins would
+    -- rescan the stored rows once per purchase): the verdicts of those not stored, then the rows
+    -- stored. A purchase in neither lost its key to a concurrent one (ON CONFLICT): not_stored.
+    -- (With onlyIfNoneQueue, pending verdicts are listed too: then nothing was stored.)
+    SELECT j.id, j.verdict, NULL::bigint AS arrival, NULL::timestamptz AS expires_at, j.sales_open_at,
+      j.existing_id, j.existing_event_id, j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason
+    FROM judged j WHERE j.verdict NOT IN ('pending', 'sold_out') OR (${onlyIfNoneQueue}::boolean AND j.verdict = 'pending')
+    UNION ALL
+    SELECT s.id, CASE s.status WHEN ${PENDING} THEN 'pending' ELSE 'sold_out' END, s.arrival, s.expires_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM stored s`.execute(db)
   if (onlyIfNoneQueue && rows.some((row) => row.verdict === 'pending')) return 'would_queue'
-  return rows.map((row) => ({
+  const byId = new Map(rows.map((row) => [row.id, row]))
+  return purchases.map(({ id }) => byId.get(id) ?? { id, verdict: 'not_stored' as const, arrival: null, expires_at: null, sales_open_at: null, existing_id: null }).map((row) => ({
     id: row.id,
-    verdict: (row.verdict === 'pending' || row.verdict === 'sold_out') && row.status === null ? 'not_stored' : row.verdict,
+    verdict: row.verdict,
     arrival: row.arrival,
     expires_at: row.expires_at,
     sales_open_at: row.sales_open_at,

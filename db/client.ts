@@ -10,18 +10,22 @@ export interface DatabaseOptions {
   statementTimeoutMs: number
   applicationName: string
   /**
-   * Plan every run of a prepared statement for its own parameters and the tables as they are now
-   * (plan_cache_mode force_custom_plan). By default PostgreSQL switches a statement to one generic
-   * plan at its sixth run on a connection and keeps it until the table is next analysed. In a sale
-   * the bookings table grows from empty to a million rows within a minute, faster than autovacuum
-   * re-analyses it, and the intake statement's generic plan, chosen while the table was small
-   * (a hash join over a sequential scan of every booking, for the idempotency-key lookup), made
-   * each intake batch slower by the row: 1.3 ms at first, 9 ms at 115,000 bookings. Planning
-   * costs about 0.2 ms per intake batch. The worker does without it: its statements name
-   * thousands of ids in `= ANY($1)`, which a custom plan would estimate one id at a time (measured:
-   * settlement about a third slower), and each of them has one index that fits.
+   * Let the planner use index paths and nested loops only (enable_seqscan, enable_hashjoin and
+   * enable_mergejoin off; a table with no index that fits is still scanned). For a pool whose
+   * queries all look rows up by key, and whose tables grow faster than statistics follow.
+   *
+   * Every prepared statement gets one generic plan at its sixth run on a connection and keeps it
+   * until the table is next analysed. In a sale the bookings table grows from empty to a million
+   * rows within a minute, faster than autovacuum re-analyses it, and the intake statement's plan,
+   * chosen while the table was small, hash-joined a sequential scan of every booking for its
+   * idempotency-key lookup: each intake batch grew slower by the row (1.3 ms at first, 9 ms at
+   * 115,000 bookings). With index nested loops only, a plan chosen on an empty table is still the
+   * right one at a million rows. Planning every run instead (plan_cache_mode force_custom_plan)
+   * also kept it right, at about 10 us of PostgreSQL CPU per request (bench/README.md). The
+   * worker's pool does without either: each of its statements has one index that fits whatever
+   * the statistics say (its ids go in as `= ANY($1)`, the per-user cap has its own index).
    */
-  planEveryRun?: boolean
+  indexPathsOnly?: boolean
 }
 
 export type Db = Kysely<Database>
@@ -165,7 +169,7 @@ export function createDb (options: DatabaseOptions): Db {
       statement_timeout: options.statementTimeoutMs,
       lock_timeout: options.statementTimeoutMs,
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3,
-      ...(options.planEveryRun === true ? { plan_cache_mode: 'force_custom_plan' } : {})
+      ...(options.indexPathsOnly === true ? { enable_seqscan: 'off', enable_hashjoin: 'off', enable_mergejoin: 'off' } : {})
     }
   })
   const counts: PoolUsage = { max: options.poolMax, inUse: 0, waiting: 0 }

@@ -94,13 +94,13 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   }
 
   const applicationName = `boxoffice-${roleName(roles)}`
-  const poolFor = (role: string, poolMax: number, planEveryRun = false): Db => createDb({
+  const poolFor = (role: string, poolMax: number, indexPathsOnly = false): Db => createDb({
     url,
     poolMax,
     connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     applicationName: `boxoffice-${role}`,
-    planEveryRun
+    indexPathsOnly
   })
   // One pool per role. Sharing one, a burst of purchases queues ahead of every worker transaction
   // and starves settlement for as long as the burst lasts (seen in the bench: no decisions at all

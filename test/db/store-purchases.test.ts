@@ -1,0 +1,61 @@
+import t from 'tap'
+import { randomUUID } from 'node:crypto'
+import { sql } from 'kysely'
+import { storePurchases, type NewPurchase } from '../../db/bookings.ts'
+import { timeOrderedId } from '../../lib/ids.ts'
+import { createTestDatabase } from '../fixtures/database.ts'
+import { createEvent } from '../fixtures/events.ts'
+
+const purchase = (eventId: string, extra: Partial<NewPurchase> = {}): NewPurchase =>
+  ({ id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null, ...extra })
+
+t.test('one statement gives every purchase its verdict, in the order asked, and stores only what it says', async (t) => {
+  const { db } = await createTestDatabase(t)
+  const open = await createEvent(db, 10, 'Open')
+  const soldOut = await createEvent(db, 1, 'Sold out')
+  await sql`UPDATE events SET available_quota = 0 WHERE id = ${soldOut}`.execute(db)
+  const keyed = purchase(open, { idempotency_key: 'k-1' })
+  const first = await storePurchases(db, [keyed])
+  t.equal(first[0]?.verdict, 'pending')
+
+  const batch = [
+    purchase(randomUUID()), // unknown event
+    purchase(open),
+    purchase(soldOut),
+    { ...keyed, id: timeOrderedId() }, // the same user and key again
+    purchase(open, { max_wait_seconds: 30 })
+  ]
+  const results = await storePurchases(db, batch)
+  t.same(results.map((r) => r.id), batch.map((p) => p.id), 'one result per purchase, in order')
+  t.same(results.map((r) => r.verdict), ['unknown_event', 'pending', 'sold_out', 'replay', 'pending'])
+  t.ok(results[1]?.arrival !== null && results[4]?.arrival !== null && Number(results[4]?.arrival) > Number(results[1]?.arrival), 'queued purchases get arrival numbers in order')
+  t.equal(results[1]?.expires_at, null, 'no deadline asked, none set')
+  t.ok(results[4]?.expires_at instanceof Date, 'a deadline asked is set')
+  t.equal(results[3]?.existing?.id, keyed.id, 'the replay names the purchase stored under the key')
+
+  const { rows } = await sql<{ id: string, status: string, reason: string | null }>`SELECT id, status, reason FROM bookings WHERE id = ANY(${batch.map((p) => p.id)}::uuid[]) ORDER BY id`.execute(db)
+  t.same(rows.map((r) => [r.id, r.status, r.reason]), [
+    [batch[1]?.id, 'PENDING', null],
+    [batch[2]?.id, 'FAILED', 'sold_out'],
+    [batch[4]?.id, 'PENDING', null]
+  ], 'stored: the queued and the sold-out ones; not the unknown event\'s nor the replay')
+})
+
+t.test('onlyIfNoneQueue stores a batch only if none of it would queue', async (t) => {
+  const { db } = await createTestDatabase(t)
+  const open = await createEvent(db, 10, 'Open')
+  const soldOut = await createEvent(db, 1, 'Sold out')
+  await sql`UPDATE events SET available_quota = 0 WHERE id = ${soldOut}`.execute(db)
+
+  const mixed = [purchase(soldOut), purchase(open)]
+  t.equal(await storePurchases(db, mixed, { onlyIfNoneQueue: true }), 'would_queue', 'one would queue: nothing done')
+  const { rows: [none] } = await sql<{ n: string }>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${mixed.map((p) => p.id)}::uuid[])`.execute(db)
+  t.equal(Number(none?.n), 0, 'and nothing stored')
+
+  const allSoldOut = [purchase(soldOut), purchase(soldOut), purchase(randomUUID())]
+  const results = await storePurchases(db, allSoldOut, { onlyIfNoneQueue: true })
+  t.not(results, 'would_queue')
+  t.same((results as Exclude<typeof results, 'would_queue'>).map((r) => r.verdict), ['sold_out', 'sold_out', 'unknown_event'])
+  const { rows: [stored] } = await sql<{ n: string }>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${allSoldOut.map((p) => p.id)}::uuid[]) AND status = 'FAILED'`.execute(db)
+  t.equal(Number(stored?.n), 2, 'the sold-out ones are stored, failed')
+})
