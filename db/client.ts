@@ -19,10 +19,10 @@ export interface DatabaseOptions {
    * rows within a minute, faster than autovacuum re-analyses it, and the intake statement's plan,
    * chosen while the table was small, hash-joined a sequential scan of every booking for its
    * idempotency-key lookup: each intake batch grew slower by the row (1.3 ms at first, 9 ms at
-   * 115,000 bookings). With index nested loops only, a plan chosen on an empty table is still the
-   * right one at a million rows. Planning every run instead (plan_cache_mode force_custom_plan)
-   * also kept it right, at about 10 us of PostgreSQL CPU per request (bench/README.md). The
-   * worker's pool does without either: each of its statements has one index that fits whatever
+   * 115,000 bookings). With index nested loops only, a plan chosen on a nearly empty table stays
+   * an index plan however the table grows (test/db/plans.test.ts). Planning every run instead
+   * (plan_cache_mode force_custom_plan) also kept it right, at about 10 us of PostgreSQL CPU per
+   * request (README.md, "Where the time goes"). The worker's pool does without either: each of its statements has one index that fits whatever
    * the statistics say (its ids go in as `= ANY($1)`, the per-user cap has its own index).
    */
   indexPathsOnly?: boolean
