@@ -288,14 +288,20 @@ async function cpuNow (servicePid: number | undefined, clusterDir: string | unde
   }
 }
 
+/** CPU per request between two readings `seconds` apart; the idle share only when all three are known. */
 function cpuPerRequest (start: Awaited<ReturnType<typeof cpuNow>>, end: Awaited<ReturnType<typeof cpuNow>>, requests: number, seconds: number): Record<string, number | null> {
-  const per = (a: number | undefined, b: number | undefined): number | null => a === undefined || b === undefined || requests === 0 ? null : round((b - a) * 1e6 / requests)
-  const used = [end.service !== undefined && start.service !== undefined ? end.service - start.service : 0, end.postgres !== undefined && start.postgres !== undefined ? end.postgres - start.postgres : 0, end.generator - start.generator].reduce((a, b) => a + b, 0)
+  const spent = (a: number | undefined, b: number | undefined): number | undefined => a === undefined || b === undefined ? undefined : b - a
+  const service = spent(start.service, end.service)
+  const postgres = spent(start.postgres, end.postgres)
+  const generator = end.generator - start.generator
+  const per = (cpu: number | undefined): number | null => cpu === undefined || requests === 0 ? null : round(cpu * 1e6 / requests)
   return {
-    sale_cpu_us_per_request_service: per(start.service, end.service),
-    sale_cpu_us_per_request_postgres: per(start.postgres, end.postgres),
-    sale_cpu_us_per_request_generator: per(start.generator, end.generator),
-    sale_cpu_idle_share: seconds > 0 ? round(Math.max(0, 1 - used / (seconds * os.cpus().length)), 2) : null
+    sale_cpu_us_per_request_service: per(service),
+    sale_cpu_us_per_request_postgres: per(postgres),
+    sale_cpu_us_per_request_generator: per(generator),
+    sale_cpu_idle_share: service === undefined || postgres === undefined || seconds <= 0
+      ? null
+      : round(Math.max(0, 1 - (service + postgres + generator) / (seconds * os.cpus().length)), 2)
   }
 }
 
@@ -476,6 +482,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     let maxRssKb = 0
     const clusterDir = embedded === undefined ? undefined : path.join(embedded.dataDir, 'postgres')
     const cpuAtStart = await cpuNow(service?.child.pid, clusterDir)
+    const cpuReadAt = performance.now()
     const saleStart = performance.now()
     let sampling = true
     const sampler = (async () => {
@@ -520,6 +527,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, answers.onResponse, crowd(users)), { amount: requests, seconds: durationS })
     const lastAnswerAt = answers.lastAnswerAt() || saleStart
     const cpuAtEnd = await cpuNow(service?.child.pid, clusterDir)
+    const cpuSeconds = (performance.now() - cpuReadAt) / 1000
     const lastStoredAt = answers.lastStoredAt()
     selling = false
     await canceller
@@ -606,7 +614,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       server_max_rss_mb: maxRssKb > 0 ? round(maxRssKb / 1024) : null,
       // CPU per stored request during the sale (microseconds; 10 ms ticks over the sale's seconds),
       // the service's including the worker's decisions beside it, and what the machine had idle.
-      ...cpuPerRequest(cpuAtStart, cpuAtEnd, stored, intakeSeconds),
+      ...cpuPerRequest(cpuAtStart, cpuAtEnd, stored, cpuSeconds),
       worker_mode: mode,
       node_version: process.version,
       postgres_version: postgresVersion,

@@ -179,6 +179,18 @@ export function createDb (options: DatabaseOptions): Db {
   return db
 }
 
+/**
+ * Runs `read` in a transaction whose planner may use every kind of plan again: for an operator's
+ * query over whole tables (the books of every event, the failed jobs) on the API's pool, which
+ * otherwise plans with index paths and nested loops only (`indexPathsOnly`).
+ */
+export async function withEveryPlan<T> (db: Db, read: (trx: Db) => Promise<T>): Promise<T> {
+  return await db.transaction().execute(async (trx) => {
+    await sql`SELECT set_config('enable_seqscan', 'on', true), set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true)`.execute(trx)
+    return await read(trx)
+  })
+}
+
 /** Sends a notification; inside a transaction, it is delivered when (and only if) that commits. */
 async function notify (db: Db, channel: string): Promise<void> {
   await sql`SELECT pg_notify(${channel}, '')`.execute(db)

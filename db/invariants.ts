@@ -137,8 +137,8 @@ export interface FailedJob {
  * that kept failing. Read-only: the booking of a failed purchase is already failed ("error").
  */
 export async function findFailedJobs (db: Db, limit: number): Promise<{ deadLettered: number, failed: FailedJob[] }> {
-  const [{ rows }, dead] = await Promise.all([
-    sql<FailedJob>`
+  // One after the other: `db` may be a transaction, which runs one statement at a time anyway.
+  const { rows } = await sql<FailedJob>`
       SELECT j.id AS job_id,
         CASE WHEN j.data ? 'cancel_booking_id' THEN 'cancellation' ELSE 'purchase' END AS kind,
         j.data->>'event_id' AS event_id,
@@ -149,8 +149,7 @@ export async function findFailedJobs (db: Db, limit: number): Promise<{ deadLett
       LEFT JOIN bookings b ON b.id = CASE WHEN j.data ? 'cancel_booking_id' THEN (j.data->>'cancel_booking_id')::uuid ELSE j.id END
       WHERE j.name = ${PURCHASE_QUEUE} AND j.state = 'failed'
       ORDER BY j.completed_on DESC NULLS LAST, j.id DESC
-      LIMIT ${limit}`.execute(db),
-    sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)
-  ])
+      LIMIT ${limit}`.execute(db)
+  const dead = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)
   return { deadLettered: Number(dead.rows[0]?.n), failed: rows.map((job) => ({ ...job, attempts: Number(job.attempts) })) }
 }

@@ -111,7 +111,13 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   for (const [name, pool] of [['api database pool', apiDb], ['worker database pool', workerDb]] as const) {
     if (pool !== undefined) closers.push({ name, close: async () => { await closeDb(pool) } })
   }
-  await migrateToLatest(apiDb ?? workerDb as Db)
+  // Migrations on a pool of their own, planned as PostgreSQL would (the API's pool avoids scans).
+  const migrationDb = poolFor('migrate', 2)
+  try {
+    await migrateToLatest(migrationDb)
+  } finally {
+    await closeDb(migrationDb)
+  }
 
   // pg-boss's own small pool (maintenance, failure bookkeeping) is told apart in pg_stat_activity.
   const boss = createBoss({ url, applicationName: `${applicationName}-queue`, supervise: roles.worker, log })

@@ -10,6 +10,9 @@ import { sql, type Kysely } from 'kysely'
 // columns) and the buyer lookup (all three), so no plan, however stale its statistics, can read
 // more than the buyer's own rows; and a decision that makes a booking SUCCESS updates one index
 // less than before.
+//
+// Upgrading a service that already holds many bookings: CREATE INDEX (in the migration's
+// transaction) blocks writes to bookings while it builds, so run it between sales.
 export async function up (db: Kysely<unknown>): Promise<void> {
   await sql`CREATE INDEX bookings_event_status_user_idx ON bookings (event_id, status, user_id)`.execute(db)
   await sql`DROP INDEX bookings_event_id_status_idx`.execute(db)

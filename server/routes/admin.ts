@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Db } from '../../db/client.ts'
+import { withEveryPlan, type Db } from '../../db/client.ts'
 import { checkEventInvariants, findFailedJobs } from '../../db/invariants.ts'
 import { AdminHeaders, requireAdmin } from '../auth.ts'
 import { AppError } from '../errors.ts'
@@ -18,7 +18,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
     }
   }, async (request) => {
     const { event_id: eventId, limit = '100' } = request.query
-    const events = await checkEventInvariants(db, { eventId, limit: Number(limit) })
+    // Sums whole events: planned with scans and hash joins, which the API's pool otherwise avoids.
+    const events = await withEveryPlan(db, async (trx) => await checkEventInvariants(trx, { eventId, limit: Number(limit) }))
     if (eventId !== undefined && events.length === 0) throw new AppError('EVENT_NOT_FOUND')
     return { ok: events.every((event) => event.ok), checked_at: new Date().toISOString(), events }
   })
@@ -32,7 +33,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
       response: { 200: FailedJobsReport, 400: ErrorResponse, 401: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request) => {
-    const { deadLettered, failed } = await findFailedJobs(db, Number(request.query.limit ?? '100'))
+    const { deadLettered, failed } = await withEveryPlan(db, async (trx) => await findFailedJobs(trx, Number(request.query.limit ?? '100')))
     return { dead_lettered: deadLettered, failed: failed.map((job) => ({ ...job, failed_at: job.failed_at?.toISOString() ?? null })) }
   })
 }

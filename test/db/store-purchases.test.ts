@@ -41,6 +41,27 @@ t.test('one statement gives every purchase its verdict, in the order asked, and 
   ], 'stored: the queued and the sold-out ones; not the unknown event\'s nor the replay')
 })
 
+t.test('a closed or not yet open sale stores nothing; a key taken twice in one batch stores one purchase', async (t) => {
+  const { db } = await createTestDatabase(t)
+  const closed = await createEvent(db, 10, 'Closed')
+  await sql`UPDATE events SET sales_close_at = now() - interval '1 minute' WHERE id = ${closed}`.execute(db)
+  const later = await createEvent(db, 10, 'Later')
+  await sql`UPDATE events SET sales_open_at = now() + interval '1 hour' WHERE id = ${later}`.execute(db)
+  const open = await createEvent(db, 10, 'Open')
+  const userId = randomUUID()
+  const batch = [
+    purchase(closed),
+    purchase(later),
+    purchase(open, { user_id: userId, idempotency_key: 'same' }),
+    purchase(open, { user_id: userId, idempotency_key: 'same' })
+  ]
+  const results = await storePurchases(db, batch)
+  t.same(results.map((r) => r.verdict), ['closed', 'not_open', 'pending', 'not_stored'], 'the second of two purchases under one key is not stored')
+  t.ok(results[1]?.sales_open_at instanceof Date, 'not_open says when the sale opens')
+  const { rows } = await sql<{ id: string }>`SELECT id FROM bookings WHERE id = ANY(${batch.map((p) => p.id)}::uuid[])`.execute(db)
+  t.same(rows.map((r) => r.id), [batch[2]?.id], 'only the first purchase under the key is stored')
+})
+
 t.test('onlyIfNoneQueue stores a batch only if none of it would queue', async (t) => {
   const { db } = await createTestDatabase(t)
   const open = await createEvent(db, 10, 'Open')
