@@ -24,6 +24,9 @@ export async function up (db: Kysely<unknown>): Promise<void> {
   await sql`ALTER TABLE bookings DROP CONSTRAINT bookings_event_id_fkey`.execute(db)
 }
 
+// Rolling this back restores the foreign key, whose check takes FOR KEY SHARE on the event row:
+// switch lockEventsForUpdate (db/events.ts) back to FOR NO KEY UPDATE with it, or intake waits
+// behind every decision on a hot event.
 export async function down (db: Kysely<unknown>): Promise<void> {
   await sql`ALTER TABLE bookings ADD CONSTRAINT bookings_event_id_fkey FOREIGN KEY (event_id) REFERENCES events (id)`.execute(db)
   await sql`DROP TRIGGER events_never_renumbered ON events`.execute(db)
