@@ -117,23 +117,27 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
     FROM stored s`.execute(db)
   if (onlyIfNoneQueue && rows.some((row) => row.verdict === 'pending')) return 'would_queue'
   const byId = new Map(rows.map((row) => [row.id, row]))
-  return purchases.map(({ id }) => byId.get(id) ?? { id, verdict: 'not_stored' as const, arrival: null, expires_at: null, sales_open_at: null, existing_id: null }).map((row) => ({
-    id: row.id,
-    verdict: row.verdict,
-    arrival: row.arrival,
-    expires_at: row.expires_at,
-    sales_open_at: row.sales_open_at,
-    existing: row.existing_id === null
-      ? null
-      : {
-          id: row.existing_id,
-          event_id: row.existing_event_id as string,
-          quantity: row.existing_quantity as number,
-          max_wait_seconds: row.existing_max_wait_seconds,
-          status: row.existing_status as BookingStatus,
-          reason: row.existing_reason
-        }
-  }))
+  return purchases.map(({ id }) => {
+    const row = byId.get(id)
+    if (row === undefined) return { id, verdict: 'not_stored', arrival: null, expires_at: null, sales_open_at: null, existing: null }
+    return {
+      id,
+      verdict: row.verdict,
+      arrival: row.arrival,
+      expires_at: row.expires_at,
+      sales_open_at: row.sales_open_at,
+      existing: row.existing_id === null
+        ? null
+        : {
+            id: row.existing_id,
+            event_id: row.existing_event_id as string,
+            quantity: row.existing_quantity as number,
+            max_wait_seconds: row.existing_max_wait_seconds,
+            status: row.existing_status as BookingStatus,
+            reason: row.existing_reason
+          }
+    }
+  })
 }
 
 /** The purchases stored under these (user, idempotency key) pairs. */

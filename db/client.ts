@@ -22,11 +22,15 @@ export interface DatabaseOptions {
    * 115,000 bookings). With index nested loops only, a plan chosen on a nearly empty table stays
    * an index plan however the table grows (test/db/plans.test.ts). Planning every run instead
    * (plan_cache_mode force_custom_plan) also kept it right, at about 10 us of PostgreSQL CPU per
-   * request (README.md, "Where the time goes"). The worker's pool does without either: each of its statements has one index that fits whatever
-   * the statistics say (its ids go in as `= ANY($1)`, the per-user cap has its own index).
+   * request (README.md, "Where the time goes"). The worker's pool does without either: each of
+   * its statements has one index that fits whatever the statistics say (its ids go in as
+   * `= ANY($1)`, the per-user cap has its own index).
    */
   indexPathsOnly?: boolean
 }
+
+/** The planner settings `indexPathsOnly` turns off (and withEveryPlan turns back on). */
+const PLANS_OTHER_THAN_INDEX_PATHS = ['enable_seqscan', 'enable_hashjoin', 'enable_mergejoin'] as const
 
 export type Db = Kysely<Database>
 
@@ -169,7 +173,7 @@ export function createDb (options: DatabaseOptions): Db {
       statement_timeout: options.statementTimeoutMs,
       lock_timeout: options.statementTimeoutMs,
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3,
-      ...(options.indexPathsOnly === true ? { enable_seqscan: 'off', enable_hashjoin: 'off', enable_mergejoin: 'off' } : {})
+      ...(options.indexPathsOnly === true ? Object.fromEntries(PLANS_OTHER_THAN_INDEX_PATHS.map((setting) => [setting, 'off'])) : {})
     }
   })
   const counts: PoolUsage = { max: options.poolMax, inUse: 0, waiting: 0 }
@@ -186,7 +190,7 @@ export function createDb (options: DatabaseOptions): Db {
  */
 export async function withEveryPlan<T> (db: Db, read: (trx: Db) => Promise<T>): Promise<T> {
   return await db.transaction().execute(async (trx) => {
-    await sql`SELECT set_config('enable_seqscan', 'on', true), set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true)`.execute(trx)
+    await sql`SELECT ${sql.join(PLANS_OTHER_THAN_INDEX_PATHS.map((setting) => sql`set_config(${setting}, 'on', true)`))}`.execute(trx)
     return await read(trx)
   })
 }

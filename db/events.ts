@@ -107,16 +107,21 @@ export async function findEventIdPreferringName (db: Db, name: string): Promise<
 }
 
 /**
- * How many events there are, and the sum of their decided_through (the arrival numbers the workers
- * have decided, over every event): it only grows, by one per queued purchase decided, so the
- * difference between two readings is the decisions made in between, whichever process made them.
- * One pass over the events table, however many purchases there are.
+ * How many events there are, the sum of their decided_through (the arrival numbers the workers
+ * have decided, over every event), and the purchases pending over all events, in one statement.
+ * decided only grows, by one per queued purchase decided, so the difference between two readings
+ * is the decisions made in between, whichever process made them. One pass over the events table
+ * and an index-only count over the pending-only index, however many purchases there are.
  */
-export async function readEventTotals (db: Db): Promise<{ events: number, decided: number }> {
+export async function readEventTotals (db: Db): Promise<{ events: number, decided: number, pending: number }> {
   const row = await db.selectFrom('events')
-    .select((eb) => [eb.fn.countAll<string>().as('events'), sql<string>`coalesce(sum(decided_through), 0)`.as('decided')])
+    .select((eb) => [
+      eb.fn.countAll<string>().as('events'),
+      sql<string>`coalesce(sum(decided_through), 0)`.as('decided'),
+      sql<string>`(SELECT count(*) FROM bookings WHERE status = 'PENDING')`.as('pending')
+    ])
     .executeTakeFirstOrThrow()
-  return { events: Number(row.events), decided: Number(row.decided) }
+  return { events: Number(row.events), decided: Number(row.decided), pending: Number(row.pending) }
 }
 
 export async function countEvents (db: Db): Promise<number> {

@@ -1,7 +1,10 @@
 import { sql } from 'kysely'
-import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
+import { PGBOSS_SCHEMA, PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
 import type { Db } from './client.ts'
 import { BOOKING_STATUS } from './database.ts'
+
+// pg-boss's job table, in the schema it is configured with.
+const JOBS = sql.id(PGBOSS_SCHEMA, 'job')
 
 /** One event's books, as the invariant check reads them (one snapshot for every event). */
 export interface EventBooks {
@@ -87,7 +90,7 @@ export async function checkEventInvariants (db: Db, { eventId, limit }: { eventI
       FROM bookings b JOIN ev ON ev.id = b.event_id
       WHERE b.status = ${BOOKING_STATUS.pending}
         AND NOT EXISTS (
-          SELECT 1 FROM pgboss.job j
+          SELECT 1 FROM ${JOBS} j
           WHERE j.name = ${PURCHASE_QUEUE} AND j.id = b.id AND j.state IN ('created', 'retry', 'active'))
       GROUP BY b.event_id
     )
@@ -145,11 +148,11 @@ export async function findFailedJobs (db: Db, limit: number): Promise<{ deadLett
         b.id AS booking_id, b.status AS booking_status, b.reason AS booking_reason,
         j.retry_count AS attempts, j.completed_on AS failed_at,
         coalesce(j.output->>'message', j.output::text) AS error
-      FROM pgboss.job j
+      FROM ${JOBS} j
       LEFT JOIN bookings b ON b.id = CASE WHEN j.data ? 'cancel_booking_id' THEN (j.data->>'cancel_booking_id')::uuid ELSE j.id END
       WHERE j.name = ${PURCHASE_QUEUE} AND j.state = 'failed'
       ORDER BY j.completed_on DESC NULLS LAST, j.id DESC
       LIMIT ${limit}`.execute(db)
-  const dead = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)
+  const dead = await sql<{ n: string }>`SELECT count(*) AS n FROM ${JOBS} WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)
   return { deadLettered: Number(dead.rows[0]?.n), failed: rows.map((job) => ({ ...job, attempts: Number(job.attempts) })) }
 }

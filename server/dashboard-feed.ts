@@ -1,6 +1,5 @@
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
-import { countPendingBookings } from '../db/bookings.ts'
 import { listEvents, readEventTotals, type EventSummary, type SaleStatus } from '../db/events.ts'
 
 /** One event as the dashboard shows it: the seat counts of GET /events/:id, from the same query. */
@@ -112,11 +111,10 @@ const message = (event: string, data: string): string => `event: ${event}\ndata:
  * between the two readings. Points are kept for `historyMs`, so a new dashboard draws its chart at
  * once.
  */
-export function createDashboardFeed ({ readSnapshot, log, now = Date.now }: FeedDeps, options: FeedOptions = FEED_DEFAULTS): DashboardFeed {
+export function createDashboardFeed ({ readSnapshot, log, now = Date.now }: FeedDeps, options: FeedOptions): DashboardFeed {
   const clients = new Set<FeedClient>()
   const points: DashboardPoint[] = []
   let historyMessage: string | undefined
-  let stateJson: string | undefined
   let stateMessage: string | undefined
   let previous: { at: number, decided: number } | undefined
   let failing = false
@@ -149,10 +147,9 @@ export function createDashboardFeed ({ readSnapshot, log, now = Date.now }: Feed
     const at = now()
     try {
       const snapshot = await readSnapshot()
-      const json = JSON.stringify(snapshot.state)
-      if (json !== stateJson) {
-        stateJson = json
-        stateMessage = message('state', json)
+      const state = message('state', JSON.stringify(snapshot.state))
+      if (state !== stateMessage) {
+        stateMessage = state
         broadcast(stateMessage)
       }
       // After a pause (nobody watching, or the database away) the first reading only sets the
@@ -203,7 +200,6 @@ export function createDashboardFeed ({ readSnapshot, log, now = Date.now }: Feed
       const fresh = ticking()
       if (!fresh) {
         // The state kept from before the pause is old: the first tick sends the current one to all.
-        stateJson = undefined
         stateMessage = undefined
         schedule(0)
       }
@@ -242,17 +238,16 @@ function toDashboardEvent (event: EventSummary): DashboardEvent {
 }
 
 /**
- * Reads one snapshot: the newest events with their counts (the query behind GET /events), the
- * events' totals, and the queue depth. Three small statements, whatever the number of purchases:
- * the per-event and overall pending counts are index-only over the pending-only index.
+ * Reads one snapshot: the newest events with their counts (the query behind GET /events), then the
+ * events' totals with the queue depth. Two small statements, whatever the number of purchases: the
+ * per-event and overall pending counts are index-only over the pending-only index.
  */
-export function dashboardSnapshotReader (db: Db, eventLimit = DASHBOARD_EVENT_LIMIT): () => Promise<DashboardSnapshot> {
+export function dashboardSnapshotReader (db: Db, eventLimit: number): () => Promise<DashboardSnapshot> {
   return async () => {
     const events = await listEvents(db, { limit: eventLimit })
     const totals = await readEventTotals(db)
-    const queueDepth = await countPendingBookings(db)
     return {
-      state: { events: events.map(toDashboardEvent), events_total: totals.events, queue_depth: queueDepth },
+      state: { events: events.map(toDashboardEvent), events_total: totals.events, queue_depth: totals.pending },
       decided: totals.decided
     }
   }

@@ -24,7 +24,7 @@ const ASSET_TYPES = {
  * POST /buy, GET /bookings): no inline code, no other origin, no framing, and no string-to-HTML
  * sinks at all (Trusted Types: the script builds every element with the DOM).
  */
-export const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'"
 
 interface Asset { body: Buffer, type: string, etag: string }

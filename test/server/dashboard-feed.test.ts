@@ -2,6 +2,7 @@ import t from 'tap'
 import { createDashboardFeed, type DashboardSnapshot, type DashboardState, type FeedClient, type FeedOptions } from '../../server/dashboard-feed.ts'
 import { waitFor } from '../fixtures/http.ts'
 import { silentLog } from '../fixtures/log.ts'
+import { parseEventBlock } from '../fixtures/sse.ts'
 
 interface FakeClient extends FeedClient {
   chunks: string[]
@@ -26,9 +27,8 @@ function fakeClient (): FakeClient {
 /** The server-sent events in what a client was sent. */
 function eventsOf (chunks: readonly string[]): Array<{ event: string, data: unknown }> {
   return chunks.join('').split('\n\n').flatMap((block) => {
-    const event = /^event: (.*)$/m.exec(block)?.[1]
-    const data = /^data: (.*)$/m.exec(block)?.[1]
-    return event === undefined || data === undefined ? [] : [{ event, data: JSON.parse(data) as unknown }]
+    const parsed = parseEventBlock(block)
+    return parsed === undefined ? [] : [{ event: parsed.event, data: JSON.parse(parsed.data) as unknown }]
   })
 }
 
