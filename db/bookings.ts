@@ -83,8 +83,12 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
                   ${purchases.map((p) => p.user_id)}::uuid[], ${purchases.map((p) => p.quantity)}::int[],
                   ${purchases.map((p) => p.idempotency_key)}::text[], ${purchases.map((p) => p.max_wait_seconds)}::int[])
         AS p (id, event_id, user_id, quantity, idempotency_key, max_wait_seconds)
-      LEFT JOIN events e ON e.id = p.event_id
-      LEFT JOIN bookings k ON k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL
+      -- The event and the key's purchase, each looked up by key for each purchase (OFFSET 0 keeps
+      -- the subquery per row): no plan can turn them into a scan of the table (db/client.ts, PLANNING).
+      LEFT JOIN LATERAL (SELECT e.* FROM events e WHERE e.id = p.event_id OFFSET 0) e ON true
+      LEFT JOIN LATERAL (
+        SELECT k.* FROM bookings k WHERE k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL OFFSET 0
+      ) k ON true
     ),
     stored AS (
       INSERT INTO bookings (id, event_id, user_id, quantity, status, reason, decided_at, idempotency_key, max_wait_seconds, expires_at, arrival)
@@ -146,7 +150,7 @@ export async function findByIdempotencyKeys (db: Db, keys: ReadonlyArray<{ user_
   const { rows } = await sql<ExistingPurchase & { user_id: string, idempotency_key: string }>`
     SELECT b.id, b.event_id, b.user_id, b.idempotency_key, b.quantity, b.max_wait_seconds, b.status, b.reason
     FROM unnest(${keys.map((k) => k.user_id)}::uuid[], ${keys.map((k) => k.idempotency_key)}::text[]) AS k (user_id, idempotency_key)
-    JOIN bookings b ON b.user_id = k.user_id AND b.idempotency_key = k.idempotency_key`.execute(db)
+    CROSS JOIN LATERAL (SELECT * FROM bookings b WHERE b.user_id = k.user_id AND b.idempotency_key = k.idempotency_key OFFSET 0) b`.execute(db)
   return rows
 }
 
@@ -165,11 +169,13 @@ export interface BookingView extends BookingRow {
  * (the row by its id, nothing joined or computed for it).
  */
 export async function findBookingView (db: Db, id: string, ownedBy: string | null): Promise<BookingView | undefined> {
+  // No join: the booking by its key, then (while pending) its event by its key, so the plan has
+  // nothing to choose (db/client.ts, PLANNING).
   const row = await db.selectFrom('bookings as b')
-    .innerJoin('events as e', 'e.id', 'b.event_id')
     .selectAll('b')
     .select([
-      sql<string | null>`CASE WHEN b.status = 'PENDING' AND b.arrival IS NOT NULL THEN greatest(b.arrival - e.decided_through - 1, 0) END`.as('position'),
+      sql<string | null>`CASE WHEN b.status = 'PENDING' AND b.arrival IS NOT NULL
+        THEN greatest(b.arrival - (SELECT e.decided_through FROM events e WHERE e.id = b.event_id) - 1, 0) END`.as('position'),
       sql<number | null>`CASE WHEN b.status = 'PENDING' THEN (SELECT sum(r.decisions_per_second) FROM worker_rates r WHERE r.measured_at > now() - interval '1 minute') END`.as('pace')
     ])
     .where('b.id', '=', id)
@@ -243,13 +249,17 @@ export async function readDecisionContext (trx: Db, { claimed, cancelTargets, ca
     FROM bookings b
     WHERE (b.id = ANY(${claimed}::uuid[]) AND b.status <> ${BOOKING_STATUS.pending}) OR b.id = ANY(${cancelTargets}::uuid[])
     UNION ALL
-    SELECT 'held', NULL, NULL, sum(b.quantity)::int, c.user_id, c.event_id, NULL
-    FROM (SELECT DISTINCT * FROM unnest(${capped.map((c) => c.event_id)}::uuid[], ${capped.map((c) => c.user_id)}::uuid[]) AS c (event_id, user_id)) c
-    CROSS JOIN LATERAL (
-      -- One probe of (event_id, status, user_id) per buyer: their own successful bookings only.
-      SELECT b.quantity FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status = ${SUCCESS}
-    ) b
-    GROUP BY c.event_id, c.user_id`.execute(trx)
+    -- One probe of (event_id, status, user_id) per buyer, their own successful bookings only. A
+    -- scalar subquery runs once per buyer with that buyer's ids by construction; written as a
+    -- join, a plan made on stale statistics read every successful booking once and compared it
+    -- with each buyer (test/db/statement-plans.test.ts).
+    SELECT 'held', NULL, NULL, held.seats, held.user_id, held.event_id, NULL
+    FROM (
+      SELECT c.event_id, c.user_id,
+        (SELECT sum(b.quantity)::int FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status = ${SUCCESS}) AS seats
+      FROM (SELECT DISTINCT * FROM unnest(${capped.map((c) => c.event_id)}::uuid[], ${capped.map((c) => c.user_id)}::uuid[]) AS c (event_id, user_id)) c
+    ) held
+    WHERE held.seats IS NOT NULL`.execute(trx)
   const context: DecisionContext = { now: null, bookings: new Map(), held: new Map() }
   for (const row of rows) {
     if (row.kind === 'clock') context.now = row.now
@@ -287,6 +297,11 @@ export interface BookingDecision {
  * Records many final outcomes in one statement, all at `at` (the clock the decisions were made
  * against). Like recordDecision, only pending bookings change; returns how many did, so the caller
  * can tell a decision that was not written. Within a batch, the ids (UUIDv7) give the order.
+ *
+ * "Pending" is asked as "not decided yet" (decided_at IS NULL, which the table's CHECK ties to
+ * PENDING): a status of PENDING would let the plan start from the pending-only index, which stale
+ * statistics say is nearly empty while it holds the whole queue, and compare every pending booking
+ * with every decision (test/db/statement-plans.test.ts).
  */
 export async function recordDecisions (trx: Db, decisions: readonly BookingDecision[], at: Date | null): Promise<number> {
   if (decisions.length === 0) return 0
@@ -296,7 +311,7 @@ export async function recordDecisions (trx: Db, decisions: readonly BookingDecis
     FROM unnest(${decisions.map((d) => d.id)}::uuid[], ${decisions.map((d) => d.decision.status)}::text[],
                 ${decisions.map((d) => d.decision.status === BOOKING_STATUS.failed ? d.decision.reason : null)}::text[])
       AS d (id, status, reason)
-    WHERE b.id = d.id AND b.status = ${BOOKING_STATUS.pending}`.execute(trx)
+    WHERE b.id = d.id AND b.decided_at IS NULL`.execute(trx)
   return Number(result.numAffectedRows ?? 0n)
 }
 

@@ -9,28 +9,51 @@ export interface DatabaseOptions {
   connectTimeoutSeconds: number
   statementTimeoutMs: number
   applicationName: string
-  /**
-   * Let the planner use index paths and nested loops only (enable_seqscan, enable_hashjoin and
-   * enable_mergejoin off; a table with no index that fits is still scanned). For a pool whose
-   * queries all look rows up by key, and whose tables grow faster than statistics follow.
-   *
-   * Every prepared statement gets one generic plan at its sixth run on a connection and keeps it
-   * until the table is next analysed. In a sale the bookings table grows from empty to a million
-   * rows within a minute, faster than autovacuum re-analyses it, and the intake statement's plan,
-   * chosen while the table was small, hash-joined a sequential scan of every booking for its
-   * idempotency-key lookup: each intake batch grew slower by the row (1.3 ms at first, 9 ms at
-   * 115,000 bookings). With index nested loops only, a plan chosen on a nearly empty table stays
-   * an index plan however the table grows (test/db/plans.test.ts). Planning every run instead
-   * (plan_cache_mode force_custom_plan) also kept it right, at about 10 us of PostgreSQL CPU per
-   * request (README.md, "Where the time goes"). The worker's pool does without either: each of
-   * its statements has one index that fits whatever the statistics say (its ids go in as
-   * `= ANY($1)`, the per-user cap has its own index).
-   */
-  indexPathsOnly?: boolean
+  /** How this pool's statements are planned: one of PLANNING (default `keyLookups`). */
+  planning?: Planning
+  /** PostgreSQL's notices and warnings on this pool's connections (default: dropped). */
+  onNotice?: (notice: postgres.Notice) => void
 }
 
-/** The planner settings `indexPathsOnly` turns off (and withEveryPlan turns back on). */
-const PLANS_OTHER_THAN_INDEX_PATHS = ['enable_seqscan', 'enable_hashjoin', 'enable_mergejoin'] as const
+/**
+ * How a pool's statements are planned, as session settings. In a sale the bookings table and the
+ * queue's jobs grow from a few rows to a million within a minute, far faster than autovacuum
+ * re-analyses them: a prepared statement keeps the generic plan it got at its sixth run on a
+ * connection until the table is next analysed, and a plan priced on stale statistics takes a
+ * partial index that held ten rows for one that still does. A plan chosen while the table was
+ * small (a hash join over a sequential scan of every booking, a nested loop comparing every
+ * pending booking with every decision) grows slower with every booking. What holds instead
+ * (docs/decisions/0001-plans-that-hold-as-tables-grow.md):
+ *
+ * - Both service pools plan with index scans and nested loops whose inner side is probed anew for
+ *   each outer row (sequential scans, hash and merge joins and materialised inner sides off), and
+ *   their statements find bookings and jobs by key only: whatever a plan guesses, it probes the
+ *   rows it was given, however large the table has grown.
+ * - `keyLookups`, the API's, keeps each statement's generic plan: the pool runs a statement per
+ *   request, and planning each run cost a third more PostgreSQL CPU per stored purchase and twice
+ *   per read (PostgreSQL 15). Its batch lookups go through a LATERAL or scalar subquery per row.
+ * - `batches`, the worker's, plans every statement for the batch it runs with: a generic plan
+ *   guesses ten rows for an array of 4,000, and planning is a few statements per thousands of
+ *   purchases.
+ * - `default`: as PostgreSQL plans, for migrations and tools that read whole tables.
+ *
+ * Every table a statement reads on the first two needs an index its conditions or order can use:
+ * a plan that must scan one holds a disabled node, which PostgreSQL before 18 costs at 10^10 (what
+ * made every statement JIT-compiled on PostgreSQL 15 with JIT on). test/db/statement-plans.test.ts
+ * checks every statement the service runs. Operators' whole-table reads use withEveryPlan.
+ */
+const PROBES_ONLY = { enable_seqscan: 'off', enable_hashjoin: 'off', enable_mergejoin: 'off', enable_material: 'off' } as const
+
+export const PLANNING = {
+  keyLookups: PROBES_ONLY,
+  batches: { ...PROBES_ONLY, plan_cache_mode: 'force_custom_plan' },
+  default: {}
+} as const satisfies Record<string, Record<string, string>>
+
+export type Planning = keyof typeof PLANNING
+
+/** The planner settings withEveryPlan turns back on. */
+const PLANS_OTHER_THAN_INDEX_PATHS = Object.keys(PROBES_ONLY)
 
 export type Db = Kysely<Database>
 
@@ -158,6 +181,17 @@ class PostgresJSDialectWithRollback extends PostgresJSDialect {
 }
 
 /**
+ * Settings every connection the service opens starts with, pg-boss's own included
+ * (lib/purchase-queue.ts). JIT compilation off: it pays tens to hundreds of milliseconds of
+ * compiling to save time in queries that run for seconds, and ours run for a millisecond or less.
+ * PostgreSQL decides it by estimated cost (jit_above_cost), and estimates that pass the threshold
+ * come from sizes, not from slowness: a claim of 4,000 ids, or a plan node disabled by an enable_*
+ * setting on PostgreSQL 15-17 (10^10). PostgreSQL 15-17 as Debian, Ubuntu, the official images and
+ * many managed services ship them have JIT on. (docs/decisions/0001-plans-that-hold-as-tables-grow.md)
+ */
+export const SERVICE_SESSION_SETTINGS = { jit: 'off' } as const
+
+/**
  * One postgres.js pool wrapped by Kysely. The statement and lock timeouts are set per session so a
  * stuck query or a lock held by a dead peer surfaces as an error (and a 503) instead of a hang.
  */
@@ -167,13 +201,14 @@ export function createDb (options: DatabaseOptions): Db {
     connect_timeout: options.connectTimeoutSeconds,
     idle_timeout: 60,
     backoff: reconnectDelay,
-    onnotice: () => {},
+    onnotice: options.onNotice ?? (() => {}),
     connection: {
       application_name: options.applicationName,
       statement_timeout: options.statementTimeoutMs,
       lock_timeout: options.statementTimeoutMs,
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3,
-      ...(options.indexPathsOnly === true ? Object.fromEntries(PLANS_OTHER_THAN_INDEX_PATHS.map((setting) => [setting, 'off'])) : {})
+      ...SERVICE_SESSION_SETTINGS,
+      ...PLANNING[options.planning ?? 'keyLookups']
     }
   })
   const counts: PoolUsage = { max: options.poolMax, inUse: 0, waiting: 0 }
@@ -185,8 +220,8 @@ export function createDb (options: DatabaseOptions): Db {
 
 /**
  * Runs `read` in a transaction whose planner may use every kind of plan again: for an operator's
- * query over whole tables (the books of every event, the failed jobs) on the API's pool, which
- * otherwise plans with index paths and nested loops only (`indexPathsOnly`).
+ * query over whole tables (the books of every event, the failed jobs) on a pool that otherwise
+ * plans with index paths only (PLANNING).
  */
 export async function withEveryPlan<T> (db: Db, read: (trx: Db) => Promise<T>): Promise<T> {
   return await db.transaction().execute(async (trx) => {

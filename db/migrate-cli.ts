@@ -14,7 +14,7 @@ let embedded: EmbeddedPostgres | undefined
 let exitCode = 0
 try {
   if (config.DATABASE_URL === undefined) embedded = await startEmbeddedPostgres({ dataDir: config.DATA_DIR, log })
-  const db = createDb({ url: config.DATABASE_URL ?? embedded?.url ?? '', poolMax: 2, connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S, statementTimeoutMs: 60_000, applicationName: 'boxoffice-migrate' })
+  const db = createDb({ url: config.DATABASE_URL ?? embedded?.url ?? '', poolMax: 2, connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S, statementTimeoutMs: 60_000, applicationName: 'boxoffice-migrate', planning: 'default' })
   try {
     const { results = [] } = await migrateToLatest(db)
     for (const r of results) log.info({ migration: r.migrationName, status: r.status }, 'migration')

@@ -2,6 +2,7 @@ import { PgBoss, type Queue } from 'pg-boss'
 import type { Logger } from 'pino'
 import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { SERVICE_SESSION_SETTINGS } from '../db/client.ts'
 
 // TypeBox's own checker knows no formats until told; this is the canonical form the HTTP schemas
 // accept (server/schemas/common.ts), so a payload the API accepted is never rejected here.
@@ -97,6 +98,8 @@ export function createBoss ({ url, applicationName, supervise, log }: BossOption
     // settlement run their pg-boss calls inside our Kysely transactions (fromKysely).
     max: 3,
     connectionTimeoutMillis: 5000,
+    // The service's session settings (db/client.ts: JIT off), as a libpq options string.
+    options: Object.entries(SERVICE_SESSION_SETTINGS).map(([name, value]) => `-c ${name}=${value}`).join(' '),
     schedule: false,
     supervise,
     migrate: true

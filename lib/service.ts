@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import closeWithGrace from 'close-with-grace'
 import { sql } from 'kysely'
 import type { Logger } from 'pino'
-import { closeDb, createDb, type Db } from '../db/client.ts'
+import { closeDb, createDb, withEveryPlan, type DatabaseOptions, type Db } from '../db/client.ts'
 import { startEmbeddedPostgres } from '../db/embedded.ts'
 import { countEvents, findEventIdPreferringName, insertEvent } from '../db/events.ts'
 import { migrateToLatest } from '../db/migrate.ts'
@@ -84,6 +84,24 @@ export async function runService (roles: Roles): Promise<void> {
   }
 }
 
+export type PoolRole = 'api' | 'worker' | 'migrate'
+
+/**
+ * The database pool of each role, as the service runs it (the tests build theirs from here too):
+ * the API's of DB_POOL_MAX connections, the worker's of one per transaction it runs at once (its
+ * LISTEN connection is separate), and migrations', planned as PostgreSQL would (DDL, whole tables).
+ */
+export function poolOptions (role: PoolRole, url: string, config: Pick<Config, 'DB_POOL_MAX' | 'DB_CONNECT_TIMEOUT_S' | 'DB_STATEMENT_TIMEOUT_MS'>): DatabaseOptions {
+  return {
+    url,
+    poolMax: role === 'api' ? config.DB_POOL_MAX : role === 'worker' ? WORKER_POOL_SIZE : 2,
+    connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+    applicationName: `boxoffice-${role}`,
+    planning: role === 'api' ? 'keyLookups' : role === 'worker' ? 'batches' : 'default'
+  }
+}
+
 async function start (config: Config, roles: Roles, log: Logger, closers: Closer[]): Promise<void> {
   let url = config.DATABASE_URL
   if (url === undefined) {
@@ -94,25 +112,15 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   }
 
   const applicationName = `boxoffice-${roleName(roles)}`
-  const poolFor = (role: string, poolMax: number, indexPathsOnly = false): Db => createDb({
-    url,
-    poolMax,
-    connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S,
-    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
-    applicationName: `boxoffice-${role}`,
-    indexPathsOnly
-  })
   // One pool per role. Sharing one, a burst of purchases queues ahead of every worker transaction
   // and starves settlement for as long as the burst lasts (seen in the bench: no decisions at all
-  // until intake stopped). The worker needs one connection per transaction it runs at once (its
-  // LISTEN connection is separate).
-  const apiDb = roles.api ? poolFor('api', config.DB_POOL_MAX, true) : undefined
-  const workerDb = roles.worker ? poolFor('worker', WORKER_POOL_SIZE) : undefined
+  // until intake stopped).
+  const apiDb = roles.api ? createDb(poolOptions('api', url, config)) : undefined
+  const workerDb = roles.worker ? createDb(poolOptions('worker', url, config)) : undefined
   for (const [name, pool] of [['api database pool', apiDb], ['worker database pool', workerDb]] as const) {
     if (pool !== undefined) closers.push({ name, close: async () => { await closeDb(pool) } })
   }
-  // Migrations on a pool of their own, planned as PostgreSQL would (the API's pool avoids scans).
-  const migrationDb = poolFor('migrate', 2)
+  const migrationDb = createDb(poolOptions('migrate', url, config))
   try {
     await migrateToLatest(migrationDb)
   } finally {
@@ -167,8 +175,9 @@ const DEMO_EVENT = { name: 'Concert Event', total_quota: 100 }
  */
 async function ensureDemoEvent (db: Db, log: Logger): Promise<string | undefined> {
   // Several API processes starting at once (compose --scale api=3) create one demo event between
-  // them: the check and the insert run under one transaction-scoped advisory lock.
-  return await db.transaction().execute(async (trx) => {
+  // them: the check and the insert run under one transaction-scoped advisory lock. (Counting and
+  // sorting every event are whole-table reads: withEveryPlan.)
+  return await withEveryPlan(db, async (trx) => {
     await sql`SELECT pg_advisory_xact_lock(hashtext('boxoffice:demo-event'))`.execute(trx)
     if (await countEvents(trx) === 0) {
       const event = await insertEvent(trx, DEMO_EVENT)

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Db } from '../db/client.ts'
+import { withEveryPlan, type Db } from '../db/client.ts'
 import { listEvents, readEventTotals, type EventSummary, type SaleStatus } from '../db/events.ts'
 
 /** One event as the dashboard shows it: the seat counts of GET /events/:id, from the same query. */
@@ -240,12 +240,15 @@ function toDashboardEvent (event: EventSummary): DashboardEvent {
 /**
  * Reads one snapshot: the newest events with their counts (the query behind GET /events), then the
  * events' totals with the queue depth. Two small statements, whatever the number of purchases: the
- * per-event and overall pending counts are index-only over the pending-only index.
+ * per-event and overall pending counts are index-only over the pending-only index. The totals sum
+ * every event, a whole-table read, so both run planned as PostgreSQL would (withEveryPlan).
  */
 export function dashboardSnapshotReader (db: Db, eventLimit: number): () => Promise<DashboardSnapshot> {
   return async () => {
-    const events = await listEvents(db, { limit: eventLimit })
-    const totals = await readEventTotals(db)
+    const { events, totals } = await withEveryPlan(db, async (trx) => ({
+      events: await listEvents(trx, { limit: eventLimit }),
+      totals: await readEventTotals(trx)
+    }))
     return {
       state: { events: events.map(toDashboardEvent), events_total: totals.events, queue_depth: totals.pending },
       decided: totals.decided

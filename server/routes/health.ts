@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { sql } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
 import type { PgBoss } from 'pg-boss'
-import type { Db } from '../../db/client.ts'
+import { withEveryPlan, type Db } from '../../db/client.ts'
 import { createMigrator } from '../../db/migrate.ts'
 import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
 import { AppError } from '../errors.ts'
@@ -47,7 +47,6 @@ async function probe (log: FastifyBaseLogger, name: string, check: () => Promise
  * /health is the database check alone (kept for clients that use it).
  */
 export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db, boss: PgBoss }> = async (app, { db, boss }) => {
-  const migrator = createMigrator(db)
   // Exempt from load shedding (@fastify/under-pressure): an orchestrator must see a busy process
   // as alive, not restart it.
   const config = { shedUnderPressure: false }
@@ -71,7 +70,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ db: Db, boss: PgBoss }> =
       ? ['not checked: no database', 'not checked: no database']
       : await Promise.all([
         probe(request.log, 'migrations', async () => {
-          const pending = (await migrator.getMigrations()).filter((m) => m.executedAt === undefined)
+          // Kysely reads its whole (small) migration table: planned as PostgreSQL would.
+          const pending = (await withEveryPlan(db, async (trx) => await createMigrator(trx).getMigrations())).filter((m) => m.executedAt === undefined)
           return pending.length === 0 ? 'ok' : `${pending.length} pending: ${pending.map((m) => m.name).join(', ')}`
         }),
         probe(request.log, 'queue', async () => await boss.getQueue(PURCHASE_QUEUE) === null ? `queue ${PURCHASE_QUEUE} does not exist` : 'ok')
