@@ -6,7 +6,14 @@ import type { Database } from './database.ts'
 export interface DatabaseOptions {
   url: string
   poolMax: number
+  /** Seconds to open a new connection before the attempt fails. */
   connectTimeoutSeconds: number
+  /**
+   * Milliseconds a query or transaction waits for a connection of the pool before it fails with
+   * DATABASE_BUSY (every connection in use) or CONNECT_TIMEOUT (none could be opened). Default:
+   * the connect timeout.
+   */
+  acquireTimeoutMs?: number
   statementTimeoutMs: number
   applicationName: string
   /** How this pool's statements are planned: one of PLANNING (default `keyLookups`). */
@@ -67,12 +74,27 @@ export interface PoolUsage {
   /** Queries and transactions waiting for a connection now. */
   waiting: number
 }
-const usage = new WeakMap<Db, PoolUsage>()
+interface PoolState extends PoolUsage {
+  /** Called with each wait for a connection, in seconds (metrics). */
+  onAcquired: Set<(seconds: number) => void>
+}
+const usage = new WeakMap<Db, PoolState>()
 
 export function poolUsage (db: Db): PoolUsage | undefined {
   const found = usage.get(db)
-  return found === undefined ? undefined : { ...found }
+  return found === undefined ? undefined : { max: found.max, inUse: found.inUse, waiting: found.waiting }
 }
+
+/** Calls `observe` with every wait for a connection of the pool, in seconds, until the returned function. */
+export function observeAcquireWaits (db: Db, observe: (seconds: number) => void): () => void {
+  const state = usage.get(db)
+  state?.onAcquired.add(observe)
+  return () => { state?.onAcquired.delete(observe) }
+}
+
+/** Every connection of the pool stayed in use for the whole wait: the database is busy, not gone. */
+export const DATABASE_BUSY = 'DATABASE_BUSY'
+
 
 /**
  * Closes the pool, giving queries in flight `timeoutSeconds` to finish. Bounded even when the
@@ -96,18 +118,21 @@ export async function closeDb (db: Db, timeoutSeconds = 5): Promise<void> {
  *   with the transaction's first statement, which follows it on the same connection (postgres.js
  *   pipelines). If BEGIN fails, that first statement fails with its error.
  */
-function tunedForRoundTrips (pool: postgres.Sql, acquireTimeoutMs: number, counts: PoolUsage): postgres.Sql {
+function tunedForRoundTrips (pool: postgres.Sql, acquireTimeoutMs: number, counts: PoolState): postgres.Sql {
   return new Proxy(pool, {
     get (target, property, receiver) {
       if (property !== 'reserve') return Reflect.get(target, property, receiver) as unknown
       return async () => {
         counts.waiting++
+        const started = performance.now()
         let reserved: postgres.ReservedSql
         try {
-          reserved = await reserveWithin(target, acquireTimeoutMs)
+          reserved = await reserveWithin(target, acquireTimeoutMs, counts)
         } finally {
           counts.waiting--
         }
+        const waited = (performance.now() - started) / 1000
+        for (const observe of counts.onAcquired) observe(waited)
         counts.inUse++
         const release = reserved.release.bind(reserved)
         let released = false
@@ -138,17 +163,21 @@ function tunedForRoundTrips (pool: postgres.Sql, acquireTimeoutMs: number, count
 }
 
 /**
- * A connection of the pool for a transaction, or an error after `timeoutMs`: postgres.js waits for
- * one without limit, and while the database is down the wait lasts until a reconnection attempt
- * fails for it, which would hold a request past any sensible answer. A reservation that comes
+ * A connection of the pool for a query or transaction, or an error after `timeoutMs`: postgres.js
+ * waits for one without limit, and while the database is down the wait lasts until a reconnection
+ * attempt fails for it, which would hold a request past any sensible answer. The error says which:
+ * DATABASE_BUSY when every connection was in use all along (the pool is too small for the load, or
+ * its statements too slow), CONNECT_TIMEOUT when one could not be opened. A reservation that comes
  * after its timeout is handed straight back.
  */
-async function reserveWithin (pool: postgres.Sql, timeoutMs: number): Promise<postgres.ReservedSql> {
+async function reserveWithin (pool: postgres.Sql, timeoutMs: number, counts: PoolUsage): Promise<postgres.ReservedSql> {
   const reservation = pool.reserve()
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
-      reject(Object.assign(new Error(`no database connection within ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' }))
+      reject(counts.inUse >= counts.max
+        ? Object.assign(new Error(`all ${counts.max} database connections of this process were still in use after ${timeoutMs} ms`), { code: DATABASE_BUSY })
+        : Object.assign(new Error(`no database connection within ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' }))
     }, timeoutMs)
   })
   try {
@@ -211,8 +240,8 @@ export function createDb (options: DatabaseOptions): Db {
       ...PLANNING[options.planning ?? 'keyLookups']
     }
   })
-  const counts: PoolUsage = { max: options.poolMax, inUse: 0, waiting: 0 }
-  const db = new Kysely<Database>({ dialect: new PostgresJSDialectWithRollback({ postgres: tunedForRoundTrips(pool, options.connectTimeoutSeconds * 1000, counts) }) })
+  const counts: PoolState = { max: options.poolMax, inUse: 0, waiting: 0, onAcquired: new Set() }
+  const db = new Kysely<Database>({ dialect: new PostgresJSDialectWithRollback({ postgres: tunedForRoundTrips(pool, options.acquireTimeoutMs ?? options.connectTimeoutSeconds * 1000, counts) }) })
   pools.set(db, pool)
   usage.set(db, counts)
   return db

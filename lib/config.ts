@@ -23,6 +23,7 @@ export const ConfigSchema = Type.Object({
   TRUST_PROXY_HOPS: Type.Integer({ default: 0, minimum: 0, maximum: 10 }),
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 2, maximum: 200 }),
   DB_CONNECT_TIMEOUT_S: Type.Integer({ default: 5, minimum: 1, maximum: 120 }),
+  DB_ACQUIRE_TIMEOUT_MS: Type.Integer({ default: 1000, minimum: 10, maximum: 120000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 100 }),
   INTAKE_BATCH_MAX: Type.Integer({ default: 500, minimum: 1, maximum: 5000 }),
   INTAKE_BATCH_WAIT_MS: Type.Integer({ default: 2, minimum: 0, maximum: 1000 }),

@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { PgBoss } from 'pg-boss'
 import { countPendingByEvent } from '../db/bookings.ts'
-import { poolUsage, type Db } from '../db/client.ts'
+import { observeAcquireWaits, poolUsage, type Db } from '../db/client.ts'
 import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from './purchase-queue.ts'
 
 /**
@@ -89,6 +89,21 @@ export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
       scrapeErrors.inc({ gauge })
       return undefined
     }
+  }
+
+  // How long queries and transactions wait for a connection of their pool: the measure to size
+  // DB_POOL_MAX and DB_ACQUIRE_TIMEOUT_MS by (README, Configuration).
+  const acquireWaits = new Histogram({
+    name: `${PREFIX}db_pool_acquire_seconds`,
+    help: 'Time a query or transaction waited for a connection of its pool (opening one included)',
+    labelNames: ['pool'] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry]
+  })
+  for (const [pool, poolDb] of Object.entries(pools)) {
+    if (poolDb === undefined) continue
+    const series = acquireWaits.labels({ pool })
+    observeAcquireWaits(poolDb, (seconds) => { series.observe(seconds) })
   }
 
   new Gauge({

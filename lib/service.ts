@@ -91,11 +91,14 @@ export type PoolRole = 'api' | 'worker' | 'migrate'
  * the API's of DB_POOL_MAX connections, the worker's of one per transaction it runs at once (its
  * LISTEN connection is separate), and migrations', planned as PostgreSQL would (DDL, whole tables).
  */
-export function poolOptions (role: PoolRole, url: string, config: Pick<Config, 'DB_POOL_MAX' | 'DB_CONNECT_TIMEOUT_S' | 'DB_STATEMENT_TIMEOUT_MS'>): DatabaseOptions {
+export function poolOptions (role: PoolRole, url: string, config: Pick<Config, 'DB_POOL_MAX' | 'DB_CONNECT_TIMEOUT_S' | 'DB_ACQUIRE_TIMEOUT_MS' | 'DB_STATEMENT_TIMEOUT_MS'>): DatabaseOptions {
   return {
     url,
     poolMax: role === 'api' ? config.DB_POOL_MAX : role === 'worker' ? WORKER_POOL_SIZE : 2,
     connectTimeoutSeconds: config.DB_CONNECT_TIMEOUT_S,
+    // The worker's transactions each own a connection of their own and never wait for one; the
+    // API's requests share the pool, and one that cannot have a connection soon is answered 503.
+    acquireTimeoutMs: role === 'api' ? config.DB_ACQUIRE_TIMEOUT_MS : undefined,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     applicationName: `boxoffice-${role}`,
     planning: role === 'api' ? 'keyLookups' : role === 'worker' ? 'batches' : 'default'

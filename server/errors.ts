@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { DATABASE_BUSY } from '../db/client.ts'
 
 // Every error a client can meet, with a stable code to branch on. Messages are for people.
 export const ERRORS = {
@@ -16,6 +17,7 @@ export const ERRORS = {
   PURCHASE_NOT_STORED: { statusCode: 503, message: 'The purchase could not be stored and nothing was recorded; try again', retryAfterSeconds: 1 },
   QUEUE_FULL: { statusCode: 503, message: 'System is too busy', retryAfterSeconds: 1 },
   DATABASE_UNAVAILABLE: { statusCode: 503, message: 'Database unavailable, try again shortly', retryAfterSeconds: 2 },
+  DATABASE_BUSY: { statusCode: 503, message: 'Every database connection of this server is busy; nothing was changed, try again shortly', retryAfterSeconds: 1 },
   OVERLOADED: { statusCode: 503, message: 'Server is overloaded; try again shortly', retryAfterSeconds: 1 },
   SHUTTING_DOWN: { statusCode: 503, message: 'Server is shutting down, try again shortly', retryAfterSeconds: 1 },
   DASHBOARD_FULL: { statusCode: 503, message: 'Too many dashboards are open on this server; try again shortly', retryAfterSeconds: 10 },
@@ -85,6 +87,18 @@ function constraintError (err: unknown): AppError | undefined {
   return code === undefined ? undefined : new AppError(code, { cause: err })
 }
 
+/** The pool ran out of waiting for a connection while every one was in use (db/client.ts). */
+export function isDatabaseBusy (err: unknown, depth = 0): boolean {
+  if (typeof err !== 'object' || err === null || depth > 5) return false
+  const { code, cause } = err as { code?: unknown, cause?: unknown }
+  return code === DATABASE_BUSY || isDatabaseBusy(cause, depth + 1)
+}
+
+/** The error code to answer a database failure with: busy, unavailable, or neither (undefined). */
+export function databaseFailure (err: unknown): 'DATABASE_BUSY' | 'DATABASE_UNAVAILABLE' | undefined {
+  return isDatabaseBusy(err) ? 'DATABASE_BUSY' : isDatabaseUnavailable(err) ? 'DATABASE_UNAVAILABLE' : undefined
+}
+
 export function isDatabaseUnavailable (err: unknown, depth = 0): boolean {
   if (typeof err !== 'object' || err === null || depth > 5) return false
   const { code, cause, errors } = err as { code?: unknown, cause?: unknown, errors?: unknown }
@@ -106,9 +120,10 @@ export function registerErrorHandler (app: FastifyInstance): void {
       if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds))
       return reply.code(err.statusCode).send({ statusCode: err.statusCode, error: STATUS_CODES[err.statusCode], code: err.code, message: err.message })
     }
-    if (isDatabaseUnavailable(err)) {
-      request.log.warn({ err }, 'database unavailable')
-      const unavailable = new AppError('DATABASE_UNAVAILABLE', { cause: err })
+    const failure = databaseFailure(err)
+    if (failure !== undefined) {
+      request.log.warn({ err }, failure === 'DATABASE_BUSY' ? 'every database connection busy' : 'database unavailable')
+      const unavailable = new AppError(failure, { cause: err })
       return reply.code(503).header('retry-after', String(unavailable.retryAfterSeconds))
         .send({ statusCode: 503, error: STATUS_CODES[503], code: unavailable.code, message: unavailable.message })
     }

@@ -5,7 +5,7 @@ import type { Db } from '../db/client.ts'
 import { countPendingBookings, findByIdempotencyKeys, storePurchases, type ExistingPurchase, type NewPurchase, type StoredPurchase, type StoreVerdict } from '../db/bookings.ts'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingStatus } from '../db/database.ts'
 import { PURCHASE_QUEUE, type PurchaseJobData } from '../lib/purchase-queue.ts'
-import { AppError, isDatabaseUnavailable, saleNotOpen } from './errors.ts'
+import { AppError, databaseFailure, saleNotOpen } from './errors.ts'
 
 export interface IntakeOptions {
   /** Purchases allowed to wait for a decision at once, across all processes; beyond it, 503. */
@@ -181,9 +181,9 @@ export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBos
     try {
       results = await store(storing.map((w) => w.purchase))
     } catch (err) {
-      const unavailable = isDatabaseUnavailable(err)
-      log[unavailable ? 'warn' : 'error']({ err, purchases: batch.length }, 'storing a batch of purchases failed; none of them was stored')
-      const failure = new AppError(unavailable ? 'DATABASE_UNAVAILABLE' : 'PURCHASE_NOT_STORED', { cause: err })
+      const database = databaseFailure(err)
+      log[database !== undefined ? 'warn' : 'error']({ err, purchases: batch.length }, 'storing a batch of purchases failed; none of them was stored')
+      const failure = new AppError(database ?? 'PURCHASE_NOT_STORED', { cause: err })
       for (const w of batch) w.reject(failure)
       return
     }
@@ -208,7 +208,7 @@ export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBos
       } catch (err) {
         // Only these fail: the rest of the batch is committed. Their keys make a retry safe.
         log.warn({ err, purchases: raced.length }, 'could not read the purchases stored under these idempotency keys')
-        for (const w of raced) outcomes.set(w, new AppError('DATABASE_UNAVAILABLE', { cause: err }))
+        for (const w of raced) outcomes.set(w, new AppError(databaseFailure(err) ?? 'DATABASE_UNAVAILABLE', { cause: err }))
       }
     }
     for (const { follower, leader } of followers) {

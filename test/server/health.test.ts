@@ -1,5 +1,6 @@
+import { sql } from 'kysely'
 import t from 'tap'
-import { closeDb, createDb } from '../../db/client.ts'
+import { closeDb, createDb, poolUsage } from '../../db/client.ts'
 import { createBoss } from '../../lib/purchase-queue.ts'
 import { startTestApp } from '../fixtures/app.ts'
 import { silentLog } from '../fixtures/log.ts'
@@ -50,4 +51,36 @@ t.test('a database outage is a prompt 503, and service resumes when it returns',
   t.equal(again.status, 202)
   const pending = await directDb.selectFrom('bookings').select('id').execute()
   t.equal(pending.length, 2, 'exactly the two accepted purchases are stored; the refused one is not')
+})
+
+t.test('a request that finds every connection of the pool busy is a prompt 503 DATABASE_BUSY, and nothing is lost', async (t) => {
+  const { url, db: directDb, boss } = await createTestDatabase(t)
+  const eventId = await createEvent(directDb, 10)
+  // The API's pool, small, with a short wait for a connection.
+  const db = createDb({ url, poolMax: 2, connectTimeoutSeconds: 5, acquireTimeoutMs: 300, statementTimeoutMs: 10_000, applicationName: 'boxoffice-test' })
+  t.teardown(async () => { await closeDb(db) })
+  const { base } = await startTestApp(t, { db, boss }, { intakeBatchWaitMs: 0 })
+  const bought = await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })
+  t.equal(bought.status, 202)
+  const location = bought.headers.get('location') as string
+
+  // Both connections held by statements that take 2 s (a stand-in for anything slow).
+  const holding = Promise.all([sql`SELECT pg_sleep(2)`.execute(db), sql`SELECT pg_sleep(2)`.execute(db)])
+  await waitFor(async () => poolUsage(db)?.inUse === 2 ? true : undefined, { what: 'both connections to be in use' })
+  const started = Date.now()
+  const read = await request(base, 'GET', location)
+  const waited = Date.now() - started
+  t.equal(read.status, 503)
+  t.equal(read.body.code, 'DATABASE_BUSY')
+  t.match(read.body.message, /busy/)
+  t.equal(read.headers.get('retry-after'), '1')
+  t.ok(waited >= 250 && waited < 1500, `answered after the 300 ms wait for a connection, not at the end of the slow statements (${waited} ms)`)
+  const refused = await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId() } })
+  t.equal(refused.status, 503, 'a purchase meanwhile is refused too')
+  t.equal(refused.body.code, 'DATABASE_BUSY')
+
+  await holding
+  t.equal((await request(base, 'GET', location)).status, 200, 'once a connection is free, the booking is read')
+  const stored = await directDb.selectFrom('bookings').select('id').execute()
+  t.equal(stored.length, 1, 'the refused purchase stored nothing; the accepted one is there')
 })

@@ -59,6 +59,8 @@ t.test('GET /metrics: a sale, counted by route, outcome and batch, in the exposi
   t.ok(value(m, 'boxoffice_settle_batch_size', 'boxoffice_settle_batch_size_count') >= 1, 'settlement batches observed')
   t.ok(value(m, 'boxoffice_settle_batch_duration_seconds', 'boxoffice_settle_batch_duration_seconds_count') >= 1, 'and their durations')
   t.equal(value(m, 'boxoffice_db_pool_connections', 'boxoffice_db_pool_connections', { pool: 'api', state: 'max' }), 10, 'pool size')
+  t.ok(value(m, 'boxoffice_db_pool_acquire_seconds', 'boxoffice_db_pool_acquire_seconds_count', { pool: 'api' }) >= 1, 'waits for a connection of the pool observed (a few for the sale: its purchases share transactions)')
+  t.equal(m.get('boxoffice_db_pool_acquire_seconds')?.type, 'histogram')
   t.ok(m.has('nodejs_eventloop_lag_seconds'), 'event-loop lag')
   t.equal(value(m, 'boxoffice_pending_purchases', 'boxoffice_pending_purchases', { event_id: eventId }), 0, 'nothing pending once decided')
 })
