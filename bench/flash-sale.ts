@@ -14,8 +14,12 @@
 //  5. settlement: `--backlog` purchases are stored by the API alone (`npm run server`), then the
 //     worker alone (`npm run worker`) is started and timed deciding them: decisions per second
 //     with nothing else running (for at most `--backlog-seconds`).
-// Without --url it runs the real service on a fresh embedded PostgreSQL per mode and stops both
-// after. Writes bench/results/<time>-<mode>.json and .svg; --json prints each mode's JSON, one line each.
+//  Reads (bench/reads.ts): during the sale and the drain, `--followers` buyers follow their queued
+//  bookings (the Location of each 202, plain polling or ?wait=); after it, `--reads` reads of the
+//  Locations from `--readers` connections, against a no-op GET ceiling measured first.
+// Without --url it runs the real service on a fresh database per mode and stops both after: an
+// embedded PostgreSQL, or a new database on the server of `--database-url`, dropped after.
+// Writes bench/results/<time>-<mode>.json and .svg; --json prints each mode's JSON, one line each.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -24,10 +28,12 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import postgres from 'postgres'
-import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.ts'
+import { freePort, startEmbeddedPostgres } from '../db/embedded.ts'
 import { renderChart, type Sample } from './chart.ts'
 import { checkInvariants } from './invariants.ts'
 import { summarizeProfiles } from './profile.ts'
+import { followBookings, poolWaits, readBack, readCeiling, type FollowFigures, type ReadBackFigures } from './reads.ts'
+import { bookingLocation } from '../server/schemas/bookings.ts'
 import { WORKER_MODES } from '../worker/worker.ts'
 
 const ROOT = path.resolve(import.meta.dirname, '..')
@@ -52,6 +58,9 @@ const { values: opts } = parseArgs({
     wait: { type: 'string', default: '180' },
     'ceiling-seconds': { type: 'string', default: '5' },
     sample: { type: 'string', default: '200' },
+    readers: { type: 'string', default: '64' },
+    reads: { type: 'string', default: '10000' },
+    followers: { type: 'string', default: '32' },
     url: { type: 'string' },
     'database-url': { type: 'string' },
     'admin-token': { type: 'string' },
@@ -86,8 +95,14 @@ const HELP = `npm run bench -- [options]
   --wait S              longest wait for every accepted purchase to be decided (default 180)
   --ceiling-seconds S   how long to load the no-op ceiling server (default 5)
   --sample N            accepted purchases whose GET /bookings/:id?user_id= is compared with the database (default 200)
+  --followers N         buyers told 202 following their bookings during the sale, half polling every
+                        200 ms, half with ?wait=5 (default 32; 0 = none)
+  --reads N             after the sale, reads of the buyers' Locations (default 10000; 0 = none)
+  --readers C           connections for those reads and for the no-op GET ceiling (default 64)
+  --database-url URL    without --url: a PostgreSQL server to run the service on instead of an
+                        embedded one (an admin connection: each mode gets a new database there,
+                        dropped after). With --url: that server's database, for the invariant checks
   --url URL             target an already running server instead (needs --database-url and --admin-token)
-  --database-url URL    that server's database, for the invariant checks
   --admin-token T       that server's ADMIN_TOKEN, to create the events
   --out DIR             where the JSON and SVG go (default bench/results)
   --json                print each mode's result JSON, one line each, last on stdout
@@ -138,6 +153,9 @@ const eventCount = int('events', opts.events, 1)
 const waitS = int('wait', opts.wait, 1)
 const ceilingS = int('ceiling-seconds', opts['ceiling-seconds'], 1)
 const sampleSize = int('sample', opts.sample, 0)
+const readOptions = { readers: int('readers', opts.readers, 1) }
+const readCount = int('reads', opts.reads, 0)
+const followers = int('followers', opts.followers, 0)
 const pickQuantity = parseQuantityMix(opts.quantity)
 const maxPerUser = int('max-per-user', opts['max-per-user'], 0)
 const cancelPercent = Number(opts['cancel-percent'])
@@ -198,31 +216,41 @@ function crowd (size: number): () => string {
  * the invariants can follow it). The ceiling's run records its answers the same way, so both runs
  * cost the load generator the same per request and the ratio compares the servers alone.
  */
-function answerRecorder (): { onResponse: (status: number, body: string) => void, statusCounts: Map<number, number>, queuedIds: string[], soldOutIds: string[], lastAnswerAt: () => number, lastStoredAt: () => number } {
+function answerRecorder (): { onResponse: (status: number, body: string, headers: Record<string, string | string[] | undefined>) => void, statusCounts: Map<number, number>, queuedIds: string[], soldOutIds: string[], locations: string[], queuedLocations: string[], lastAnswerAt: () => number, lastStoredAt: () => number } {
   const statusCounts = new Map<number, number>()
   const queuedIds: string[] = []
   const soldOutIds: string[] = []
+  const locations: string[] = []
+  const queuedLocations: string[] = []
   let lastAnswerAt = 0
   let lastStoredAt = 0
   return {
-    onResponse: (status, body) => {
+    onResponse: (status, body, headers) => {
       statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1)
       lastAnswerAt = performance.now()
       if (status === 202 || status === 200) {
         const id = (JSON.parse(body) as { booking_id: string }).booking_id;
         (status === 202 ? queuedIds : soldOutIds).push(id)
+        // Where the buyer follows it: the answer's Location.
+        const location = headers.location
+        if (typeof location === 'string') {
+          locations.push(location)
+          if (status === 202) queuedLocations.push(location)
+        }
         lastStoredAt = lastAnswerAt
       }
     },
     statusCounts,
     queuedIds,
     soldOutIds,
+    locations,
+    queuedLocations,
     lastAnswerAt: () => lastAnswerAt,
     lastStoredAt: () => lastStoredAt
   }
 }
 
-function buyRequest (baseUrl: string, pickEvent: () => string, onResponse?: (status: number, body: string) => void, pickUser: () => string = randomUUID): autocannon.Options {
+function buyRequest (baseUrl: string, pickEvent: () => string, onResponse?: (status: number, body: string, headers: Record<string, string | string[] | undefined>) => void, pickUser: () => string = randomUUID): autocannon.Options {
   return {
     url: baseUrl,
     connections: concurrency,
@@ -231,7 +259,7 @@ function buyRequest (baseUrl: string, pickEvent: () => string, onResponse?: (sta
       path: '/buy',
       headers: { 'content-type': 'application/json' },
       setupRequest: (req) => ({ ...req, body: JSON.stringify({ event_id: pickEvent(), user_id: pickUser(), quantity: pickQuantity() }) }),
-      ...(onResponse === undefined ? {} : { onResponse: (status: number, body: string) => onResponse(status, body) })
+      ...(onResponse === undefined ? {} : { onResponse: (status: number, body: string, _context: object, headers?: Record<string, string | string[] | undefined>) => { onResponse(status, body, headers ?? {}) } })
     }]
   }
 }
@@ -444,23 +472,76 @@ async function decisionSpan (sql: postgres.Sql, ids: readonly string[]): Promise
 const spanSeconds = (span: { first: Date | null, last: Date | null }): number =>
   span.first !== null && span.last !== null ? (span.last.getTime() - span.first.getTime()) / 1000 : 0
 
-interface SaleParams { mode: string, requests: number, quota: number, ceilingRps: number, startedAt: Date, profileDir: string | undefined }
+interface SaleParams { mode: string, requests: number, quota: number, ceilingRps: number, readCeilingRps: number, startedAt: Date, profileDir: string | undefined }
+
+/** A database of its own for one mode's run: on an embedded PostgreSQL, or new on --database-url's server. */
+interface RunDatabase {
+  url: string
+  /** Where the server's files are (its postmaster.pid gives PostgreSQL's CPU), when this machine can read them. */
+  clusterDir: string | undefined
+  /** Which server: "embedded", or the host and port of --database-url's. */
+  server: string
+  drop: () => Promise<void>
+}
+
+async function createRunDatabase (mode: string, startedAt: Date): Promise<RunDatabase> {
+  const serverUrl = opts['database-url']
+  if (serverUrl === undefined) {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-'))
+    const embedded = await startEmbeddedPostgres({ dataDir, database: 'boxoffice' })
+    return {
+      url: embedded.url,
+      clusterDir: path.join(embedded.dataDir, 'postgres'),
+      server: 'embedded',
+      drop: async () => {
+        await embedded.stop()
+        await rm(dataDir, { recursive: true, force: true })
+      }
+    }
+  }
+  const name = `boxoffice_bench_${startedAt.toISOString().replace(/\D/g, '').slice(0, 14)}_${mode}`
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} })
+  let clusterDir: string | undefined
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await admin.unsafe(`CREATE DATABASE ${name}`)
+    // Readable by superusers (and pg_read_all_settings); a server elsewhere simply has no CPU figure.
+    const [row] = await admin<[{ dir: string }?]>`SELECT current_setting('data_directory') AS dir`.catch(() => [])
+    clusterDir = row?.dir
+  } finally {
+    await admin.end()
+  }
+  const url = new URL(serverUrl)
+  url.pathname = `/${name}`
+  return {
+    url: url.toString(),
+    clusterDir,
+    server: `${url.hostname}:${url.port === '' ? '5432' : url.port}`,
+    drop: async () => {
+      const dropper = postgres(serverUrl, { max: 1, onnotice: () => {} })
+      try {
+        await dropper.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      } finally {
+        await dropper.end()
+      }
+    }
+  }
+}
 
 /** One worker mode: the sale (steps 2-4) and, without --url, the settlement backlog (step 5). */
-async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileDir }: SaleParams): Promise<Record<string, unknown>> {
-  let embedded: EmbeddedPostgres | undefined
-  let dataDir: string | undefined
+async function runMode ({ mode, requests, quota, ceilingRps, readCeilingRps, startedAt, profileDir }: SaleParams): Promise<Record<string, unknown>> {
+  let database: RunDatabase | undefined
   let service: Service | undefined
   let sql: postgres.Sql | undefined
+  let following: ReturnType<typeof followBookings> | undefined
   try {
     let baseUrl = opts.url
     let databaseUrl = opts['database-url']
     let adminToken = opts['admin-token']
     const serviceEnv: Record<string, string> = {}
     if (baseUrl === undefined) {
-      dataDir = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-'))
-      embedded = await startEmbeddedPostgres({ dataDir, database: 'boxoffice' })
-      databaseUrl = embedded.url
+      database = await createRunDatabase(mode, startedAt)
+      databaseUrl = database.url
       adminToken = randomBytes(18).toString('base64url')
       // The load generator is one client address: the per-address limit would stop it, so it is off
       // (the per-user limit stays: the crowd's users buy a few times each).
@@ -469,7 +550,9 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       baseUrl = service.baseUrl
     }
     sql = postgres(databaseUrl as string, { max: 2, onnotice: () => {} })
-    const [{ version: postgresVersion }] = await sql<[{ version: string }]>`SELECT current_setting('server_version') AS version`
+    // Which server every figure comes from, and whether it would JIT-compile (its own default).
+    const [{ version: postgresVersion, jit: postgresJit, jitAvailable }] = await sql<[{ version: string, jit: string, jitAvailable: boolean }]>`
+      SELECT current_setting('server_version') AS version, current_setting('jit') AS jit, pg_jit_available() AS "jitAvailable"`
     const db = sql
     await warmUp(baseUrl, db, adminToken, `Bench warm-up ${startedAt.toISOString()} ${mode}`)
     const eventIds = await createEvents(baseUrl, adminToken as string, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`)
@@ -480,7 +563,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     const { queuedIds, soldOutIds, statusCounts } = answers
     const samples: Sample[] = []
     let maxRssKb = 0
-    const clusterDir = embedded === undefined ? undefined : path.join(embedded.dataDir, 'postgres')
+    const clusterDir = database?.clusterDir
     const cpuAtStart = await cpuNow(service?.child.pid, clusterDir)
     const cpuReadAt = performance.now()
     const saleStart = performance.now()
@@ -522,6 +605,10 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       }
     })()
 
+    // Buyers told 202 follow their bookings, from the first answer until all are decided (a 200
+    // is an outcome already: sold out at once).
+    following = followers > 0 ? followBookings(baseUrl, answers.queuedLocations, { readers: followers }) : undefined
+
     const users = crowdSize(requests)
     log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
     const sale = await runAutocannon(buyRequest(baseUrl, pickEvent, answers.onResponse, crowd(users)), { amount: requests, seconds: durationS })
@@ -542,6 +629,14 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     await waitUntilSettled(db, eventIds, stored, waitS)
     sampling = false
     await sampler
+    const followed: FollowFigures | undefined = await following?.stop()
+    following = undefined
+    // Then every buyer reads the outcome back, as fast as the service answers.
+    log(`reads (${mode}): ${readCount} reads of the buyers' Locations from ${readOptions.readers} connections...`)
+    const readAfter: ReadBackFigures | undefined = readCount > 0 && answers.locations.length > 0
+      ? await readBack(baseUrl, answers.locations, readCount, readOptions, Math.max(durationS, 60))
+      : undefined
+    const waits = await poolWaits(baseUrl)
     const decided = await countSettled(db, eventIds)
     const queuedSpan = await decisionSpan(db, queuedIds)
     const [timing] = await db<[{ last: Date | null }]>`
@@ -558,6 +653,11 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
     // The operators' own check (GET /admin/invariants) must agree: every event ok, the same seats sold.
     const endpointProblems = await checkInvariantsEndpoint(baseUrl, adminToken as string, eventIds, invariants.sold)
     invariants.failures.push(...endpointProblems)
+    // A buyer reading its booking must never be told the database is unavailable.
+    const readUnavailable = (followed?.unavailable ?? 0) + (readAfter?.unavailable ?? 0)
+    const readErrors = (followed?.errors ?? 0) + (readAfter?.errors ?? 0)
+    if (readUnavailable > 0) invariants.failures.push(`${readUnavailable} booking reads answered 503`)
+    if (readErrors > 0) invariants.failures.push(`${readErrors} booking reads failed or answered neither 200 nor 503`)
 
     // Settlement alone: the API stores a backlog with no worker running, then the worker is timed.
     let settlement: Record<string, unknown> = { settle_backlog: 0 }
@@ -611,6 +711,28 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       api_disagreements: invariants.api_disagreements,
       ceiling_rps: round(ceilingRps),
       intake_ratio: round(intakeRps / ceilingRps, 3),
+      // Reads: the buyers following their bookings during the sale and the drain, then every
+      // buyer reading the outcome back, against the no-op GET's ceiling.
+      followers,
+      follow_bookings: followed?.followed ?? 0,
+      follow_polls: followed?.polls ?? 0,
+      follow_waits: followed?.waits ?? 0,
+      follow_poll_p50_ms: followed?.poll_p50_ms ?? null,
+      follow_poll_p99_ms: followed?.poll_p99_ms ?? null,
+      readers: readOptions.readers,
+      reads: readAfter?.reads ?? 0,
+      read_ceiling_rps: round(readCeilingRps),
+      read_rps: readAfter?.read_rps ?? null,
+      read_ratio: readAfter === undefined ? null : round(readAfter.read_rps / readCeilingRps, 3),
+      read_p50_ms: readAfter?.read_p50_ms ?? null,
+      read_p99_ms: readAfter?.read_p99_ms ?? null,
+      read_unavailable: readUnavailable,
+      read_errors: readErrors,
+      // The API pool's waits for a connection over the run (bucket bounds of its histogram).
+      db_pool_max: Number(process.env.DB_POOL_MAX ?? 10),
+      db_acquire_waits: waits?.count ?? null,
+      db_acquire_p50_ms: waits?.p50_ms ?? null,
+      db_acquire_p99_ms: waits?.p99_ms ?? null,
       server_max_rss_mb: maxRssKb > 0 ? round(maxRssKb / 1024) : null,
       // CPU per stored request during the sale (microseconds; 10 ms ticks over the sale's seconds),
       // the service's including the worker's decisions beside it, and what the machine had idle.
@@ -618,6 +740,8 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       worker_mode: mode,
       node_version: process.version,
       postgres_version: postgresVersion,
+      postgres_server: database?.server ?? 'the one --url runs on',
+      postgres_jit: postgresJit === 'on' && jitAvailable ? 'on' : jitAvailable ? 'off' : 'not built in',
       cpus: os.cpus().length,
       started_at: startedAt.toISOString(),
       endpoint_invariants_ok: endpointProblems.length === 0,
@@ -626,12 +750,12 @@ async function runMode ({ mode, requests, quota, ceilingRps, startedAt, profileD
       samples
     }
   } finally {
+    await following?.stop()
     await sql?.end({ timeout: 5 })
     try {
       await stopOrThrow(service, 'the service')
     } finally {
-      await embedded?.stop()
-      if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
+      await database?.drop()
     }
   }
 }
@@ -697,9 +821,15 @@ try {
   const fakeEvent = randomUUID()
   await warmUp(`http://127.0.0.1:${noopPort}`, undefined, undefined, '')
   const ceiling = await runAutocannon(buyRequest(`http://127.0.0.1:${noopPort}`, () => fakeEvent, answerRecorder().onResponse, crowd(crowdSize(requests))), { seconds: ceilingS })
-  await stopChild(noop)
   const ceilingRps = ceiling['2xx'] / (ceiling.duration || ceilingS)
   log(`ceiling: ${Math.round(ceilingRps)} req/s`)
+  // The read ceiling: the no-op GET /bookings/:id, at the readers' concurrency, over as many
+  // different Locations as the sale's buyers will read.
+  const noopLocations = Array.from({ length: 1000 }, () => bookingLocation(randomUUID(), randomUUID()))
+  log(`read ceiling: loading a no-op GET /bookings/:id for ${ceilingS} s at concurrency ${readOptions.readers}...`)
+  const readCeilingRps = await readCeiling(`http://127.0.0.1:${noopPort}`, noopLocations, readOptions, ceilingS)
+  log(`read ceiling: ${Math.round(readCeilingRps)} req/s`)
+  await stopChild(noop)
 
   await mkdir(opts.out, { recursive: true })
   const stamp = startedAt.toISOString().replaceAll(':', '-').replace(/\..*/, '')
@@ -711,7 +841,7 @@ try {
     const modeQuota = Math.max(1, Math.round(quota * modeRequests / requests))
     const stem = path.join(opts.out, `flash-sale-${stamp}-${mode}`)
     const profileDir = opts.profile ? `${stem}-profiles` : undefined
-    const { samples, ...result } = await runMode({ mode, requests: modeRequests, quota: modeQuota, ceilingRps, startedAt, profileDir })
+    const { samples, ...result } = await runMode({ mode, requests: modeRequests, quota: modeQuota, ceilingRps, readCeilingRps, startedAt, profileDir })
     results.push(result)
     await writeFile(`${stem}.json`, JSON.stringify(result, null, 2) + '\n')
     await writeFile(`${stem}.svg`, await renderChart(samples as Sample[], ceilingRps,
@@ -758,9 +888,14 @@ function printTable (results: ReadonlyArray<Record<string, unknown>>): void {
     ['cancelled bookings / seats back / lost', (r) => `${v(r, 'cancelled_bookings')} / ${v(r, 'cancelled_seats')} / ${v(r, 'cancellations_lost')}`],
     ['oversold / quota mismatch / lost / dup ids', (r) => `${v(r, 'oversold')} / ${v(r, 'quota_mismatch')} / ${v(r, 'lost')} / ${v(r, 'duplicate_ids')}`],
     ['API agrees with database', (r) => `${(r.api_sampled as number) - (r.api_disagreements as number)} of ${v(r, 'api_sampled')}`],
+    ['reads while following (polls / ?wait=)', (r) => `${v(r, 'follow_polls')} / ${v(r, 'follow_waits')} for ${v(r, 'follow_bookings')} bookings, poll p50 / p99 ${v(r, 'follow_poll_p50_ms')} / ${v(r, 'follow_poll_p99_ms')} ms`],
+    ['no-op GET ceiling', (r) => `${v(r, 'read_ceiling_rps')} req/s`],
+    ['reads after the sale', (r) => r.read_rps === null ? '-' : `${v(r, 'reads')} at ${v(r, 'read_rps')} req/s (${pct(r.read_ratio as number)}), p50 / p99 ${v(r, 'read_p50_ms')} / ${v(r, 'read_p99_ms')} ms`],
+    ['reads answered 503 / failed', (r) => `${v(r, 'read_unavailable')} / ${v(r, 'read_errors')}`],
+    ['API pool: connections / wait for one p50 / p99', (r) => `${v(r, 'db_pool_max')} / <= ${v(r, 'db_acquire_p50_ms')} / <= ${v(r, 'db_acquire_p99_ms')} ms`],
     ['server max RSS', (r) => `${v(r, 'server_max_rss_mb')} MB`],
     ['sale CPU per request: service / postgres / generator', (r) => `${v(r, 'sale_cpu_us_per_request_service')} / ${v(r, 'sale_cpu_us_per_request_postgres')} / ${v(r, 'sale_cpu_us_per_request_generator')} us (${typeof r.sale_cpu_idle_share === 'number' ? pct(r.sale_cpu_idle_share) : '-'} idle)`],
-    ['node / postgres', (r) => `${v(r, 'node_version')} / ${v(r, 'postgres_version')}`],
+    ['node / postgres (server, its JIT)', (r) => `${v(r, 'node_version')} / ${v(r, 'postgres_version')} (${v(r, 'postgres_server')}, JIT ${v(r, 'postgres_jit')})`],
     ['invariants', (r) => r.invariants_ok === true ? 'ALL HELD' : `FAILED: ${(r.failures as string[]).join('; ')}`]
   ]
   const header: [string, ...string[]] = ['worker mode', ...results.map((r) => String(r.worker_mode))]

@@ -57,7 +57,9 @@ try {
   await createTemplateDatabase(adminUrl)
   const tap = spawn(path.join('node_modules', '.bin', 'tap'), process.argv.slice(2), {
     stdio: 'inherit',
-    env: { ...process.env, TEST_DATABASE_URL: adminUrl, BOXOFFICE_TEST_TEMPLATE: TEMPLATE_DATABASE }
+    // TEST_DATABASE_EMBEDDED tells the tests which kind of server this run's is (the bench's test
+    // then runs the bench as `npm run bench` does by default, on an embedded server of its own).
+    env: { ...process.env, TEST_DATABASE_URL: adminUrl, TEST_DATABASE_EMBEDDED: embedded === undefined ? '' : '1', BOXOFFICE_TEST_TEMPLATE: TEMPLATE_DATABASE }
   })
   exitCode = await new Promise<number>((resolve) => tap.once('close', (code) => resolve(code ?? 1)))
 } catch (err) {

@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
+import postgres from 'postgres'
 import t from 'tap'
 import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
@@ -13,7 +14,15 @@ const ROOT = path.resolve(import.meta.dirname, '..', '..')
 
 const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'rejected_busy', 'errors', 'intake_rps', 'intake_p50_ms',
   'intake_p99_ms', 'decided', 'decide_rps', 'time_to_all_decided_s', 'sold', 'oversold', 'lost', 'ceiling_rps', 'intake_ratio',
-  'worker_mode', 'node_version', 'postgres_version', 'started_at', 'endpoint_invariants_ok']
+  'read_ceiling_rps', 'read_rps', 'read_ratio', 'read_p50_ms', 'read_p99_ms', 'read_unavailable', 'read_errors', 'follow_bookings',
+  'follow_polls', 'follow_waits', 'worker_mode', 'node_version', 'postgres_version', 'postgres_server', 'postgres_jit', 'started_at',
+  'endpoint_invariants_ok']
+
+// In a run of the suite on an embedded server, the bench runs as `npm run bench` does by default (an
+// embedded server of its own per mode); on a server the suite was given, on that server
+// (--database-url: a database of its own per mode, dropped after).
+const external = process.env.TEST_DATABASE_EMBEDDED !== '1' && process.env.TEST_DATABASE_URL !== undefined
+const serverArgs = external ? ['--database-url', process.env.TEST_DATABASE_URL as string] : []
 
 async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<{ code: number | null, results: Array<Record<string, unknown>>, result: Record<string, unknown>, out: string, stdout: string }> {
   const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
@@ -37,7 +46,7 @@ async function runBench (t: { teardown: (fn: () => unknown) => void }, args: str
 
 t.test('a small flash sale in both worker modes: every field reported, every invariant held, JSON and SVG written', async (t) => {
   const { code, results, out, stdout } = await runBench(t, ['--requests', '300', '--quota', '40', '--concurrency', '20', '--quantity', '1:3,2:1',
-    '--serial-requests', '300', '--backlog', '300', '--backlog-seconds', '20'])
+    '--serial-requests', '300', '--backlog', '300', '--backlog-seconds', '20', '--followers', '8', '--reads', '600', '--readers', '16', ...serverArgs])
   t.equal(code, 0, 'exits 0')
   t.same(results.map((r) => r.worker_mode), ['batched', 'serial'], 'both modes, batched first')
   for (const result of results) {
@@ -49,7 +58,21 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
     t.ok((result.settle_rps as number) > 0)
     t.ok((result.ceiling_rps as number) > 0)
     t.ok((result.intake_ratio as number) > 0)
-    t.match(result.postgres_version, /^18\./)
+    t.match(result, { reads: 600, read_unavailable: 0, read_errors: 0, followers: 8, readers: 16 }, 'every read answered 200')
+    t.ok((result.read_ratio as number) > 0 && (result.read_ceiling_rps as number) > 0 && (result.read_p99_ms as number) >= 0, 'reads measured against their ceiling')
+    t.ok((result.follow_bookings as number) > 0 && (result.follow_polls as number) + (result.follow_waits as number) >= (result.follow_bookings as number), 'buyers followed their bookings during the sale')
+    if (external) {
+      const server = new URL(process.env.TEST_DATABASE_URL as string)
+      t.equal(result.postgres_server, `${server.hostname}:${server.port === '' ? '5432' : server.port}`, 'the figures name the server they came from')
+    } else {
+      t.equal(result.postgres_server, 'embedded')
+      t.match(result.postgres_version, /^18\./)
+    }
+  }
+  if (external) {
+    const admin = postgres(process.env.TEST_DATABASE_URL as string, { max: 1, onnotice: () => {} })
+    t.teardown(async () => { await admin.end() })
+    t.same(await admin`SELECT datname FROM pg_database WHERE datname LIKE 'boxoffice_bench_%'`, [], 'the bench dropped the databases it made')
   }
   t.match(stdout, /worker mode\s+batched\s+serial/, 'the table puts the modes side by side')
   t.match(stdout, /invariants\s+ALL HELD\s+ALL HELD/, 'and says both held')
@@ -67,7 +90,8 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
 
 /**
  * The kind of worker the bench exists to catch: it decides without the event's lock, reading the
- * seats left, pausing, then writing back its own stale arithmetic. Run four at once.
+ * seats left, pausing, then writing back its own stale arithmetic. Run four at once. (It knows
+ * nothing of cancellations: the bench runs it without any, or would wait for them to its --wait.)
  */
 function startBrokenWorkers ({ db, boss }: TestDatabase): () => Promise<void> {
   let stopping = false
@@ -93,7 +117,7 @@ t.test('a worker that skips the lock makes the bench fail', async (t) => {
   const stopBroken = startBrokenWorkers(database)
   t.teardown(stopBroken)
   const { code, result } = await runBench(t, ['--url', base, '--database-url', database.url, '--admin-token', ADMIN_TOKEN, '--worker-mode', 'batched',
-    '--requests', '200', '--quota', '60', '--concurrency', '20', '--wait', '60'])
+    '--requests', '200', '--quota', '60', '--concurrency', '20', '--wait', '60', '--cancel-percent', '0', '--followers', '4', '--reads', '200', '--readers', '8'])
   t.equal(code, 1, 'exits non-zero')
   t.equal(result.invariants_ok, false)
   t.ok((result.quota_mismatch as number) > 0 || (result.oversold as number) > 0, `caught it: sold ${String(result.sold)}, quota mismatch ${String(result.quota_mismatch)}, oversold ${String(result.oversold)}`)

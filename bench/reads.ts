@@ -1,0 +1,182 @@
+// The read path as buyers use it (bench/flash-sale.ts runs these): each buyer told 202 follows the
+// booking its answer named (the Location) until it is decided, by plain polling or with ?wait=,
+// while the sale runs; afterwards every buyer reads its outcome back. Measured against a
+// no-op GET /bookings/:id (bench/noop-server.ts: the same schemas and reply, no database), loaded
+// with the same generator and connections, so the ratio compares the servers alone.
+import autocannon from 'autocannon'
+
+export interface ReadOptions {
+  /** Connections reading at once. */
+  readers: number
+}
+
+/** Latency percentiles (ms, one decimal) of a list of durations. */
+function percentiles (durations: number[]): { p50: number | null, p99: number | null } {
+  if (durations.length === 0) return { p50: null, p99: null }
+  const sorted = [...durations].sort((a, b) => a - b)
+  const at = (q: number): number => Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number).toFixed(1))
+  return { p50: at(0.5), p99: at(0.99) }
+}
+
+export interface Following {
+  /** Resolves with what the followers saw once stop() was called and they have finished. */
+  stop: () => Promise<FollowFigures>
+}
+
+export interface FollowFigures {
+  /** Bookings followed until decided (or until stopped). */
+  followed: number
+  /** Plain GETs of a Location, and their latency. */
+  polls: number
+  poll_p50_ms: number | null
+  poll_p99_ms: number | null
+  /** GETs with ?wait= (held by the server until the booking is settled, so not timed). */
+  waits: number
+  /** Answers 503 and answers neither 200 nor 503, over both kinds. */
+  unavailable: number
+  errors: number
+}
+
+const POLL_EVERY_MS = 200
+const WAIT_SECONDS = 5
+
+/**
+ * `readers` buyers follow the bookings in `locations` (which grows as the sale answers), each
+ * taking the next one not followed yet: half poll its Location every 200 ms until it is decided,
+ * half ask with ?wait=5 until it is. Runs until stop().
+ */
+export function followBookings (baseUrl: string, locations: readonly string[], { readers }: ReadOptions): Following {
+  let stopping = false
+  let next = 0
+  const figures = { followed: 0, polls: 0, waits: 0, unavailable: 0, errors: 0 }
+  const pollTimes: number[] = []
+  const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+  async function read (location: string, wait: boolean): Promise<string | undefined> {
+    const started = performance.now()
+    try {
+      const res = await fetch(`${baseUrl}${location}${wait ? `&wait=${WAIT_SECONDS}` : ''}`, { signal: AbortSignal.timeout((WAIT_SECONDS + 10) * 1000) })
+      const body = await res.text()
+      if (wait) figures.waits++
+      else {
+        figures.polls++
+        pollTimes.push(performance.now() - started)
+      }
+      if (res.status === 503) figures.unavailable++
+      else if (res.status !== 200) figures.errors++
+      return res.status === 200 ? (JSON.parse(body) as { status: string }).status : undefined
+    } catch {
+      figures.errors++
+      return undefined
+    }
+  }
+
+  async function follower (index: number): Promise<void> {
+    const waits = index % 2 === 1
+    while (!stopping) {
+      const location = locations[next]
+      if (location === undefined) {
+        await sleep(20)
+        continue
+      }
+      next++
+      figures.followed++
+      for (;;) {
+        const status = await read(location, waits)
+        if (status !== 'pending' || stopping) break
+        if (!waits) await sleep(POLL_EVERY_MS)
+      }
+    }
+  }
+
+  const running = Promise.all(Array.from({ length: readers }, async (_v, i) => { await follower(i) }))
+  return {
+    async stop () {
+      stopping = true
+      await running
+      const { p50, p99 } = percentiles(pollTimes)
+      return { ...figures, poll_p50_ms: p50, poll_p99_ms: p99 }
+    }
+  }
+}
+
+export interface ReadBackFigures {
+  reads: number
+  read_rps: number
+  read_p50_ms: number
+  read_p99_ms: number
+  unavailable: number
+  errors: number
+}
+
+/** Loads GET requests for `paths` (cycled) at `readers` connections: `amount` requests, or for `seconds`. */
+async function loadGets (baseUrl: string, paths: readonly string[], { readers }: ReadOptions, limit: { amount?: number, seconds: number }): Promise<{ result: autocannon.Result, statuses: Map<number, number>, seconds: number }> {
+  let next = 0
+  const statuses = new Map<number, number>()
+  // From the start to the last answer: autocannon's own duration counts whole seconds.
+  const started = performance.now()
+  let lastAnswerAt = started
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({
+      url: baseUrl,
+      connections: readers,
+      ...(limit.amount !== undefined ? { amount: limit.amount } : { duration: limit.seconds }),
+      requests: [{
+        method: 'GET',
+        setupRequest: (req) => ({ ...req, path: paths[next++ % paths.length] }),
+        // As the sale's load does with its answers: the status is counted, the body parsed.
+        onResponse: (status: number, body: string) => {
+          lastAnswerAt = performance.now()
+          statuses.set(status, (statuses.get(status) ?? 0) + 1)
+          if (status === 200) JSON.parse(body)
+        }
+      }]
+    }, (err, res) => {
+      clearTimeout(cap)
+      if (err !== null && err !== undefined) reject(err instanceof Error ? err : new Error(String(err)))
+      else resolve(res)
+    })
+    const cap = setTimeout(() => instance.stop(), limit.seconds * 1000)
+  })
+  return { result, statuses, seconds: (lastAnswerAt - started) / 1000 }
+}
+
+/** The ceiling: the no-op server's GET /bookings/:id, for `seconds`. Requests per second. */
+export async function readCeiling (noopUrl: string, paths: readonly string[], options: ReadOptions, seconds: number): Promise<number> {
+  const { result, seconds: elapsed } = await loadGets(noopUrl, paths, options, { seconds })
+  return result['2xx'] / (elapsed || seconds)
+}
+
+/** Every buyer reads its outcome back: `amount` GETs of the Locations, `readers` at a time. */
+export async function readBack (baseUrl: string, locations: readonly string[], amount: number, options: ReadOptions, seconds: number): Promise<ReadBackFigures> {
+  const { result, statuses, seconds: elapsed } = await loadGets(baseUrl, locations, options, { amount, seconds })
+  const answered = [...statuses.values()].reduce((a, b) => a + b, 0)
+  return {
+    reads: answered,
+    read_rps: Number((answered / (elapsed || 1)).toFixed(1)),
+    read_p50_ms: result.latency.p50,
+    read_p99_ms: result.latency.p99,
+    unavailable: statuses.get(503) ?? 0,
+    errors: result.errors + result.timeouts + [...statuses].filter(([s]) => s !== 200 && s !== 503).reduce((sum, [, n]) => sum + n, 0)
+  }
+}
+
+/**
+ * From the service's /metrics: how long its API pool's queries and transactions waited for a
+ * connection over the run (boxoffice_db_pool_acquire_seconds), as the upper bounds of the buckets
+ * holding the median and the 99th percentile, in ms; undefined when not served.
+ */
+export async function poolWaits (baseUrl: string): Promise<{ count: number, p50_ms: number | null, p99_ms: number | null } | undefined> {
+  const res = await fetch(`${baseUrl}/metrics`).catch(() => undefined)
+  if (res?.ok !== true) return undefined
+  const buckets = [...(await res.text()).matchAll(/^boxoffice_db_pool_acquire_seconds_bucket\{[^}]*le="([^"]+)"[^}]*pool="api"[^}]*\} (\d+)$|^boxoffice_db_pool_acquire_seconds_bucket\{[^}]*pool="api"[^}]*le="([^"]+)"[^}]*\} (\d+)$/gm)]
+    .map((m) => ({ le: Number(m[1] ?? m[3]), n: Number(m[2] ?? m[4]) }))
+    .sort((a, b) => a.le - b.le)
+  const count = buckets.at(-1)?.n ?? 0
+  if (count === 0) return { count, p50_ms: null, p99_ms: null }
+  const at = (q: number): number | null => {
+    const bucket = buckets.find((b) => b.n >= q * count)
+    return bucket === undefined || !Number.isFinite(bucket.le) ? null : bucket.le * 1000
+  }
+  return { count, p50_ms: at(0.5), p99_ms: at(0.99) }
+}
