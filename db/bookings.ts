@@ -293,26 +293,42 @@ export interface BookingDecision {
   decision: Decision
 }
 
+// Every outcome a decision can have: a batch's bookings are written one outcome at a time.
+const OUTCOMES: ReadonlyArray<Decision> = [
+  { status: BOOKING_STATUS.success },
+  ...[...Object.values(FAILURE_REASON), 'error' as const].map((reason) => ({ status: BOOKING_STATUS.failed, reason }))
+]
+const outcomeKey = (decision: Decision): string => decision.status === BOOKING_STATUS.failed ? `${decision.status}:${decision.reason}` : decision.status
+
 /**
  * Records many final outcomes in one statement, all at `at` (the clock the decisions were made
  * against). Like recordDecision, only pending bookings change; returns how many did, so the caller
  * can tell a decision that was not written. Within a batch, the ids (UUIDv7) give the order.
  *
- * "Pending" is asked as "not decided yet" (decided_at IS NULL, which the table's CHECK ties to
- * PENDING): a status of PENDING would let the plan start from the pending-only index, which stale
- * statistics say is nearly empty while it holds the whole queue, and compare every pending booking
- * with every decision (test/db/statement-plans.test.ts).
+ * One UPDATE per outcome, each of the bookings given that outcome by id (= ANY), all in one
+ * statement: no join between the batch and the table, so whatever a plan guesses it can only probe
+ * the batch's ids (db/client.ts, PLANNING). "Pending" is asked as "not decided yet"
+ * (decided_at IS NULL, which the table's CHECK ties to PENDING): a status of PENDING would let a
+ * plan start from the pending-only index, which stale statistics say is nearly empty while it
+ * holds the whole queue.
  */
 export async function recordDecisions (trx: Db, decisions: readonly BookingDecision[], at: Date | null): Promise<number> {
   if (decisions.length === 0) return 0
-  const result = await sql`
-    UPDATE bookings b
-    SET status = d.status, reason = d.reason, decided_at = coalesce(${at}::timestamptz, statement_timestamp())
-    FROM unnest(${decisions.map((d) => d.id)}::uuid[], ${decisions.map((d) => d.decision.status)}::text[],
-                ${decisions.map((d) => d.decision.status === BOOKING_STATUS.failed ? d.decision.reason : null)}::text[])
-      AS d (id, status, reason)
-    WHERE b.id = d.id AND b.decided_at IS NULL`.execute(trx)
-  return Number(result.numAffectedRows ?? 0n)
+  const idsByOutcome = new Map(OUTCOMES.map((outcome) => [outcomeKey(outcome), [] as string[]]))
+  for (const { id, decision } of decisions) {
+    const ids = idsByOutcome.get(outcomeKey(decision))
+    if (ids === undefined) throw new Error(`no outcome ${outcomeKey(decision)}`)
+    ids.push(id)
+  }
+  const decidedAt = sql`coalesce(${at}::timestamptz, statement_timestamp())`
+  const updates = OUTCOMES.map((outcome, i) => sql`${sql.raw(`o${i}`)} AS (
+      UPDATE bookings SET status = ${outcome.status}, reason = ${outcome.status === BOOKING_STATUS.failed ? outcome.reason : null}, decided_at = ${decidedAt}
+      WHERE id = ANY(${idsByOutcome.get(outcomeKey(outcome))}::uuid[]) AND decided_at IS NULL
+      RETURNING 1)`)
+  const { rows: [row] } = await sql<{ n: number }>`
+    WITH ${sql.join(updates)}
+    SELECT (${sql.join(OUTCOMES.map((_outcome, i) => sql`(SELECT count(*) FROM ${sql.raw(`o${i}`)})`), sql` + `)})::int AS n`.execute(trx)
+  return row?.n ?? 0
 }
 
 /**

@@ -32,20 +32,18 @@ export interface DatabaseOptions {
  * pending booking with every decision) grows slower with every booking. What holds instead
  * (docs/decisions/0001-plans-that-hold-as-tables-grow.md):
  *
- * - Both service pools plan with index scans and nested loops whose inner side is probed anew for
- *   each outer row (sequential scans, hash and merge joins and materialised inner sides off), and
- *   their statements find bookings and jobs by key only: whatever a plan guesses, it probes the
- *   rows it was given, however large the table has grown.
- * - `keyLookups`, the API's, keeps each statement's generic plan: the pool runs a statement per
- *   request, and planning each run cost a third more PostgreSQL CPU per stored purchase and twice
- *   per read (PostgreSQL 15). Its batch lookups go through a LATERAL or scalar subquery per row.
- * - `batches`, the worker's, plans every statement for the batch it runs with: a generic plan
- *   guesses ten rows for an array of 4,000, and planning is a few statements per thousands of
- *   purchases.
+ * - `keyLookups`, both service pools': index scans, and nested loops whose inner side is probed
+ *   anew for each outer row (sequential scans, hash and merge joins and materialised inner sides
+ *   off). Their statements find bookings and jobs by key only: one row by its key, a batch by
+ *   `= ANY(ids)` or through a LATERAL or scalar subquery per row, never a join a plan could turn
+ *   into a scan of the table. Whatever a plan guesses, it probes the rows it was given, however
+ *   large the table has grown, so the generic plans are kept: planning each run instead cost a
+ *   third more PostgreSQL CPU per stored purchase, twice per read, and a third of the worker's
+ *   pace (PostgreSQL 15).
  * - `default`: as PostgreSQL plans, for migrations and tools that read whole tables.
  *
- * Every table a statement reads on the first two needs an index its conditions or order can use:
- * a plan that must scan one holds a disabled node, which PostgreSQL before 18 costs at 10^10 (what
+ * Every table a statement reads on such a pool needs an index its conditions or order can use: a
+ * plan that must scan one holds a disabled node, which PostgreSQL before 18 costs at 10^10 (what
  * made every statement JIT-compiled on PostgreSQL 15 with JIT on). test/db/statement-plans.test.ts
  * checks every statement the service runs. Operators' whole-table reads use withEveryPlan.
  */
@@ -53,7 +51,6 @@ const PROBES_ONLY = { enable_seqscan: 'off', enable_hashjoin: 'off', enable_merg
 
 export const PLANNING = {
   keyLookups: PROBES_ONLY,
-  batches: { ...PROBES_ONLY, plan_cache_mode: 'force_custom_plan' },
   default: {}
 } as const satisfies Record<string, Record<string, string>>
 

@@ -184,19 +184,24 @@ export interface EventChange {
   decidedThrough: number
 }
 
-/** Applies a batch's changes to many events in one statement. The table's CHECKs refuse any oversell. */
+/**
+ * Applies a batch's changes to many events in one statement. The table's CHECKs refuse any
+ * oversell. The events are found by their ids (= ANY), so a plan reads only the batch's, whatever
+ * it guesses of the join (db/client.ts, PLANNING).
+ */
 export async function applyEventChanges (trx: Db, changes: readonly EventChange[]): Promise<void> {
   if (changes.length === 0) return
+  const ids = changes.map((c) => c.eventId)
   await sql`
     UPDATE events e
     SET available_quota = e.available_quota + c.seats,
         cancelled_seats = e.cancelled_seats + c.cancelled,
         decided_through = greatest(e.decided_through, c.through),
         version = e.version + 1
-    FROM unnest(${changes.map((c) => c.eventId)}::uuid[], ${changes.map((c) => c.seats)}::int[],
+    FROM unnest(${ids}::uuid[], ${changes.map((c) => c.seats)}::int[],
                 ${changes.map((c) => c.cancelledSeats)}::int[], ${changes.map((c) => c.decidedThrough)}::bigint[])
       AS c (id, seats, cancelled, through)
-    WHERE e.id = c.id`.execute(trx)
+    WHERE e.id = ANY(${ids}::uuid[]) AND e.id = c.id`.execute(trx)
 }
 
 /** Publishes a worker's recent pace; rows of workers silent for an hour are cleared on the way. */
