@@ -162,26 +162,23 @@ export interface BookingView extends BookingRow {
 }
 
 /**
- * A booking as clients see it, in one query by primary key: its position is its arrival number
- * minus the event's decided_through (no count over the queue), and the pace is what the workers
- * published in the last minute. With `ownedBy`, only if that user bought it: another user's
- * booking is not found, by the same statement as an unknown id, which stops at the same point
- * (the row by its id, nothing joined or computed for it).
+ * Bookings as clients see them, in one query by primary key (= ANY), whoever bought them (the
+ * caller compares the owner): a pending one's position is its arrival number minus the event's
+ * decided_through (no count over the queue), and the pace is what the workers published in the
+ * last minute. No join: each booking by its key, then (while pending) its event by its key, so the
+ * plan has nothing to choose (db/client.ts, PLANNING).
  */
-export async function findBookingView (db: Db, id: string, ownedBy: string | null): Promise<BookingView | undefined> {
-  // No join: the booking by its key, then (while pending) its event by its key, so the plan has
-  // nothing to choose (db/client.ts, PLANNING).
-  const row = await db.selectFrom('bookings as b')
-    .selectAll('b')
-    .select([
-      sql<string | null>`CASE WHEN b.status = 'PENDING' AND b.arrival IS NOT NULL
-        THEN greatest(b.arrival - (SELECT e.decided_through FROM events e WHERE e.id = b.event_id) - 1, 0) END`.as('position'),
-      sql<number | null>`CASE WHEN b.status = 'PENDING' THEN (SELECT sum(r.decisions_per_second) FROM worker_rates r WHERE r.measured_at > now() - interval '1 minute') END`.as('pace')
-    ])
-    .where('b.id', '=', id)
-    .$if(ownedBy !== null, (qb) => qb.where('b.user_id', '=', ownedBy as string))
-    .executeTakeFirst()
-  return row === undefined ? undefined : { ...row, position: row.position === null ? null : Number(row.position), pace: row.pace === null ? null : Number(row.pace) }
+export async function findBookingViews (db: Db, ids: readonly string[]): Promise<BookingView[]> {
+  if (ids.length === 0) return []
+  const { rows } = await sql<BookingRow & { position: string | null, pace: string | number | null }>`
+    SELECT b.*,
+      CASE WHEN b.status = 'PENDING' AND b.arrival IS NOT NULL
+        THEN greatest(b.arrival - (SELECT e.decided_through FROM events e WHERE e.id = b.event_id) - 1, 0) END AS position,
+      CASE WHEN b.status = 'PENDING'
+        THEN (SELECT sum(r.decisions_per_second) FROM worker_rates r WHERE r.measured_at > now() - interval '1 minute') END AS pace
+    FROM bookings b
+    WHERE b.id = ANY(${ids}::uuid[])`.execute(db)
+  return rows.map((row) => ({ ...row, position: row.position === null ? null : Number(row.position), pace: row.pace === null ? null : Number(row.pace) }))
 }
 
 /** Settled: decided, and not waiting for a cancellation (findSettled says the same in SQL). */

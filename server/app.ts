@@ -12,6 +12,7 @@ import { createMetrics, type Metrics } from '../lib/metrics.ts'
 import { AppError, clientErrorHandler, frameworkErrors, rateLimited, registerErrorHandler, SECURITY_HEADERS } from './errors.ts'
 import { createNotifier } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
+import { createBookingReader } from './booking-reader.ts'
 import { createBookingWaiter } from './booking-waiter.ts'
 import { createIntake } from './intake.ts'
 import { adminRoutes } from './routes/admin.ts'
@@ -178,7 +179,7 @@ export async function buildApp ({ db, boss, log, config, onPurchaseAccepted, met
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   await app.register(purchaseRoutes, { intake, metrics, buyLimitPerUserPerMinute: config.BUY_LIMIT_PER_USER_PER_MINUTE })
-  await app.register(bookingRoutes, { db, boss, waiter, adminToken: config.ADMIN_TOKEN, onQueued })
+  await app.register(bookingRoutes, { db, reader: createBookingReader(db), boss, waiter, adminToken: config.ADMIN_TOKEN, onQueued })
   await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
   await app.register(healthRoutes, { db, boss })
   await app.register(metricsRoutes, { metrics })

@@ -2,10 +2,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { fromKysely, type PgBoss } from 'pg-boss'
 import { timeOrderedId } from '../../lib/ids.ts'
 import type { Db } from '../../db/client.ts'
-import { findBookingView, isSettled, markCancelRequested, type BookingView } from '../../db/bookings.ts'
+import { isSettled, markCancelRequested, type BookingView } from '../../db/bookings.ts'
 import { BOOKING_STATUS, type BookingStatus } from '../../db/database.ts'
 import { PURCHASE_QUEUE, type CancelJobData } from '../../lib/purchase-queue.ts'
 import { AdminHeaders, bookingAccess } from '../auth.ts'
+import type { BookingReader } from '../booking-reader.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
 import { AppError } from '../errors.ts'
 import { Booking, BookingQuery, bookingLocation, CancelQuery } from '../schemas/bookings.ts'
@@ -35,11 +36,11 @@ function toBookingResponse (row: BookingView) {
 
 /**
  * The booking, or BOOKING_NOT_FOUND. With `ownedBy`, another buyer's booking is not found either,
- * answered exactly as an unknown id (same body, the same one query with the owner in its WHERE),
- * so that a user_id cannot learn whether someone else's booking exists.
+ * answered exactly as an unknown id (same body, from the same query), so that a user_id cannot
+ * learn whether someone else's booking exists.
  */
-async function findOrThrow (db: Db, id: string, ownedBy: string | null): Promise<BookingView> {
-  const row = await findBookingView(db, id, ownedBy)
+async function findOrThrow (reader: BookingReader, id: string, ownedBy: string | null): Promise<BookingView> {
+  const row = await reader.find(id, ownedBy)
   if (row === undefined) throw new AppError('BOOKING_NOT_FOUND')
   return row
 }
@@ -49,6 +50,7 @@ const BUYER_OR_ADMIN: Array<Record<string, string[]>> = [{}, { admin: [] }]
 
 export interface BookingRouteOptions {
   db: Db
+  reader: BookingReader
   boss: PgBoss
   waiter: BookingWaiter
   adminToken: string | undefined
@@ -56,7 +58,7 @@ export interface BookingRouteOptions {
   onQueued: () => void
 }
 
-export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, boss, waiter, adminToken, onQueued }) => {
+export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, reader, boss, waiter, adminToken, onQueued }) => {
   const askerOf = bookingAccess(adminToken)
 
   app.get('/bookings/:id', {
@@ -74,7 +76,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     // Before anything waits: a request for a booking that is not the asker's is answered at once.
     const asker = askerOf(request, request.query.user_id)
     const ownedBy = asker.admin ? null : asker.userId
-    let row = await findOrThrow(db, id, ownedBy)
+    let row = await findOrThrow(reader, id, ownedBy)
     const waitSeconds = Number(request.query.wait ?? 0)
     if (waitSeconds > 0 && !isSettled(row)) {
       // Ends early if the client goes away.
@@ -83,7 +85,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       reply.raw.once('close', onClose)
       await waiter.until(id, waitSeconds * 1000, gone.signal)
       reply.raw.off('close', onClose)
-      row = await findOrThrow(db, id, ownedBy)
+      row = await findOrThrow(reader, id, ownedBy)
     }
     return toBookingResponse(row)
   })
@@ -103,7 +105,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     const asker = askerOf(request, request.query.user_id)
     // Another user's booking is a 404 like an unknown id, as for GET: its existence is not told.
     const owner = asker.admin ? null : asker.userId
-    let row = await findOrThrow(db, id, owner)
+    let row = await findOrThrow(reader, id, owner)
     if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
       const queued = await db.transaction().execute(async (trx) => {
@@ -119,7 +121,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
         row = { ...row, ...queued }
       } else {
         // Requested already, or changed since it was read: answer with what it is now.
-        row = await findOrThrow(db, id, owner)
+        row = await findOrThrow(reader, id, owner)
         // Decided while we looked (a pending purchase that failed): nothing to cancel.
         if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
       }
