@@ -39,7 +39,7 @@ export interface DatabaseOptions {
  *   into a scan of the table. Whatever a plan guesses, it probes the rows it was given, however
  *   large the table has grown, so the generic plans are kept: planning each run instead cost a
  *   third more PostgreSQL CPU per stored purchase, twice per read, and a third of the worker's
- *   pace (PostgreSQL 15).
+ *   pace (PostgreSQL 15 and 18).
  * - `default`: as PostgreSQL plans, for migrations and tools that read whole tables.
  *
  * Every table a statement reads on such a pool needs an index its conditions or order can use: a
@@ -89,9 +89,8 @@ export function observeAcquireWaits (db: Db, observe: (seconds: number) => void)
   return () => { state?.onAcquired.delete(observe) }
 }
 
-/** Every connection of the pool stayed in use for the whole wait: the database is busy, not gone. */
+/** The wait for a connection ran out with every one of the pool in use: busy, not gone. */
 export const DATABASE_BUSY = 'DATABASE_BUSY'
-
 
 /**
  * Closes the pool, giving queries in flight `timeoutSeconds` to finish. Bounded even when the
@@ -163,8 +162,8 @@ function tunedForRoundTrips (pool: postgres.Sql, acquireTimeoutMs: number, count
  * A connection of the pool for a query or transaction, or an error after `timeoutMs`: postgres.js
  * waits for one without limit, and while the database is down the wait lasts until a reconnection
  * attempt fails for it, which would hold a request past any sensible answer. The error says which:
- * DATABASE_BUSY when every connection was in use all along (the pool is too small for the load, or
- * its statements too slow), CONNECT_TIMEOUT when one could not be opened. A reservation that comes
+ * DATABASE_BUSY when every connection was still in use at the end (the pool is too small for the
+ * load, or its statements too slow), CONNECT_TIMEOUT when one could not be opened. A reservation that comes
  * after its timeout is handed straight back.
  */
 async function reserveWithin (pool: postgres.Sql, timeoutMs: number, counts: PoolUsage): Promise<postgres.ReservedSql> {
