@@ -607,7 +607,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, readCeilingRps, sta
 
     // Buyers told 202 follow their bookings, from the first answer until all are decided (a 200
     // is an outcome already: sold out at once).
-    following = followers > 0 ? followBookings(baseUrl, answers.queuedLocations, { readers: followers }) : undefined
+    following = followers > 0 ? followBookings(baseUrl, answers.queuedLocations, { followers }) : undefined
 
     const users = crowdSize(requests)
     log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
@@ -717,6 +717,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, readCeilingRps, sta
       follow_bookings: followed?.followed ?? 0,
       follow_polls: followed?.polls ?? 0,
       follow_waits: followed?.waits ?? 0,
+      follow_reads_per_s: followed?.reads_per_s ?? null,
       follow_poll_p50_ms: followed?.poll_p50_ms ?? null,
       follow_poll_p99_ms: followed?.poll_p99_ms ?? null,
       readers: readOptions.readers,
@@ -729,7 +730,7 @@ async function runMode ({ mode, requests, quota, ceilingRps, readCeilingRps, sta
       read_unavailable: readUnavailable,
       read_errors: readErrors,
       // The API pool's waits for a connection over the run (bucket bounds of its histogram).
-      db_pool_max: Number(process.env.DB_POOL_MAX ?? 10),
+      db_pool_max: waits?.max ?? null,
       db_acquire_waits: waits?.count ?? null,
       db_acquire_p50_ms: waits?.p50_ms ?? null,
       db_acquire_p99_ms: waits?.p99_ms ?? null,
@@ -888,7 +889,7 @@ function printTable (results: ReadonlyArray<Record<string, unknown>>): void {
     ['cancelled bookings / seats back / lost', (r) => `${v(r, 'cancelled_bookings')} / ${v(r, 'cancelled_seats')} / ${v(r, 'cancellations_lost')}`],
     ['oversold / quota mismatch / lost / dup ids', (r) => `${v(r, 'oversold')} / ${v(r, 'quota_mismatch')} / ${v(r, 'lost')} / ${v(r, 'duplicate_ids')}`],
     ['API agrees with database', (r) => `${(r.api_sampled as number) - (r.api_disagreements as number)} of ${v(r, 'api_sampled')}`],
-    ['reads while following (polls / ?wait=)', (r) => `${v(r, 'follow_polls')} / ${v(r, 'follow_waits')} for ${v(r, 'follow_bookings')} bookings, poll p50 / p99 ${v(r, 'follow_poll_p50_ms')} / ${v(r, 'follow_poll_p99_ms')} ms`],
+    ['reads while following (polls / ?wait=)', (r) => `${v(r, 'follow_polls')} / ${v(r, 'follow_waits')} for ${v(r, 'follow_bookings')} bookings (${v(r, 'follow_reads_per_s')}/s), poll p50 / p99 ${v(r, 'follow_poll_p50_ms')} / ${v(r, 'follow_poll_p99_ms')} ms`],
     ['no-op GET ceiling', (r) => `${v(r, 'read_ceiling_rps')} req/s`],
     ['reads after the sale', (r) => r.read_rps === null ? '-' : `${v(r, 'reads')} at ${v(r, 'read_rps')} req/s (${pct(r.read_ratio as number)}), p50 / p99 ${v(r, 'read_p50_ms')} / ${v(r, 'read_p99_ms')} ms`],
     ['reads answered 503 / failed', (r) => `${v(r, 'read_unavailable')} / ${v(r, 'read_errors')}`],

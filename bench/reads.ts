@@ -3,6 +3,7 @@
 // while the sale runs; afterwards every buyer reads its outcome back. Measured against a
 // no-op GET /bookings/:id (bench/noop-server.ts: the same schemas and reply, no database), loaded
 // with the same generator and connections, so the ratio compares the servers alone.
+import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 
 export interface ReadOptions {
@@ -26,6 +27,8 @@ export interface Following {
 export interface FollowFigures {
   /** Bookings followed until decided (or until stopped). */
   followed: number
+  /** Reads (polls and ?wait= together) a second over the time followed. */
+  reads_per_s: number
   /** Plain GETs of a Location, and their latency. */
   polls: number
   poll_p50_ms: number | null
@@ -41,16 +44,16 @@ const POLL_EVERY_MS = 200
 const WAIT_SECONDS = 5
 
 /**
- * `readers` buyers follow the bookings in `locations` (which grows as the sale answers), each
+ * `followers` buyers follow the bookings in `locations` (which grows as the sale answers), each
  * taking the next one not followed yet: half poll its Location every 200 ms until it is decided,
  * half ask with ?wait=5 until it is. Runs until stop().
  */
-export function followBookings (baseUrl: string, locations: readonly string[], { readers }: ReadOptions): Following {
+export function followBookings (baseUrl: string, locations: readonly string[], { followers }: { followers: number }): Following {
   let stopping = false
   let next = 0
   const figures = { followed: 0, polls: 0, waits: 0, unavailable: 0, errors: 0 }
   const pollTimes: number[] = []
-  const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+  const started = performance.now()
 
   async function read (location: string, wait: boolean): Promise<string | undefined> {
     const started = performance.now()
@@ -89,13 +92,14 @@ export function followBookings (baseUrl: string, locations: readonly string[], {
     }
   }
 
-  const running = Promise.all(Array.from({ length: readers }, async (_v, i) => { await follower(i) }))
+  const running = Promise.all(Array.from({ length: followers }, async (_v, i) => { await follower(i) }))
   return {
     async stop () {
       stopping = true
       await running
       const { p50, p99 } = percentiles(pollTimes)
-      return { ...figures, poll_p50_ms: p50, poll_p99_ms: p99 }
+      const seconds = (performance.now() - started) / 1000
+      return { ...figures, reads_per_s: Number(((figures.polls + figures.waits) / (seconds || 1)).toFixed(1)), poll_p50_ms: p50, poll_p99_ms: p99 }
     }
   }
 }
@@ -153,7 +157,8 @@ export async function readBack (baseUrl: string, locations: readonly string[], a
   const answered = [...statuses.values()].reduce((a, b) => a + b, 0)
   return {
     reads: answered,
-    read_rps: Number((answered / (elapsed || 1)).toFixed(1)),
+    // Reads answered with the booking; anything else is counted below, not as a read.
+    read_rps: Number(((statuses.get(200) ?? 0) / (elapsed || 1)).toFixed(1)),
     read_p50_ms: result.latency.p50,
     read_p99_ms: result.latency.p99,
     unavailable: statuses.get(503) ?? 0,
@@ -162,21 +167,25 @@ export async function readBack (baseUrl: string, locations: readonly string[], a
 }
 
 /**
- * From the service's /metrics: how long its API pool's queries and transactions waited for a
- * connection over the run (boxoffice_db_pool_acquire_seconds), as the upper bounds of the buckets
- * holding the median and the 99th percentile, in ms; undefined when not served.
+ * From the service's /metrics: its API pool's size, and how long the pool's queries and
+ * transactions waited for a connection over the run (boxoffice_db_pool_acquire_seconds), as the
+ * upper bounds of the buckets holding the median and the 99th percentile, in ms; undefined when
+ * not served.
  */
-export async function poolWaits (baseUrl: string): Promise<{ count: number, p50_ms: number | null, p99_ms: number | null } | undefined> {
+export async function poolWaits (baseUrl: string): Promise<{ max: number | null, count: number, p50_ms: number | null, p99_ms: number | null } | undefined> {
   const res = await fetch(`${baseUrl}/metrics`).catch(() => undefined)
   if (res?.ok !== true) return undefined
-  const buckets = [...(await res.text()).matchAll(/^boxoffice_db_pool_acquire_seconds_bucket\{[^}]*le="([^"]+)"[^}]*pool="api"[^}]*\} (\d+)$|^boxoffice_db_pool_acquire_seconds_bucket\{[^}]*pool="api"[^}]*le="([^"]+)"[^}]*\} (\d+)$/gm)]
-    .map((m) => ({ le: Number(m[1] ?? m[3]), n: Number(m[2] ?? m[4]) }))
+  const text = await res.text()
+  const labelled = (line: string, name: string, value: string): boolean => line.includes(`${name}="${value}"`)
+  const samples = text.split('\n').filter((line) => line.startsWith('boxoffice_db_pool_') && labelled(line, 'pool', 'api'))
+  const max = samples.find((line) => line.startsWith('boxoffice_db_pool_connections{') && labelled(line, 'state', 'max'))
+  const buckets = samples.filter((line) => line.startsWith('boxoffice_db_pool_acquire_seconds_bucket{'))
+    .map((line) => ({ le: Number(/le="([^"]+)"/.exec(line)?.[1]), n: Number(line.slice(line.lastIndexOf(' ') + 1)) }))
     .sort((a, b) => a.le - b.le)
   const count = buckets.at(-1)?.n ?? 0
-  if (count === 0) return { count, p50_ms: null, p99_ms: null }
   const at = (q: number): number | null => {
     const bucket = buckets.find((b) => b.n >= q * count)
-    return bucket === undefined || !Number.isFinite(bucket.le) ? null : bucket.le * 1000
+    return count === 0 || bucket === undefined || !Number.isFinite(bucket.le) ? null : bucket.le * 1000
   }
-  return { count, p50_ms: at(0.5), p99_ms: at(0.99) }
+  return { max: max === undefined ? null : Number(max.slice(max.lastIndexOf(' ') + 1)), count, p50_ms: at(0.5), p99_ms: at(0.99) }
 }

@@ -2,6 +2,7 @@ import { CompiledQuery, Kysely, sql, type Driver } from 'kysely'
 import { PostgresJSDialect } from 'kysely-postgres-js'
 import postgres from 'postgres'
 import type { Database } from './database.ts'
+import { SERVICE_SESSION_SETTINGS } from './session.ts'
 
 export interface DatabaseOptions {
   url: string
@@ -16,7 +17,7 @@ export interface DatabaseOptions {
   acquireTimeoutMs?: number
   statementTimeoutMs: number
   applicationName: string
-  /** How this pool's statements are planned: one of PLANNING (default `keyLookups`). */
+  /** How this pool's statements are planned: one of PLANNING (default `probesOnly`). */
   planning?: Planning
   /** PostgreSQL's notices and warnings on this pool's connections (default: dropped). */
   onNotice?: (notice: postgres.Notice) => void
@@ -32,7 +33,7 @@ export interface DatabaseOptions {
  * pending booking with every decision) grows slower with every booking. What holds instead
  * (docs/decisions/0001-plans-that-hold-as-tables-grow.md):
  *
- * - `keyLookups`, both service pools': index scans, and nested loops whose inner side is probed
+ * - `probesOnly`, both service pools': index scans, and nested loops whose inner side is probed
  *   anew for each outer row (sequential scans, hash and merge joins and materialised inner sides
  *   off). Their statements find bookings and jobs by key only: one row by its key, a batch by
  *   `= ANY(ids)` or through a LATERAL or scalar subquery per row, never a join a plan could turn
@@ -50,14 +51,14 @@ export interface DatabaseOptions {
 const PROBES_ONLY = { enable_seqscan: 'off', enable_hashjoin: 'off', enable_mergejoin: 'off', enable_material: 'off' } as const
 
 export const PLANNING = {
-  keyLookups: PROBES_ONLY,
+  probesOnly: PROBES_ONLY,
   default: {}
 } as const satisfies Record<string, Record<string, string>>
 
 export type Planning = keyof typeof PLANNING
 
 /** The planner settings withEveryPlan turns back on. */
-const PLANS_OTHER_THAN_INDEX_PATHS = Object.keys(PROBES_ONLY)
+const PROBES_ONLY_SETTINGS = Object.keys(PROBES_ONLY)
 
 export type Db = Kysely<Database>
 
@@ -205,16 +206,6 @@ class PostgresJSDialectWithRollback extends PostgresJSDialect {
   }
 }
 
-/**
- * Settings every connection the service opens starts with, pg-boss's own included
- * (lib/purchase-queue.ts). JIT compilation off: it pays tens to hundreds of milliseconds of
- * compiling to save time in queries that run for seconds, and ours run for a millisecond or less.
- * PostgreSQL decides it by estimated cost (jit_above_cost), and estimates that pass the threshold
- * come from sizes, not from slowness: a claim of 4,000 ids, or a plan node disabled by an enable_*
- * setting on PostgreSQL 15-17 (10^10). PostgreSQL 15-17 as Debian, Ubuntu, the official images and
- * many managed services ship them have JIT on. (docs/decisions/0001-plans-that-hold-as-tables-grow.md)
- */
-export const SERVICE_SESSION_SETTINGS = { jit: 'off' } as const
 
 /**
  * One postgres.js pool wrapped by Kysely. The statement and lock timeouts are set per session so a
@@ -233,7 +224,7 @@ export function createDb (options: DatabaseOptions): Db {
       lock_timeout: options.statementTimeoutMs,
       idle_in_transaction_session_timeout: options.statementTimeoutMs * 3,
       ...SERVICE_SESSION_SETTINGS,
-      ...PLANNING[options.planning ?? 'keyLookups']
+      ...PLANNING[options.planning ?? 'probesOnly']
     }
   })
   const counts: PoolState = { max: options.poolMax, inUse: 0, waiting: 0, onAcquired: new Set() }
@@ -250,7 +241,7 @@ export function createDb (options: DatabaseOptions): Db {
  */
 export async function withEveryPlan<T> (db: Db, read: (trx: Db) => Promise<T>): Promise<T> {
   return await db.transaction().execute(async (trx) => {
-    await sql`SELECT ${sql.join(PLANS_OTHER_THAN_INDEX_PATHS.map((setting) => sql`set_config(${setting}, 'on', true)`))}`.execute(trx)
+    await sql`SELECT ${sql.join(PROBES_ONLY_SETTINGS.map((setting) => sql`set_config(${setting}, 'on', true)`))}`.execute(trx)
     return await read(trx)
   })
 }

@@ -103,6 +103,7 @@ export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
   for (const [pool, poolDb] of Object.entries(pools)) {
     if (poolDb === undefined) continue
     const series = acquireWaits.labels({ pool })
+    // For the pool's lifetime: the registry lives as long as the process's pools.
     observeAcquireWaits(poolDb, (seconds) => { series.observe(seconds) })
   }
 

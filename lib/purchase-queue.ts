@@ -2,7 +2,7 @@ import { PgBoss, type Queue } from 'pg-boss'
 import type { Logger } from 'pino'
 import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { SERVICE_SESSION_SETTINGS } from '../db/client.ts'
+import { SERVICE_SESSION_SETTINGS } from '../db/session.ts'
 
 // TypeBox's own checker knows no formats until told; this is the canonical form the HTTP schemas
 // accept (server/schemas/common.ts), so a payload the API accepted is never rejected here.

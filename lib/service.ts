@@ -101,7 +101,7 @@ export function poolOptions (role: PoolRole, url: string, config: Pick<Config, '
     acquireTimeoutMs: role === 'api' ? config.DB_ACQUIRE_TIMEOUT_MS : undefined,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     applicationName: `boxoffice-${role}`,
-    planning: role === 'migrate' ? 'default' : 'keyLookups'
+    planning: role === 'migrate' ? 'default' : 'probesOnly'
   }
 }
 

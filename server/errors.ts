@@ -87,25 +87,28 @@ function constraintError (err: unknown): AppError | undefined {
   return code === undefined ? undefined : new AppError(code, { cause: err })
 }
 
-/** The pool ran out of waiting for a connection while every one was in use (db/client.ts). */
-export function isDatabaseBusy (err: unknown, depth = 0): boolean {
+/** Whether `matches` holds for the error or anything it wraps (its cause, an AggregateError's errors). */
+function anyCause (err: unknown, matches: (err: object & { code?: unknown }) => boolean, depth = 0): boolean {
   if (typeof err !== 'object' || err === null || depth > 5) return false
-  const { code, cause } = err as { code?: unknown, cause?: unknown }
-  return code === DATABASE_BUSY || isDatabaseBusy(cause, depth + 1)
+  if (matches(err)) return true
+  const { cause, errors } = err as { cause?: unknown, errors?: unknown }
+  if (Array.isArray(errors) && errors.some((e) => anyCause(e, matches, depth + 1))) return true
+  return anyCause(cause, matches, depth + 1)
+}
+
+/** The pool's wait for a connection ran out with every one in use (db/client.ts). */
+export function isDatabaseBusy (err: unknown): boolean {
+  return anyCause(err, ({ code }) => code === DATABASE_BUSY)
+}
+
+export function isDatabaseUnavailable (err: unknown): boolean {
+  return anyCause(err, (e) => (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code)) ||
+    (e instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(e.message)))
 }
 
 /** The error code to answer a database failure with: busy, unavailable, or neither (undefined). */
 export function databaseFailure (err: unknown): 'DATABASE_BUSY' | 'DATABASE_UNAVAILABLE' | undefined {
   return isDatabaseBusy(err) ? 'DATABASE_BUSY' : isDatabaseUnavailable(err) ? 'DATABASE_UNAVAILABLE' : undefined
-}
-
-export function isDatabaseUnavailable (err: unknown, depth = 0): boolean {
-  if (typeof err !== 'object' || err === null || depth > 5) return false
-  const { code, cause, errors } = err as { code?: unknown, cause?: unknown, errors?: unknown }
-  if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true
-  if (err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message)) return true
-  if (Array.isArray(errors) && errors.some((e) => isDatabaseUnavailable(e, depth + 1))) return true
-  return isDatabaseUnavailable(cause, depth + 1)
 }
 
 /**

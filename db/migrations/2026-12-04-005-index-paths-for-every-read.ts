@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 
-// The service's pools plan with index paths only (db/client.ts, indexPathsOnly), so every table a
+// The service's pools plan with probes only (db/client.ts, PLANNING), so every table a
 // statement of theirs reads needs an index its conditions or its order can use: without one the
 // plan holds a disabled sequential scan, which PostgreSQL before 18 costs at 10^10
 // (docs/decisions/0001-plans-that-hold-as-tables-grow.md). Two reads had none:

@@ -44,7 +44,18 @@ async function runBench (t: { teardown: (fn: () => unknown) => void }, args: str
   return { code, results, result, out, stdout }
 }
 
+/** The bench's databases on the suite's server (a run on --database-url makes one per mode). */
+async function benchDatabases (): Promise<string[]> {
+  const admin = postgres(process.env.TEST_DATABASE_URL as string, { max: 1, onnotice: () => {} })
+  try {
+    return (await admin<Array<{ datname: string }>>`SELECT datname FROM pg_database WHERE datname LIKE 'boxoffice_bench_%'`).map((row) => row.datname)
+  } finally {
+    await admin.end()
+  }
+}
+
 t.test('a small flash sale in both worker modes: every field reported, every invariant held, JSON and SVG written', async (t) => {
+  const databasesBefore = external ? await benchDatabases() : []
   const { code, results, out, stdout } = await runBench(t, ['--requests', '300', '--quota', '40', '--concurrency', '20', '--quantity', '1:3,2:1',
     '--serial-requests', '300', '--backlog', '300', '--backlog-seconds', '20', '--followers', '8', '--reads', '600', '--readers', '16', ...serverArgs])
   t.equal(code, 0, 'exits 0')
@@ -69,11 +80,7 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
       t.match(result.postgres_version, /^18\./)
     }
   }
-  if (external) {
-    const admin = postgres(process.env.TEST_DATABASE_URL as string, { max: 1, onnotice: () => {} })
-    t.teardown(async () => { await admin.end() })
-    t.same(await admin`SELECT datname FROM pg_database WHERE datname LIKE 'boxoffice_bench_%'`, [], 'the bench dropped the databases it made')
-  }
+  if (external) t.same(await benchDatabases(), databasesBefore, 'the bench dropped the databases it made')
   t.match(stdout, /worker mode\s+batched\s+serial/, 'the table puts the modes side by side')
   t.match(stdout, /invariants\s+ALL HELD\s+ALL HELD/, 'and says both held')
   const files = await readdir(out)

@@ -16,15 +16,16 @@ import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
 // Every statement the service's pools run, as PostgreSQL ran it: auto_explain (loaded into each new
 // connection of this test's database) sends each executed statement's plan, with its actual row
 // counts and any JIT, to the connection as a notice, and the pools made as the service makes them
-// (lib/service.ts, poolOptions) hand their notices to the test. The server keeps its own settings
-// (PostgreSQL 15 as Debian ships it has JIT on), and the tables grow by tens of thousands of rows
-// between two sales, their statistics left stale, under plans the pools have already cached; then
-// a third sale runs on fresh statistics. Checked by counts, never by time:
+// (lib/service.ts, poolOptions) hand their notices to the test. The server keeps its own settings,
+// but for JIT, on (as PostgreSQL 15 as Debian ships it has it); the tables grow by tens of
+// thousands of rows between two sales, their statistics left stale, under plans the pools have
+// already cached; then a third sale runs on fresh statistics. Checked by counts, never by time:
 // - no statement is JIT-compiled;
 // - no plan holds a node its pool's settings disable (before PostgreSQL 18, such a node costs
 //   10^10, which passes every JIT threshold; 18 marks it Disabled);
 // - on the purchase path, no scan of bookings or of the queue's jobs reads more rows than the sale
 //   itself holds, whatever the table holds.
+// Some of it can fail only on PostgreSQL 15-17 (JIT, and disabled nodes' costs): CI runs it on 15 too.
 
 interface PlanNode {
   'Node Type': string
@@ -123,9 +124,9 @@ async function sell (base: string, eventId: string, count: number): Promise<Arra
   return bought
 }
 
-/** What buyers do next: read their bookings back (some with ?wait=), and a few cancel. */
+/** What buyers do next: read their bookings back (some with ?wait=; 500 of them at most), and a few cancel. */
 async function followAndCancel (base: string, bought: ReadonlyArray<{ id: string, user: string }>): Promise<void> {
-  await mapConcurrent(bought, 32, async ({ id, user }, i) => {
+  await mapConcurrent(bought.slice(0, 500), 32, async ({ id, user }, i) => {
     const res = await request(base, 'GET', `/bookings/${id}?user_id=${user}${i % 4 === 0 ? '&wait=5' : ''}`)
     if (res.status !== 200) throw new Error(`GET /bookings/${id} answered ${res.status}`)
   })
@@ -148,8 +149,11 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
   for (const setting of [
     "session_preload_libraries = 'auto_explain'",
     'auto_explain.log_min_duration = 0', 'auto_explain.log_analyze = on', 'auto_explain.log_timing = off',
-    'auto_explain.log_format = json', 'auto_explain.log_verbose = on', 'auto_explain.log_level = notice', 'auto_explain.log_nested_statements = on'
+    'auto_explain.log_format = json', 'auto_explain.log_verbose = on', 'auto_explain.log_level = notice', 'auto_explain.log_nested_statements = on',
+    // On, whatever the server's default: the service's connections must turn it off themselves.
+    'jit = on'
   ]) await admin.unsafe(`ALTER DATABASE ${database.name} SET ${setting}`)
+  if (!jit) t.comment('this server has no JIT: the first rule cannot fail here; the disabled-node rule still catches its cause')
 
   const statements: ExplainedStatement[] = []
   const pool = (role: 'api' | 'worker'): Db => {
@@ -191,22 +195,23 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
   // A sale on small tables: the pools prepare and cache their plans here.
   await sale('First', 150, 400, { backlog: false })
 
-  // The tables grow under those plans, their statistics left stale: 30,000 bookings of another
+  // The tables grow under those plans, their statistics left stale: 60,000 bookings of another
   // event (a third with idempotency keys), and every queued job copied 40 times, completed.
   const other = await createEvent({ name: 'Elsewhere', total_quota: 1_000_000 })
   await sql`
     INSERT INTO bookings (id, event_id, user_id, quantity, status, reason, decided_at, idempotency_key)
     SELECT gen_random_uuid(), ${other}::uuid, gen_random_uuid(), 1, CASE WHEN i % 2 = 0 THEN 'SUCCESS' ELSE 'FAILED' END,
       CASE WHEN i % 2 = 1 THEN 'sold_out' END, now(), CASE WHEN i % 3 = 0 THEN 'key-' || i END
-    FROM generate_series(1, 30000) AS i`.execute(database.db)
+    FROM generate_series(1, 60000) AS i`.execute(database.db)
   await sql`
     INSERT INTO pgboss.job SELECT (jsonb_populate_record(j, jsonb_build_object('id', gen_random_uuid(), 'state', 'completed'))).*
     FROM pgboss.job j CROSS JOIN generate_series(1, 40)`.execute(database.db)
   const grownAt = statements.length
 
-  // The same path again, on plans made before the growth: a backlog of 1,000, then, with fresh
+  // The same path again, on plans made before the growth: a backlog of 4,000 (one batch of the
+  // worker's size: its claim, outcomes and completion each name 4,000 ids), then, with fresh
   // statistics (every cached plan is made again), a live sale.
-  await sale('Second', 300, 1000, { backlog: true })
+  await sale('Second', 1000, 4000, { backlog: true })
   await sql`ANALYZE`.execute(database.db)
   await sale('Third', 100, 300, { backlog: false })
 
@@ -234,8 +239,8 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
 
   t.same(offenders(statements, jitRule), [], 'no statement was JIT-compiled')
   t.same(offenders(statements, disabledRule), [], 'no plan holds a node its pool disables')
-  // The largest sale holds 1,000 purchases; the tables hold 30,000 more bookings and 60,000 more jobs.
-  t.same(offenders(afterGrowth, rowsRule(5_000)), [], 'after the growth, no statement on the purchase path reads or compares more than 5,000 rows of bookings or jobs')
+  // The largest sale holds 4,000 purchases; the tables hold 60,000 more bookings and some 20,000 more jobs.
+  t.same(offenders(afterGrowth, rowsRule(10_000)), [], 'after the growth, no statement on the purchase path reads or compares more than 10,000 rows of bookings or jobs')
 
   // JIT is off on every connection the service opens, whatever the server's default: the pools'
   // and pg-boss's own (maintenance, its supervision).

@@ -37,6 +37,13 @@ t.test('reads that arrive together share one query, and each gets its own bookin
   t.equal(asAdmin?.id, purchases[2]?.id, 'without an owner (the admin), any booking')
   t.equal(queries, 2, 'one more query for the five')
 
+  // More than a query takes at once (1,000): the rest go in the next.
+  const many = Array.from({ length: 1500 }, (_, i) => purchases[i % purchases.length] as { id: string, user_id: string })
+  const before = queries
+  const readMany = await Promise.all(many.map(async (p) => await reader.find(p.id, p.user_id)))
+  t.ok(readMany.every((view, i) => view?.id === many[i]?.id), '1,500 reads, each its own booking')
+  t.equal(queries - before, 2, 'in two queries')
+
   // A query that fails rejects every read that shared it.
   const gone = createDb({ url: database.url, poolMax: 1, connectTimeoutSeconds: 1, statementTimeoutMs: 10_000, applicationName: 'boxoffice-test' })
   await closeDb(gone)
