@@ -1,6 +1,6 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { closeDb, createDb } from '../../db/client.ts'
+import { closeDb, createDb, type Db } from '../../db/client.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 
 // postgres.js 3.4.9 ran later queries of a reserved connection on it after its backend went away
@@ -32,3 +32,35 @@ t.test('a transaction whose backend is terminated fails with a connection error,
   await new Promise((resolve) => setTimeout(resolve, 50))
   t.equal(uncaught, undefined, 'nothing was thrown outside a promise')
 })
+
+// The server answers a query whose backend is terminated with a FATAL error and closes the socket,
+// with no ReadyForQuery after it. postgres.js kept that error and handed it to the first query of
+// the connection's next session (porsager/postgres#1223): the first read after a worker or API
+// connection was killed failed too, on a healthy database. Deterministic here: the FATAL always
+// answers the sleeping query, and with one connection the next query reconnects that same one.
+t.test('the error of a terminated backend goes to its own query, not to the first query of the next session', async (t) => {
+  const database = await createTestDatabase(t)
+  const db = createDb({ url: database.url, poolMax: 1, connectTimeoutSeconds: 2, statementTimeoutMs: 10_000, applicationName: 'boxoffice-client-test-fatal' })
+  t.teardown(async () => { await closeDb(db) })
+
+  for (let round = 0; round < 3; round++) {
+    const { rows: [me] } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db)
+    const sleeping = sql`SELECT pg_sleep(8)`.execute(db).then(() => undefined, (err: unknown) => err)
+    await waitForActive(database.db, me?.pid ?? 0)
+    await sql`SELECT pg_terminate_backend(${me?.pid})`.execute(database.db)
+    const failure = await sleeping
+    t.match((failure as { code?: string } | undefined)?.code, /^(57P01|CONNECTION_CLOSED|ECONNRESET)$/, `round ${round + 1}: the sleeping query failed with a connection error`)
+    const next = await sql<{ n: number }>`SELECT 41 + 1 AS n`.execute(db).then(({ rows }) => rows[0]?.n, (err: unknown) => err)
+    t.equal(next, 42, 'the next query, on a new session, answers')
+  }
+})
+
+/** Resolves once backend `pid` is running a statement (not idle). */
+async function waitForActive (admin: Db, pid: number): Promise<void> {
+  for (let tries = 0; tries < 500; tries++) {
+    const { rows: [row] } = await sql<{ state: string | null }>`SELECT state FROM pg_stat_activity WHERE pid = ${pid}`.execute(admin)
+    if (row?.state === 'active') return
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error(`backend ${pid} never became active`)
+}
