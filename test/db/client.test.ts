@@ -64,3 +64,16 @@ async function waitForActive (admin: Db, pid: number): Promise<void> {
   }
   throw new Error(`backend ${pid} never became active`)
 }
+
+// A statement that fails after sending some rows (here a division by zero at the fifth; in the
+// service, a statement_timeout during a long read) left postgres.js counting those rows, so the
+// next query on that connection came back with empty slots in front of its own rows.
+t.test('a query that fails mid-result leaves nothing in the next query\'s rows', async (t) => {
+  const database = await createTestDatabase(t)
+  const db = createDb({ url: database.url, poolMax: 1, connectTimeoutSeconds: 2, statementTimeoutMs: 5000, applicationName: 'boxoffice-client-test-rows' })
+  t.teardown(async () => { await closeDb(db) })
+  const failure = await sql`SELECT CASE WHEN g < 5 THEN g ELSE 1 / (g - g) END AS n FROM generate_series(1, 10) AS g`.execute(db).then(() => undefined, (err: unknown) => err)
+  t.equal((failure as { code?: string } | undefined)?.code, '22012', 'the query fails with its own error (division by zero)')
+  const { rows } = await sql<{ n: number }>`SELECT 42 AS n`.execute(db)
+  t.same(rows, [{ n: 42 }], 'the next query has exactly its one row')
+})
