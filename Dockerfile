@@ -30,5 +30,5 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
 # API and worker in one process (compose.yaml runs them as separate services instead, with
 # `node server/main.ts` and `node worker/main.ts`; the worker's healthcheck uses METRICS_PORT; and
 # the queue dashboard with `node lib/queue-dashboard.ts`).
-# A small young generation, as package.json's scripts run it: see README, "Where the time goes".
+# A small young generation, as package.json's scripts run it: see bench/README.md, "Where the time goes".
 CMD ["node", "--max-semi-space-size=4", "lib/main.ts"]

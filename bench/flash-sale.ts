@@ -777,7 +777,7 @@ async function timeSettlement (db: postgres.Sql, env: Record<string, string>, to
   let worker: Service | undefined
   try {
     // Settlement alone is the performance issue's measure, purchases decided per second, taken on
-    // plain events (no cap): a cap adds a lookup of each buyer's seats per batch (see README).
+    // plain events (no cap): a cap adds a lookup of each buyer's seats per batch (bench/README.md, "Where the time goes").
     const eventIds = await createEvents(api.baseUrl, token, eventCount, quota, `Bench backlog ${startedAt.toISOString()} ${mode}`, 0)
     const ids: string[] = []
     log(`settlement (${mode}): storing a backlog of ${backlog} purchases with no worker running...`)

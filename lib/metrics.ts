@@ -92,7 +92,7 @@ export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
   }
 
   // How long queries and transactions wait for a connection of their pool: the measure to size
-  // DB_POOL_MAX and DB_ACQUIRE_TIMEOUT_MS by (README, Configuration).
+  // DB_POOL_MAX and DB_ACQUIRE_TIMEOUT_MS by (docs/configuration.md).
   const acquireWaits = new Histogram({
     name: `${PREFIX}db_pool_acquire_seconds`,
     help: 'Time a query or transaction waited for a connection of its pool (opening one included)',

@@ -5,7 +5,7 @@ import { sql, type Kysely } from 'kysely'
 // 'SUCCESS'. During a sale the table grows far faster than autovacuum re-analyses it, so the
 // planner, still believing the event has a handful of successes, took (event_id, status) and
 // filtered every one of the event's successful bookings for each buyer: in a 50,000-seat sale one
-// 4,000-purchase batch read 1.8 million index entries for 6 s and timed out (README.md, "Where
+// 4,000-purchase batch read 1.8 million index entries for 6 s and timed out (bench/README.md, "Where
 // the time goes").
 // One index on (event_id, status, user_id) serves both the per-event counts (its first two
 // columns) and the buyer lookup (all three), so no plan, however stale its statistics, can read

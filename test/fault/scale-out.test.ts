@@ -1,5 +1,5 @@
 // Several API processes and several worker processes on one database, as `npm run server` and
-// `npm run worker` run them side by side (README, "Running the parts separately").
+// `npm run worker` run them side by side (docs/operations.md, "Running the parts separately").
 import t from 'tap'
 import { sql } from 'kysely'
 import { ADMIN_TOKEN } from '../fixtures/app.ts'
