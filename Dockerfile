@@ -5,7 +5,7 @@ FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # patch-package applies these after the install (postinstall): a fix to postgres.js (see
-# db/client.ts) and one to the queue dashboard (see lib/queue-dashboard.ts).
+# db/client.ts) and one to the queue dashboard (see app/queue-dashboard.ts).
 COPY patches ./patches
 # Production dependencies only, exactly as locked. (The embedded PostgreSQL package comes along
 # but is not used here: compose always sets DATABASE_URL.) TypeScript comes along too, 23 MB: npm
@@ -28,7 +28,7 @@ EXPOSE 3000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:3000/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # API and worker in one process (compose.yaml runs them as separate services instead, with
-# `node server/main.ts` and `node worker/main.ts`; the worker's healthcheck uses METRICS_PORT; and
-# the queue dashboard with `node lib/queue-dashboard.ts`).
+# `node app/api.ts` and `node app/worker.ts`; the worker's healthcheck uses METRICS_PORT; and
+# the queue dashboard with `node app/queue-dashboard.ts`).
 # A small young generation, as package.json's scripts run it: see bench/README.md, "Where the time goes".
-CMD ["node", "--max-semi-space-size=4", "lib/main.ts"]
+CMD ["node", "--max-semi-space-size=4", "app/main.ts"]

@@ -34,7 +34,7 @@ import { checkInvariants } from './invariants.ts'
 import { summarizeProfiles } from './profile.ts'
 import { followBookings, poolWaits, readBack, readCeiling, type FollowFigures, type ReadBackFigures } from './reads.ts'
 import { bookingLocation } from '../server/schemas/bookings.ts'
-import { WORKER_MODES } from '../worker/worker.ts'
+import { WORKER_MODES } from '../lib/config.ts'
 
 const ROOT = path.resolve(import.meta.dirname, '..')
 
@@ -337,7 +337,7 @@ const pct = (n: number): string => `${(100 * n).toFixed(1)}%`
 const round = (n: number, digits = 1): number => Number(n.toFixed(digits))
 
 
-const ENTRY = { all: 'lib/main.ts', api: 'server/main.ts', worker: 'worker/main.ts' } as const
+const ENTRY = { all: 'app/main.ts', api: 'app/api.ts', worker: 'app/worker.ts' } as const
 // The flags package.json's start/server/worker scripts run the service with (the ceiling server
 // runs with Node's defaults).
 const SERVICE_NODE_FLAGS = ['--max-semi-space-size=4']

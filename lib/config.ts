@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
-import { WORKER_MODES } from '../worker/worker.ts'
+
+/** batched: many purchases per worker transaction (the default); serial: one per transaction. */
+export const WORKER_MODES = ['batched', 'serial'] as const
+export type WorkerMode = typeof WORKER_MODES[number]
 
 // Every variable the service reads, with its default. `.env.example` documents the same list;
 // a test keeps the two in step.
@@ -63,4 +66,19 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, { dotenv = tru
     }
   })
   return Object.freeze(config)
+}
+
+/** Loads the configuration or exits with every problem listed on one line. */
+export function loadConfigOrExit (): Config {
+  try {
+    return loadConfig()
+  } catch (err) {
+    process.stderr.write(`boxoffice: invalid configuration: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(1)
+  }
+}
+
+/** Why a process that cannot use the embedded database refuses to start without DATABASE_URL. */
+export function databaseUrlRequired (what: string): string {
+  return `DATABASE_URL is required to run ${what} (the embedded database belongs to \`npm start\`; \`npm run db\` runs one that several processes can share and prints its URL)`
 }

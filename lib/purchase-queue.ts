@@ -77,7 +77,7 @@ const PURCHASE_QUEUE_OPTIONS: Omit<Queue, 'name'> = {
 }
 
 // pg-boss's own tables live in this schema (pg-boss's default, named so the queue dashboard reads
-// the same one: lib/queue-dashboard.ts).
+// the same one: app/queue-dashboard.ts).
 export const PGBOSS_SCHEMA = 'pgboss'
 
 export interface BossOptions {

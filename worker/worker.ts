@@ -1,14 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { WorkerMode } from '../lib/config.ts'
 import { expireOverdue } from '../db/bookings.ts'
 import { createNotifier, listen } from '../db/client.ts'
 import { recordWorkerRate } from '../db/events.ts'
 import { BOOKINGS_DECIDED_CHANNEL, PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
 import { createClaimGate, EVENT_HELD_PROBE_MS, HeldEvents, settleNextPurchase, settlePurchaseBatch, type SettleDeps, type SettleResult } from './settle.ts'
-
-export const WORKER_MODES = ['batched', 'serial'] as const
-export type WorkerMode = typeof WORKER_MODES[number]
 
 export interface WorkerOptions {
   /** batched: many purchases per transaction (the default); serial: one per transaction. */

@@ -5,7 +5,7 @@ import t from 'tap'
 import { closeDb, createDb, type Db } from '../../db/client.ts'
 import { loadConfig } from '../../lib/config.ts'
 import { createBoss } from '../../lib/purchase-queue.ts'
-import { poolOptions } from '../../lib/service.ts'
+import { poolOptions } from '../../app/service.ts'
 import { startPurchaseWorker, type PurchaseWorker } from '../../worker/worker.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
@@ -16,7 +16,7 @@ import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
 // Every statement the service's pools run, as PostgreSQL ran it: auto_explain (loaded into each new
 // connection of this test's database) sends each executed statement's plan, with its actual row
 // counts and any JIT, to the connection as a notice, and the pools made as the service makes them
-// (lib/service.ts, poolOptions) hand their notices to the test. The server keeps its own settings,
+// (app/service.ts, poolOptions) hand their notices to the test. The server keeps its own settings,
 // but for JIT, on (as PostgreSQL 15 as Debian ships it has it); the tables grow by tens of
 // thousands of rows between two sales, their statistics left stale, under plans the pools have
 // already cached; then a third sale runs on fresh statistics. Checked by counts, never by time:

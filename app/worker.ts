@@ -1,4 +1,4 @@
 // `npm run worker`: the purchase worker alone, against DATABASE_URL.
-import { runService } from '../lib/service.ts'
+import { runService } from './service.ts'
 
 await runService({ api: false, worker: true })

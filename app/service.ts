@@ -9,10 +9,10 @@ import { migrateToLatest } from '../db/migrate.ts'
 import { buildApp } from '../server/app.ts'
 import { buildOpsApp } from '../server/ops-app.ts'
 import { startPurchaseWorker, WORKER_POOL_SIZE, type PurchaseWorker } from '../worker/worker.ts'
-import { loadConfig, type Config } from './config.ts'
-import { createLogger } from './logger.ts'
-import { createMetrics } from './metrics.ts'
-import { createBoss, ensurePurchaseQueues } from './purchase-queue.ts'
+import { databaseUrlRequired, loadConfigOrExit, type Config } from '../lib/config.ts'
+import { createLogger } from '../lib/logger.ts'
+import { createMetrics } from '../lib/metrics.ts'
+import { createBoss, ensurePurchaseQueues } from '../lib/purchase-queue.ts'
 
 export interface Roles {
   api: boolean
@@ -22,21 +22,6 @@ export interface Roles {
 interface Closer { name: string, close: () => Promise<void> }
 
 const roleName = (roles: Roles): string => roles.api && roles.worker ? 'all' : roles.api ? 'api' : 'worker'
-
-/** Loads the configuration or exits with every problem listed on one line. */
-export function loadConfigOrExit (): Config {
-  try {
-    return loadConfig()
-  } catch (err) {
-    process.stderr.write(`boxoffice: invalid configuration: ${err instanceof Error ? err.message : String(err)}\n`)
-    process.exit(1)
-  }
-}
-
-/** Why a process that cannot use the embedded database refuses to start without DATABASE_URL. */
-export function databaseUrlRequired (what: string): string {
-  return `DATABASE_URL is required to run ${what} (the embedded database belongs to \`npm start\`; \`npm run db\` runs one that several processes can share and prints its URL)`
-}
 
 /**
  * Runs the service with the given roles until SIGINT/SIGTERM. Start order: database (embedded when

@@ -2,11 +2,11 @@
 //
 // Applies every pending migration to DATABASE_URL, or to the embedded database in DATA_DIR when
 // DATABASE_URL is unset. Exits 1 (with the reason) if a migration fails.
-import { loadConfigOrExit } from '../lib/service.ts'
+import { loadConfigOrExit } from '../lib/config.ts'
 import { createLogger } from '../lib/logger.ts'
-import { closeDb, createDb } from './client.ts'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded.ts'
-import { migrateToLatest } from './migrate.ts'
+import { closeDb, createDb } from '../db/client.ts'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.ts'
+import { migrateToLatest } from '../db/migrate.ts'
 
 const config = loadConfigOrExit()
 const log = createLogger(config)

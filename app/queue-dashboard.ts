@@ -7,16 +7,16 @@
 //
 // patches/@pg-boss+dashboard+1.9.0.patch: the dashboard bundles an older pg-boss than ours and
 // refused our newer (additive) queue schema on its job pages and actions; it now accepts it.
-// test/lib/queue-dashboard.test.ts opens a job's page and retries it, so a pg-boss upgrade that
+// test/app/queue-dashboard.test.ts opens a job's page and retries it, so a pg-boss upgrade that
 // breaks them fails there.
 import { spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { createLogger } from './logger.ts'
-import { PGBOSS_SCHEMA } from './purchase-queue.ts'
-import { databaseUrlRequired, loadConfigOrExit } from './service.ts'
+import { databaseUrlRequired, loadConfigOrExit } from '../lib/config.ts'
+import { createLogger } from '../lib/logger.ts'
+import { PGBOSS_SCHEMA } from '../lib/purchase-queue.ts'
 
 const DASHBOARD_USER = 'admin'
 // The package's HTTP server (its `start` script and its bin both run this file).

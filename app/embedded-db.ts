@@ -4,9 +4,9 @@
 // several `npm run server` and `npm run worker` processes can share one database without Docker.
 // Ctrl-C (or SIGTERM) stops it cleanly.
 import closeWithGrace from 'close-with-grace'
-import { loadConfigOrExit } from '../lib/service.ts'
+import { loadConfigOrExit } from '../lib/config.ts'
 import { createLogger } from '../lib/logger.ts'
-import { startEmbeddedPostgres } from './embedded.ts'
+import { startEmbeddedPostgres } from '../db/embedded.ts'
 
 const config = loadConfigOrExit()
 const log = createLogger(config)
