@@ -12,7 +12,7 @@ import { startPurchaseWorker, WORKER_POOL_SIZE, type PurchaseWorker } from '../w
 import { databaseUrlRequired, loadConfigOrExit, type Config } from '../lib/config.ts'
 import { createLogger } from '../lib/logger.ts'
 import { createMetrics } from '../lib/metrics.ts'
-import { createBoss, ensurePurchaseQueues } from '../lib/purchase-queue.ts'
+import { createBoss, ensurePurchaseQueues } from '../purchase/queue.ts'
 
 export interface Roles {
   api: boolean

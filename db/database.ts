@@ -1,23 +1,8 @@
-import type { ColumnType, Generated, Insertable, Selectable } from 'kysely'
+import type { ColumnType, Generated, Insertable, Selectable, Transaction } from 'kysely'
+import type { BookingStatus } from '../purchase/vocabulary.ts'
 
-export const BOOKING_STATUS = {
-  pending: 'PENDING',
-  success: 'SUCCESS',
-  failed: 'FAILED',
-  cancelled: 'CANCELLED'
-} as const
-export type BookingStatus = typeof BOOKING_STATUS[keyof typeof BOOKING_STATUS]
-
-/** Why a purchase failed: a stable code clients can branch on. */
-export const FAILURE_REASON = {
-  soldOut: 'sold_out',
-  insufficientQuota: 'insufficient_quota',
-  limitExceeded: 'limit_exceeded',
-  saleClosed: 'sale_closed',
-  expired: 'expired',
-  invalid: 'invalid_request'
-} as const
-export type FailureReason = typeof FAILURE_REASON[keyof typeof FAILURE_REASON]
+// The tables as Kysely sees them. The words in them (statuses, reasons) are the purchase domain's:
+// purchase/vocabulary.ts.
 
 export interface EventTable {
   id: Generated<string>
@@ -68,3 +53,9 @@ export type EventRow = Selectable<EventTable>
 export type NewEvent = Insertable<EventTable>
 export type BookingRow = Selectable<BookingTable>
 export type NewBooking = Insertable<BookingTable>
+
+/**
+ * A transaction: what functions that lock rows (FOR UPDATE) or must commit with other writes take,
+ * so that calling one outside a transaction does not compile.
+ */
+export type Trx = Transaction<Database>

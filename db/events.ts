@@ -1,11 +1,12 @@
 import { sql } from 'kysely'
 import type { Db } from './client.ts'
-import type { EventRow } from './database.ts'
+import type { EventChange, LockedEvent } from '../purchase/rules.ts'
+import type { EventRow, Trx } from './database.ts'
 
 export type SaleStatus = 'scheduled' | 'open' | 'sold_out' | 'closed'
 
 export interface EventSummary extends EventRow {
-  /** Seats held by successful bookings now (total minus available). */
+  /** Seats sold: taken by successful bookings now (total minus available). */
   sold: number
   /** Purchases waiting for their decision. */
   pending: number
@@ -58,7 +59,7 @@ export type EventUpdate = Partial<EventSettings>
 /**
  * Changes an event's settings in one UPDATE, which waits for the row lock any decision holds, so
  * it never races one: a new total_quota moves available_quota by the same amount, and is refused
- * ('below_sold') if it would leave fewer seats than are held by successful bookings.
+ * ('below_sold') if it would leave fewer seats than successful bookings have taken.
  */
 export async function updateEvent (db: Db, id: string, update: EventUpdate): Promise<EventSummary | 'not_found' | 'below_sold'> {
   const row = await db.updateTable('events as e')
@@ -129,13 +130,6 @@ export async function countEvents (db: Db): Promise<number> {
   return Number(row.n)
 }
 
-/** What a decision needs of an event, read under its row lock. */
-export interface LockedEvent {
-  available_quota: number
-  max_per_user: number | null
-  sales_close_at: Date | null
-}
-
 /**
  * Takes the row lock of every listed event, in id order, for the rest of the transaction: every
  * change to an event's seats and to its bookings' statuses happens under it, so two deciders can
@@ -146,7 +140,7 @@ export interface LockedEvent {
  * FOR UPDATE: intake takes no lock on the event row (bookings have no foreign key to it, migration
  * 2026-11-25-004), so accepting purchases never waits behind a decision on the same hot event.
  */
-export async function lockEventsForUpdate (trx: Db, ids: readonly string[], { skipLocked = false, waitAtMostMs }: { skipLocked?: boolean, waitAtMostMs?: number } = {}): Promise<Map<string, LockedEvent>> {
+export async function lockEventsForUpdate (trx: Trx, ids: readonly string[], { skipLocked = false, waitAtMostMs }: { skipLocked?: boolean, waitAtMostMs?: number } = {}): Promise<Map<string, LockedEvent>> {
   if (ids.length === 0) return new Map()
   let query = trx.selectFrom('events').select(['id', 'available_quota', 'max_per_user', 'sales_close_at'])
     .where('id', '=', sql<string>`ANY(${ids}::uuid[])`)
@@ -162,10 +156,10 @@ export async function lockEventsForUpdate (trx: Db, ids: readonly string[], { sk
 export const LOCK_NOT_AVAILABLE = '55P03'
 
 /**
- * Of the listed events, those whose row another transaction holds right now (one statement, in
- * autocommit: the locks it tries are released as it ends). Unknown ids are not held.
+ * Of the listed events, those whose row another transaction has locked right now: busy (one
+ * statement, in autocommit: the locks it tries are released as it ends). Unknown ids are not busy.
  */
-export async function findHeldEvents (db: Db, ids: readonly string[]): Promise<string[]> {
+export async function findBusyEvents (db: Db, ids: readonly string[]): Promise<string[]> {
   if (ids.length === 0) return []
   const { rows } = await sql<{ id: string }>`
     SELECT id FROM events WHERE id = ANY(${ids}::uuid[])
@@ -174,22 +168,12 @@ export async function findHeldEvents (db: Db, ids: readonly string[]): Promise<s
   return rows.map((row) => row.id)
 }
 
-export interface EventChange {
-  eventId: string
-  /** Seats back on sale (cancellations) minus seats sold. */
-  seats: number
-  /** Seats given back by cancellations. */
-  cancelledSeats: number
-  /** The highest arrival number decided (0: none). */
-  decidedThrough: number
-}
-
 /**
  * Applies a batch's changes to many events in one statement. The table's CHECKs refuse any
  * oversell. The events are found by their ids (= ANY), so a plan reads only the batch's, whatever
  * it guesses of the join (db/client.ts, PLANNING).
  */
-export async function applyEventChanges (trx: Db, changes: readonly EventChange[]): Promise<void> {
+export async function applyEventChanges (trx: Trx, changes: readonly EventChange[]): Promise<void> {
   if (changes.length === 0) return
   const ids = changes.map((c) => c.eventId)
   await sql`

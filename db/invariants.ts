@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
-import { PGBOSS_SCHEMA, PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../lib/purchase-queue.ts'
+import { PGBOSS_SCHEMA, PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../purchase/queue.ts'
 import type { Db } from './client.ts'
-import { BOOKING_STATUS } from './database.ts'
+import { BOOKING_STATUS } from '../purchase/vocabulary.ts'
 
 // pg-boss's job table, in the schema it is configured with.
 const JOBS = sql.id(PGBOSS_SCHEMA, 'job')

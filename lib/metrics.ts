@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { PgBoss } from 'pg-boss'
 import { countPendingByEvent } from '../db/bookings.ts'
 import { observeAcquireWaits, poolUsage, type Db } from '../db/client.ts'
-import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from './purchase-queue.ts'
+import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../purchase/queue.ts'
 
 /**
  * The Prometheus metrics of one process (prom-client, its own registry), served at GET /metrics.

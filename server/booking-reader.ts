@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.ts'
-import { findBookingViews, type BookingLookup, type BookingView } from '../db/bookings.ts'
+import { findBookingViews, type BookingLookup, type BookingView } from '../db/booking-views.ts'
 
 export interface BookingReader {
   /**

@@ -1,12 +1,12 @@
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import { coalesced, listen } from '../db/client.ts'
-import { findSettled } from '../db/bookings.ts'
-import { BOOKINGS_DECIDED_CHANNEL } from '../lib/purchase-queue.ts'
+import { findResolved } from '../db/booking-views.ts'
+import { BOOKINGS_DECIDED_CHANNEL } from '../purchase/queue.ts'
 
 export interface BookingWaiter {
   /**
-   * Resolves when the booking is settled (decided, and no cancellation waiting), after `timeoutMs`,
+   * Resolves when the booking is resolved (decided, and no cancellation waiting), after `timeoutMs`,
    * or when `signal` aborts, whichever comes first. Never rejects.
    */
   until: (id: string, timeoutMs: number, signal: AbortSignal) => Promise<void>
@@ -21,7 +21,7 @@ const CHECK_EVERY_MS = 1000
 /**
  * Holds GET /bookings/:id?wait= requests without a query per waiting request: when a worker
  * commits decisions it notifies BOOKINGS_DECIDED_CHANNEL, and this process then checks every
- * booking being waited on with one query (findSettled), at most one at a time: notifications that
+ * booking being waited on with one query (findResolved), at most one at a time: notifications that
  * arrive during a check are covered by one more check after it. A new waiter joins the next check,
  * so one decided between its first read and its registration is not missed.
  */
@@ -32,8 +32,8 @@ export function createBookingWaiter ({ db, log }: { db: Db, log: Logger }): Book
   const check = coalesced(async () => {
     if (waiters.size === 0 || closed) return
     try {
-      const settled = await findSettled(db, [...waiters.keys()])
-      for (const id of settled) for (const release of waiters.get(id) ?? []) release()
+      const resolved = await findResolved(db, [...waiters.keys()])
+      for (const id of resolved) for (const release of waiters.get(id) ?? []) release()
     } catch (err) {
       log.warn({ err }, 'could not check the bookings clients wait on; checking again shortly')
     }

@@ -1,12 +1,14 @@
-import { randomBytes } from 'node:crypto'
-import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { WorkerMode } from '../lib/config.ts'
-import { expireOverdue } from '../db/bookings.ts'
 import { createNotifier, listen } from '../db/client.ts'
-import { recordWorkerRate } from '../db/events.ts'
-import { BOOKINGS_DECIDED_CHANNEL, PURCHASES_QUEUED_CHANNEL } from '../lib/purchase-queue.ts'
-import { createClaimGate, EVENT_HELD_PROBE_MS, HeldEvents, settleNextPurchase, settlePurchaseBatch, type SettleDeps, type SettleResult } from './settle.ts'
+import type { WorkerMode } from '../lib/config.ts'
+import { BOOKINGS_DECIDED_CHANNEL, PURCHASES_QUEUED_CHANNEL } from '../purchase/queue.ts'
+import type { SettleDeps, SettleResult } from './apply-jobs.ts'
+import { createClaimGate } from './claim-gate.ts'
+import { startExpirySweep } from './expiry-sweep.ts'
+import { startPacePublisher } from './pace-publisher.ts'
+import { EVENT_BUSY_PROBE_MS, SetAsideEvents } from './set-aside-events.ts'
+import { settlePurchaseBatch } from './settle-batch.ts'
+import { settleNextPurchase } from './settle-one.ts'
 
 export interface WorkerOptions {
   /** batched: many purchases per transaction (the default); serial: one per transaction. */
@@ -22,7 +24,8 @@ export interface PurchaseWorker {
   wake: () => void
   /** Stops claiming, lets the transaction in hand commit, then resolves. */
   stop: () => Promise<void>
-  readonly settled: number
+  /** Jobs claimed and handled so far. */
+  readonly handled: number
 }
 
 // Transactions a batched worker runs at once. Two overlap one batch's claim with the other's
@@ -36,11 +39,6 @@ export const WORKER_POOL_SIZE = BATCHED_LOOPS + 1
 const ERROR_BACKOFF_MS = 1000
 // How often to try again to LISTEN when the first attempt failed (the database was down).
 const LISTEN_RETRY_MS = 5000
-// How often overdue purchases (max_wait_seconds passed) are failed as expired: a deadline is
-// kept to within about this much, even while the worker is far behind.
-const EXPIRY_SWEEP_MS = 500
-// How often the worker's pace is measured and published for estimated waits.
-const RATE_SAMPLE_MS = 1000
 
 /**
  * Settles purchases until stopped. A backlog drains back to back: after a transaction that claimed
@@ -57,7 +55,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   let stopping = false
   const stopped = new AbortController()
   const pause = async (ms: number): Promise<void> => { await sleep(ms, undefined, { signal: stopped.signal }).catch(() => {}) }
-  let settled = 0
+  let handled = 0
   // Purchases still to settle one at a time after a failed batch.
   let serialAfterFailure = 0
   const claimGate = createClaimGate()
@@ -95,20 +93,20 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   // Clients waiting on GET /bookings/:id?wait= hear of decisions through this (in any API process).
   const notifyDecided = createNotifier(deps.db, BOOKINGS_DECIDED_CHANNEL, (err) => { log.warn({ err }, 'could not notify waiting clients of decisions; they will see them at their next check') })
 
-  // Per loop: the events whose row was held elsewhere, left alone for a while. Per loop, not per
+  // Per loop: the events whose row was locked elsewhere, left alone for a while. Per loop, not per
   // process: a loop that waited too long behind its sibling's batch must not stop the sibling.
-  const held = Array.from({ length: loops }, () => new HeldEvents())
+  const setAside = Array.from({ length: loops }, () => new SetAsideEvents())
 
   async function settleOnce (loop: number): Promise<SettleResult> {
     const started = performance.now()
     let result: SettleResult
     if (options.mode === 'serial' || serialAfterFailure > 0) {
       // Through the gate: one serial transaction at a time, so recovery keeps arrival order too.
-      result = await claimGate(async () => await settleNextPurchase({ ...deps, log }, held[loop]))
+      result = await claimGate(async () => await settleNextPurchase({ ...deps, log }, setAside[loop]))
       if (result.setAside === 0) serialAfterFailure = result.claimed === 0 ? 0 : Math.max(0, serialAfterFailure - result.claimed)
     } else {
       try {
-        result = await settlePurchaseBatch({ ...deps, log }, options.batchSize, claimGate, held[loop])
+        result = await settlePurchaseBatch({ ...deps, log }, options.batchSize, claimGate, setAside[loop])
       } catch (err) {
         log.warn({ err }, 'a batch of purchases failed and was rolled back; settling them one at a time')
         serialAfterFailure = options.batchSize
@@ -120,54 +118,23 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
       deps.metrics?.settleBatchDuration.observe((performance.now() - started) / 1000)
     }
     if (result.decided > 0) {
-      decidedSinceSample += result.decided
+      pace.count(result.decided)
       notifyDecided()
     }
     return result
   }
 
-  // The worker's pace, published for estimated waits: decisions per second over busy seconds only
-  // (an idle second says nothing about how fast a queue would drain), smoothed.
-  const workerId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
-  let decidedSinceSample = 0
-  let pace: number | undefined
-  let lastSampleAt = performance.now()
-  const rateTimer = setInterval(() => {
-    const now = performance.now()
-    const sample = decidedSinceSample / ((now - lastSampleAt) / 1000)
-    lastSampleAt = now
-    decidedSinceSample = 0
-    if (sample <= 0) return
-    pace = pace === undefined ? sample : 0.5 * pace + 0.5 * sample
-    recordWorkerRate(deps.db, workerId, pace).catch((err: unknown) => { log.warn({ err }, 'could not record the worker pace') })
-  }, RATE_SAMPLE_MS)
-
-  // Deadlines are kept even when the queue is long: overdue purchases fail without waiting for
-  // the worker to reach them.
-  const sweeping = (async () => {
-    while (!stopping) {
-      try {
-        const expired = await expireOverdue(deps.db)
-        deps.metrics?.purchasesDecided.inc({ status: 'failed', reason: 'expired' }, expired.length)
-        if (expired.length > 0) {
-          log.info({ expired: expired.length }, 'purchases past their deadline failed as expired')
-          notifyDecided()
-        }
-      } catch (err) {
-        log.warn({ err }, 'could not expire overdue purchases; trying again')
-      }
-      await pause(EXPIRY_SWEEP_MS)
-    }
-  })()
+  const pace = startPacePublisher({ db: deps.db, log })
+  const sweep = startExpirySweep({ db: deps.db, log, metrics: deps.metrics }, notifyDecided)
 
   async function run (loop: number): Promise<void> {
     while (!stopping) {
       woken[loop] = false
       try {
-        const { claimed, setAside } = await settleOnce(loop)
-        settled += claimed
-        // Idle: rest until woken, the next poll, or the moment a held event is due to be tried again.
-        if (claimed === 0 && setAside === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, Math.min(options.idlePollMs, held[loop]?.nextRetryInMs() ?? Infinity, held[loop]?.current().length === 0 ? Infinity : EVENT_HELD_PROBE_MS))
+        const { claimed, setAside: setAsideNow } = await settleOnce(loop)
+        handled += claimed
+        // Idle: rest until woken, the next poll, or the moment an event set aside is due to be tried again.
+        if (claimed === 0 && setAsideNow === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, Math.min(options.idlePollMs, setAside[loop]?.nextRetryInMs() ?? Infinity, setAside[loop]?.current().length === 0 ? Infinity : EVENT_BUSY_PROBE_MS))
       } catch (err) {
         log.error({ err }, 'purchase worker could not settle; retrying')
         await pause(ERROR_BACKOFF_MS)
@@ -177,18 +144,18 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
 
   log.info({ mode: options.mode, batchSize: options.mode === 'batched' ? options.batchSize : 1, loops }, 'purchase worker started')
   const running = Promise.all(Array.from({ length: loops }, async (_v, loop) => { await run(loop) }))
-    .then(() => { log.info({ settled }, 'purchase worker stopped') })
+    .then(() => { log.info({ handled }, 'purchase worker stopped') })
 
   return {
     wake,
-    get settled () { return settled },
+    get handled () { return handled },
     async stop () {
       stopping = true
       stopped.abort()
-      clearInterval(rateTimer)
+      pace.stop()
       wake()
       await running
-      await sweeping
+      await sweep.stop()
       await listening
       await unlisten?.()
     }

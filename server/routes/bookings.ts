@@ -1,18 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { fromKysely, type PgBoss } from 'pg-boss'
-import { timeOrderedId } from '../../lib/ids.ts'
+import type { PgBoss } from 'pg-boss'
+import type { BookingView } from '../../db/booking-views.ts'
 import type { Db } from '../../db/client.ts'
-import { isSettled, markCancelRequested, type BookingView } from '../../db/bookings.ts'
-import { BOOKING_STATUS, type BookingStatus } from '../../db/database.ts'
-import { PURCHASE_QUEUE, type CancelJobData } from '../../lib/purchase-queue.ts'
+import { requestCancellation } from '../../purchase/cancellation.ts'
+import { API_STATUS, BOOKING_STATUS, isResolved } from '../../purchase/vocabulary.ts'
 import { AdminHeaders, bookingAccess } from '../auth.ts'
 import type { BookingReader } from '../booking-reader.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
 import { AppError } from '../errors.ts'
 import { Booking, BookingQuery, bookingLocation, CancelQuery } from '../schemas/bookings.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
-
-export const STATUS_FOR_CLIENTS = { PENDING: 'pending', SUCCESS: 'success', FAILED: 'failed', CANCELLED: 'cancelled' } as const satisfies Record<BookingStatus, string>
 
 function toBookingResponse (row: BookingView) {
   const pending = row.status === BOOKING_STATUS.pending
@@ -21,7 +18,7 @@ function toBookingResponse (row: BookingView) {
     event_id: row.event_id,
     user_id: row.user_id,
     quantity: row.quantity,
-    status: STATUS_FOR_CLIENTS[row.status],
+    status: API_STATUS[row.status],
     reason: row.reason,
     position: pending ? row.position : null,
     estimated_wait_ms: pending && row.position !== null && row.pace !== null && row.pace > 0 ? Math.round((row.position + 1) / row.pace * 1000) : null,
@@ -78,7 +75,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     const ownedBy = asker.admin ? null : asker.userId
     let row = await findOrThrow(reader, id, ownedBy)
     const waitSeconds = Number(request.query.wait ?? 0)
-    if (waitSeconds > 0 && !isSettled(row)) {
+    if (waitSeconds > 0 && !isResolved(row)) {
       // Ends early if the client goes away.
       const gone = new AbortController()
       const onClose = (): void => { gone.abort() }
@@ -108,14 +105,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     let row = await findOrThrow(reader, id, owner)
     if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
-      const queued = await db.transaction().execute(async (trx) => {
-        const marked = await markCancelRequested(trx, id)
-        if (marked === undefined) return undefined
-        const data: CancelJobData = { cancel_booking_id: id, event_id: row.event_id }
-        const ids = await boss.insert(PURCHASE_QUEUE, [{ id: timeOrderedId(), data, group: { id: data.event_id } }], { db: fromKysely(trx), returnId: true })
-        if (ids?.length !== 1) throw new Error('the cancellation job was not stored')
-        return marked
-      })
+      const queued = await requestCancellation(db, boss, row)
       if (queued !== undefined) {
         onQueued()
         row = { ...row, ...queued }

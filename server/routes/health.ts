@@ -5,7 +5,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { PgBoss } from 'pg-boss'
 import { withEveryPlan, type Db } from '../../db/client.ts'
 import { createMigrator } from '../../db/migrate.ts'
-import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
+import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { AppError } from '../errors.ts'
 import { ErrorResponse } from '../schemas/common.ts'
 

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { RateLimitOptions } from '@fastify/rate-limit'
 import type { preHandlerAsyncHookHandler } from 'fastify'
-import { rateLimited } from '../errors.ts'
 import type { Metrics } from '../../lib/metrics.ts'
-import type { Intake } from '../intake.ts'
+import { API_STATUS } from '../../purchase/vocabulary.ts'
+import { rateLimited } from '../errors.ts'
+import type { Intake } from '../intake/intake.ts'
 import { ErrorResponse } from '../schemas/common.ts'
 import { bookingLocation } from '../schemas/bookings.ts'
 import { BuyAccepted, BuyBody, BuyDecided, BuyHeaders } from '../schemas/purchases.ts'
-import { STATUS_FOR_CLIENTS } from './bookings.ts'
 
 const DECIDED_MESSAGE = {
   SUCCESS: 'Purchase succeeded',
@@ -63,6 +63,6 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, metrics
       return reply.code(202).send({ booking_id: submitted.id, status: 'pending', message: submitted.replayed ? 'Request already queued' : 'Request queued' })
     }
     const message = submitted.reason === 'sold_out' ? 'Sold out' : DECIDED_MESSAGE[submitted.status]
-    return reply.code(200).send({ booking_id: submitted.id, status: STATUS_FOR_CLIENTS[submitted.status], reason: submitted.reason, message })
+    return reply.code(200).send({ booking_id: submitted.id, status: API_STATUS[submitted.status], reason: submitted.reason, message })
   })
 }

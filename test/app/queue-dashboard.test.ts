@@ -2,7 +2,7 @@
 import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { sql } from 'kysely'
-import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
+import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { ADMIN_TOKEN, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'

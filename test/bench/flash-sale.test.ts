@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import postgres from 'postgres'
 import t from 'tap'
-import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
+import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
-import { storePurchases } from '../../db/bookings.ts'
+import { storePurchases } from '../../db/purchases.ts'
 import { timeOrderedId } from '../../lib/ids.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'

@@ -2,7 +2,8 @@ import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { closeDb, createDb, type Db } from '../../db/client.ts'
-import { readDecisionContext, storePurchases, type NewPurchase } from '../../db/bookings.ts'
+import { readDecisionContext } from '../../db/decisions.ts'
+import { storePurchases, type NewPurchase } from '../../db/purchases.ts'
 import { timeOrderedId } from '../../lib/ids.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'
@@ -40,17 +41,17 @@ t.test('the per-user cap reads only the buyers\' own bookings, even on a generic
   await addBookings(database.db, eventId, others, 30_000, 'SUCCESS')
   await addBookings(database.db, eventId, buyers, buyers.length * 5, 'SUCCESS')
 
-  const { held, reads } = await database.db.transaction().execute(async (trx) => {
+  const { owned, reads } = await database.db.transaction().execute(async (trx) => {
     // The plan PostgreSQL would switch to after a few runs on a connection (the worker's pool
     // keeps generic plans).
     await sql`SET LOCAL plan_cache_mode = force_generic_plan`.execute(trx)
     const before = await bookingReads(trx)
     const context = await readDecisionContext(trx, { claimed: [], cancelTargets: [], capped: buyers.map((user_id) => ({ event_id: eventId, user_id })) })
     const after = await bookingReads(trx)
-    return { held: context.held, reads: { seq_tup_read: after.seq_tup_read - before.seq_tup_read, idx_tup_fetch: after.idx_tup_fetch - before.idx_tup_fetch } }
+    return { owned: context.buyerSeats, reads: { seq_tup_read: after.seq_tup_read - before.seq_tup_read, idx_tup_fetch: after.idx_tup_fetch - before.idx_tup_fetch } }
   })
-  t.equal(held.size, buyers.length, 'every buyer\'s seats were read')
-  t.ok([...held.values()].every((seats) => seats === 5), 'each buyer holds their 5 seats')
+  t.equal(owned.size, buyers.length, 'every buyer\'s seats were read')
+  t.ok([...owned.values()].every((seats) => seats === 5), 'each buyer has their 5 seats')
   t.equal(reads.seq_tup_read, 0, 'no sequential scan of bookings')
   t.ok(reads.idx_tup_fetch <= buyers.length * 5 * 2, `bookings read through an index: ${reads.idx_tup_fetch}, for ${buyers.length * 5} of the buyers' own (31,000 in the event)`)
 })

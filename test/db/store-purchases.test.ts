@@ -1,13 +1,19 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
-import { storePurchases, type NewPurchase } from '../../db/bookings.ts'
+import { storePurchases, type NewPurchase, type StoredPurchase, type StoreVerdict } from '../../db/purchases.ts'
 import { timeOrderedId } from '../../lib/ids.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'
 
 const purchase = (eventId: string, extra: Partial<NewPurchase> = {}): NewPurchase =>
   ({ id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null, ...extra })
+
+/** The result as its verdict's variant, or a thrown error naming the verdict it had. */
+function verdictOf<V extends StoreVerdict> (result: StoredPurchase | undefined, verdict: V): Extract<StoredPurchase, { verdict: V }> {
+  if (result?.verdict !== verdict) throw new Error(`expected ${verdict}, got ${result?.verdict}`)
+  return result as Extract<StoredPurchase, { verdict: V }>
+}
 
 t.test('one statement gives every purchase its verdict, in the order asked, and stores only what it says', async (t) => {
   const { db } = await createTestDatabase(t)
@@ -28,10 +34,11 @@ t.test('one statement gives every purchase its verdict, in the order asked, and 
   const results = await storePurchases(db, batch)
   t.same(results.map((r) => r.id), batch.map((p) => p.id), 'one result per purchase, in order')
   t.same(results.map((r) => r.verdict), ['unknown_event', 'pending', 'sold_out', 'replay', 'pending'])
-  t.ok(results[1]?.arrival !== null && results[4]?.arrival !== null && Number(results[4]?.arrival) > Number(results[1]?.arrival), 'queued purchases get arrival numbers in order')
-  t.equal(results[1]?.expires_at, null, 'no deadline asked, none set')
-  t.ok(results[4]?.expires_at instanceof Date, 'a deadline asked is set')
-  t.equal(results[3]?.existing?.id, keyed.id, 'the replay names the purchase stored under the key')
+  const [earlier, later] = [verdictOf(results[1], 'pending'), verdictOf(results[4], 'pending')]
+  t.ok(Number(later.arrival) > Number(earlier.arrival), 'queued purchases get arrival numbers in order')
+  t.equal(earlier.expires_at, null, 'no deadline asked, none set')
+  t.ok(later.expires_at instanceof Date, 'a deadline asked is set')
+  t.equal(verdictOf(results[3], 'replay').existing.id, keyed.id, 'the replay names the purchase stored under the key')
 
   const { rows } = await sql<{ id: string, status: string, reason: string | null }>`SELECT id, status, reason FROM bookings WHERE id = ANY(${batch.map((p) => p.id)}::uuid[]) ORDER BY id`.execute(db)
   t.same(rows.map((r) => [r.id, r.status, r.reason]), [
@@ -57,7 +64,7 @@ t.test('a closed or not yet open sale stores nothing; a key taken twice in one b
   ]
   const results = await storePurchases(db, batch)
   t.same(results.map((r) => r.verdict), ['closed', 'not_open', 'pending', 'not_stored'], 'the second of two purchases under one key is not stored')
-  t.ok(results[1]?.sales_open_at instanceof Date, 'not_open says when the sale opens')
+  t.ok(verdictOf(results[1], 'not_open').sales_open_at instanceof Date, 'not_open says when the sale opens')
   const { rows } = await sql<{ id: string }>`SELECT id FROM bookings WHERE id = ANY(${batch.map((p) => p.id)}::uuid[])`.execute(db)
   t.same(rows.map((r) => r.id), [batch[2]?.id], 'only the first purchase under the key is stored')
 })

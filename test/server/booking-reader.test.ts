@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { closeDb, createDb, observeAcquireWaits } from '../../db/client.ts'
-import { storePurchases } from '../../db/bookings.ts'
+import { storePurchases } from '../../db/purchases.ts'
 import { timeOrderedId } from '../../lib/ids.ts'
 import { createBookingReader } from '../../server/booking-reader.ts'
 import { createTestDatabase } from '../fixtures/database.ts'

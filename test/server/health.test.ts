@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import t from 'tap'
 import { closeDb, createDb, poolUsage } from '../../db/client.ts'
-import { createBoss } from '../../lib/purchase-queue.ts'
+import { createBoss } from '../../purchase/queue.ts'
 import { startTestApp } from '../fixtures/app.ts'
 import { silentLog } from '../fixtures/log.ts'
 import { createTestDatabase } from '../fixtures/database.ts'

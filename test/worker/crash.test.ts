@@ -1,6 +1,6 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
+import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
-import { heldKey, type DecisionContext } from '../../db/bookings.ts'
-import type { LockedEvent } from '../../db/events.ts'
-import { decideJobs, settlePurchaseBatch, type JobsDecided } from '../../worker/settle.ts'
+import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
+import { decideJobs, type DecisionContext, type JobsDecided, type LockedEvent } from '../../purchase/rules.ts'
+import { buyerKey } from '../../purchase/vocabulary.ts'
+import { settlePurchaseBatch } from '../../worker/settle-batch.ts'
 import { startTestApp, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
@@ -36,7 +36,7 @@ t.test('decideJobs, the batch rules without I/O', async (t) => {
   const user = '00000000-0000-4000-8000-00000000000a'
   const now = new Date('2026-11-24T12:00:00Z')
   const open = (available: number, extra: Partial<LockedEvent> = {}): Map<string, LockedEvent> => new Map([[event, { available_quota: available, max_per_user: null, sales_close_at: null, ...extra }]])
-  const context = (extra: Partial<DecisionContext> = {}): DecisionContext => ({ now, bookings: new Map(), held: new Map(), ...extra })
+  const context = (extra: Partial<DecisionContext> = {}): DecisionContext => ({ now, bookings: new Map(), buyerSeats: new Map(), ...extra })
   const p = (id: string, quantity: number, data: Record<string, unknown> = {}) => ({ id, data: { event_id: event, user_id: user, quantity, ...data } })
   // Ids sort like the UUIDv7s they stand for: by the two characters at the end.
   const u = (n: string): string => `00000000-0000-7000-8000-0000000000${n}`
@@ -51,7 +51,7 @@ t.test('decideJobs, the batch rules without I/O', async (t) => {
   t.same(outcomes(bad), [[u('01'), 'invalid_request'], [u('02'), 'invalid_request']])
   t.same(bad.changes, [], 'no seat moves for invalid purchases')
 
-  const capped = decideJobs([p(u('01'), 2), p(u('02'), 2), p(u('03'), 1)], open(10, { max_per_user: 4 }), context({ held: new Map([[heldKey(event, user), 1]]) }))
+  const capped = decideJobs([p(u('01'), 2), p(u('02'), 2), p(u('03'), 1)], open(10, { max_per_user: 4 }), context({ buyerSeats: new Map([[buyerKey(event, user), 1]]) }))
   t.same(outcomes(capped), [[u('01'), 'SUCCESS'], [u('02'), 'limit_exceeded'], [u('03'), 'SUCCESS']], 'a cap counts seats held before the batch and in it')
 
   const closed = decideJobs([p(u('01'), 1)], open(10, { sales_close_at: new Date(now.getTime() - 1) }), context())

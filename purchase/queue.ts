@@ -1,17 +1,13 @@
-import { PgBoss, type Queue } from 'pg-boss'
+import { fromKysely, PgBoss, type Queue } from 'pg-boss'
 import type { Logger } from 'pino'
-import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
-import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { Trx } from '../db/database.ts'
 import { SERVICE_SESSION_SETTINGS } from '../db/session.ts'
+import { timeOrderedId } from '../lib/ids.ts'
+import type { CancelJobData, PurchaseJobData } from './jobs.ts'
 
-// TypeBox's own checker knows no formats until told; this is the canonical form the HTTP schemas
-// accept (server/schemas/common.ts), so a payload the API accepted is never rejected here.
-const UUID = /^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i
-if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (value) => UUID.test(value))
+// The purchase queue: one pg-boss queue carries purchases and cancellations (payloads:
+// purchase/jobs.ts), and these two functions are the only ones that put jobs on it.
 
-// The one contract between the API and the worker: a purchase job. The job id is the booking id,
-// chosen at intake, so the booking row and its job are the same purchase and a retried delivery
-// can be recognised by id.
 export const PURCHASE_QUEUE = 'purchases'
 export const PURCHASE_DEAD_LETTER_QUEUE = 'purchases_dead'
 // Intake notifies here when a commit queued purchases, so an idle worker in any process starts
@@ -21,34 +17,6 @@ export const PURCHASES_QUEUED_CHANNEL = 'boxoffice_purchases_queued'
 // holding GET /bookings/:id?wait= requests re-read them at once (one query for all of them).
 export const BOOKINGS_DECIDED_CHANNEL = 'boxoffice_bookings_decided'
 
-export const PurchaseJobData = Type.Object({
-  event_id: Type.String({ format: 'uuid' }),
-  user_id: Type.String({ format: 'uuid' }),
-  quantity: Type.Integer({ minimum: 1, maximum: 10 }),
-  /** The purchase's arrival number for its event (jobs stored before arrival numbers have none). */
-  arrival: Type.Optional(Type.Integer({ minimum: 1 })),
-  /** Its deadline (ISO 8601): undecided then, it fails as expired. */
-  expires_at: Type.Optional(Type.String({ minLength: 20, maxLength: 40 }))
-}, { additionalProperties: false })
-export type PurchaseJobData = Static<typeof PurchaseJobData>
-
-// A cancellation travels the same queue as purchases: claimed in arrival order with them and
-// decided under the same event lock, so a cancellation and a purchase of the seat it frees never race.
-export const CancelJobData = Type.Object({
-  cancel_booking_id: Type.String({ format: 'uuid' }),
-  event_id: Type.String({ format: 'uuid' })
-}, { additionalProperties: false })
-export type CancelJobData = Static<typeof CancelJobData>
-
-const purchaseJobCheck = TypeCompiler.Compile(PurchaseJobData)
-export function isPurchaseJobData (data: unknown): data is PurchaseJobData {
-  return purchaseJobCheck.Check(data) && (data.expires_at === undefined || !Number.isNaN(Date.parse(data.expires_at)))
-}
-
-const cancelJobCheck = TypeCompiler.Compile(CancelJobData)
-export function isCancelJobData (data: unknown): data is CancelJobData {
-  return cancelJobCheck.Check(data)
-}
 
 /**
  * Attempts before a purchase whose decision keeps throwing is given up on (it is then recorded as
@@ -123,4 +91,29 @@ export async function ensurePurchaseQueues (boss: PgBoss): Promise<void> {
     const { policy, partition, ...updatable } = PURCHASE_QUEUE_OPTIONS
     await boss.updateQueue(PURCHASE_QUEUE, updatable)
   }
+}
+
+/** A purchase stored pending (its booking row is in the same transaction) and its job's payload. */
+export interface QueuedPurchase {
+  bookingId: string
+  data: PurchaseJobData
+}
+
+/**
+ * Queues the jobs of purchases whose booking rows the caller's transaction stored, so both commit
+ * together. The event is each job's group: a worker that finds an event's row busy leaves all its
+ * jobs queued (ignoreGroups) and goes on with the other events.
+ */
+export async function enqueuePurchases (trx: Trx, boss: PgBoss, purchases: readonly QueuedPurchase[]): Promise<void> {
+  if (purchases.length === 0) return
+  const jobs = purchases.map(({ bookingId, data }) => ({ id: bookingId, data, group: { id: data.event_id } }))
+  const ids = await boss.insert(PURCHASE_QUEUE, jobs, { db: fromKysely(trx), returnId: true })
+  // insert() skips a duplicate id silently; a purchase without its job must not be answered 202.
+  if (ids?.length !== jobs.length) throw new Error(`stored ${ids?.length ?? 0} of ${jobs.length} purchase jobs`)
+}
+
+/** Queues a booking's cancellation behind the purchases before it, in the caller's transaction. */
+export async function enqueueCancellation (trx: Trx, boss: PgBoss, data: CancelJobData): Promise<void> {
+  const ids = await boss.insert(PURCHASE_QUEUE, [{ id: timeOrderedId(), data, group: { id: data.event_id } }], { db: fromKysely(trx), returnId: true })
+  if (ids?.length !== 1) throw new Error('the cancellation job was not stored')
 }

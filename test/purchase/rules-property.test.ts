@@ -1,8 +1,8 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { heldKey, type BookingState, type DecisionContext } from '../../db/bookings.ts'
-import type { LockedEvent } from '../../db/events.ts'
-import { decideJobs, type JobsDecided, type QueuedJob } from '../../worker/settle.ts'
+import type { QueuedJob } from '../../purchase/jobs.ts'
+import { decideJobs, type BookingState, type DecisionContext, type JobsDecided, type LockedEvent } from '../../purchase/rules.ts'
+import { buyerKey } from '../../purchase/vocabulary.ts'
 
 // decideJobs against generated batches: random buyers from a small pool, quantities 1-5, events
 // with or without a per-user cap, cancellations of earlier purchases interleaved, the batch claimed
@@ -68,7 +68,7 @@ function buildScenario (
   claimKeys: readonly number[]
 ): Scenario {
   let counter = 0
-  const held = new Map<string, number>()
+  const owned = new Map<string, number>()
   const priorSold: Purchase[] = []
   const priorPending: Purchase[] = []
   // Earlier sales within each event's seats and cap, as the worker would have left them.
@@ -80,10 +80,10 @@ function buildScenario (
       priorPending.push(purchase)
       continue
     }
-    const key = heldKey(purchase.event, purchase.user)
-    if (sold[p.event] as number + p.quantity > spec.total || (spec.cap !== null && (held.get(key) ?? 0) + p.quantity > spec.cap)) continue
+    const key = buyerKey(purchase.event, purchase.user)
+    if (sold[p.event] as number + p.quantity > spec.total || (spec.cap !== null && (owned.get(key) ?? 0) + p.quantity > spec.cap)) continue
     sold[p.event] = sold[p.event] as number + p.quantity
-    held.set(key, (held.get(key) ?? 0) + p.quantity)
+    owned.set(key, (owned.get(key) ?? 0) + p.quantity)
     priorSold.push(purchase)
   }
   const events = new Map(specs.map((spec, n) => [eventId(n), {
@@ -103,7 +103,7 @@ function buildScenario (
   }
 
   // What readDecisionContext would read under the locks: the claimed purchases no longer pending,
-  // every booking a cancellation names (as stored before this batch), and the seats held by each
+  // every booking a cancellation names (as stored before this batch), and the seats owned by each
   // (event, user) that a cap applies to and that buys in this batch.
   const stored = new Map<string, BookingState>()
   for (const p of priorSold) stored.set(p.id, { status: 'SUCCESS', quantity: p.quantity, user_id: p.user, event_id: p.event })
@@ -119,8 +119,8 @@ function buildScenario (
   const capped = new Map<string, number>()
   for (const job of jobs) {
     if (job.kind !== 'buy' || events.get(job.purchase.event)?.max_per_user === null) continue
-    const key = heldKey(job.purchase.event, job.purchase.user)
-    if ((held.get(key) ?? 0) > 0) capped.set(key, held.get(key) as number)
+    const key = buyerKey(job.purchase.event, job.purchase.user)
+    if ((owned.get(key) ?? 0) > 0) capped.set(key, owned.get(key) as number)
   }
 
   const claimed = jobs
@@ -132,7 +132,7 @@ function buildScenario (
     }])
     .sort((a, b) => a[0] - b[0])
     .map(([, job]) => job)
-  return { events, priorSold, priorPending, jobs, claimed, context: { now: NOW, bookings, held: capped } }
+  return { events, priorSold, priorPending, jobs, claimed, context: { now: NOW, bookings, buyerSeats: capped } }
 }
 
 /**
@@ -147,7 +147,7 @@ function expectedOutcomes (s: Scenario): string[] {
   for (const p of s.priorSold) {
     status.set(p.id, 'SUCCESS')
     booking.set(p.id, p)
-    seatsOf.set(heldKey(p.event, p.user), (seatsOf.get(heldKey(p.event, p.user)) ?? 0) + p.quantity)
+    seatsOf.set(buyerKey(p.event, p.user), (seatsOf.get(buyerKey(p.event, p.user)) ?? 0) + p.quantity)
   }
   for (const p of s.priorPending) { status.set(p.id, 'PENDING'); booking.set(p.id, p) }
   const outcomes: string[] = []
@@ -157,7 +157,7 @@ function expectedOutcomes (s: Scenario): string[] {
       const target = booking.get(job.target) as Purchase
       if (was === 'SUCCESS') {
         left.set(target.event, (left.get(target.event) ?? 0) + target.quantity)
-        seatsOf.set(heldKey(target.event, target.user), (seatsOf.get(heldKey(target.event, target.user)) ?? 0) - target.quantity)
+        seatsOf.set(buyerKey(target.event, target.user), (seatsOf.get(buyerKey(target.event, target.user)) ?? 0) - target.quantity)
       }
       if (was === 'SUCCESS' || was === 'PENDING') {
         status.set(job.target, 'CANCELLED')
@@ -176,14 +176,14 @@ function expectedOutcomes (s: Scenario): string[] {
     }
     const seatsLeft = left.get(p.event) ?? 0
     const cap = s.events.get(p.event)?.max_per_user ?? null
-    const mine = seatsOf.get(heldKey(p.event, p.user)) ?? 0
+    const mine = seatsOf.get(buyerKey(p.event, p.user)) ?? 0
     let outcome: string
     if (seatsLeft < p.quantity) outcome = seatsLeft === 0 ? 'sold_out' : 'insufficient_quota'
     else if (cap !== null && mine + p.quantity > cap) outcome = 'limit_exceeded'
     else outcome = 'SUCCESS'
     if (outcome === 'SUCCESS') {
       left.set(p.event, seatsLeft - p.quantity)
-      seatsOf.set(heldKey(p.event, p.user), mine + p.quantity)
+      seatsOf.set(buyerKey(p.event, p.user), mine + p.quantity)
     }
     status.set(p.id, outcome === 'SUCCESS' ? 'SUCCESS' : 'FAILED')
     outcomes.push(outcome)
@@ -204,7 +204,7 @@ function actualOutcomes (s: Scenario, decided: JobsDecided): string[] {
 
 /**
  * Where every booking of the scenario ends up once the batch's outcomes are applied, and whether
- * it held seats at some point (sold before the batch, or in it).
+ * it owned seats at some point (sold before the batch, or in it).
  */
 function finalBookings (s: Scenario, decided: JobsDecided): Array<Purchase & { status: string, sold: boolean }> {
   const decisions = new Map(decided.decisions.map((d) => [d.id, d.decision.status]))
@@ -247,17 +247,17 @@ t.test('decideJobs, for any batch of purchases and cancellations', async (t) => 
       // Replayed job by job from decideJobs's own answers, no event ever goes below zero.
       const left = new Map([...s.events].map(([id, e]) => [id, e.available_quota]))
       const outcomes = actualOutcomes(s, decided)
-      const heldBy = new Map([...s.priorSold].map((p) => [p.id, p]))
+      const ownerOf = new Map([...s.priorSold].map((p) => [p.id, p]))
       s.jobs.forEach((job, i) => {
         if (job.kind === 'buy' && outcomes[i] === 'SUCCESS') {
           left.set(job.purchase.event, (left.get(job.purchase.event) ?? 0) - job.purchase.quantity)
-          heldBy.set(job.id, job.purchase)
+          ownerOf.set(job.id, job.purchase)
           check((left.get(job.purchase.event) ?? 0) >= 0, () => `event ${job.purchase.event} below zero after ${job.id}`)
         }
-        const given = job.kind === 'cancel' && outcomes[i] === 'cancelled' ? heldBy.get(job.target) : undefined
+        const given = job.kind === 'cancel' && outcomes[i] === 'cancelled' ? ownerOf.get(job.target) : undefined
         if (given !== undefined) {
           left.set(given.event, (left.get(given.event) ?? 0) + given.quantity)
-          heldBy.delete(given.id)
+          ownerOf.delete(given.id)
         }
       })
     })
@@ -267,7 +267,7 @@ t.test('decideJobs, for any batch of purchases and cancellations', async (t) => 
     holds(t, 'caps hold', (s, decided) => {
       const seats = new Map<string, number>()
       for (const b of finalBookings(s, decided)) {
-        if (b.status === 'SUCCESS') seats.set(heldKey(b.event, b.user), (seats.get(heldKey(b.event, b.user)) ?? 0) + b.quantity)
+        if (b.status === 'SUCCESS') seats.set(buyerKey(b.event, b.user), (seats.get(buyerKey(b.event, b.user)) ?? 0) + b.quantity)
       }
       for (const [key, n] of seats) {
         const cap = s.events.get(key.split('\n')[0] as string)?.max_per_user ?? null

@@ -1,0 +1,160 @@
+import { sql } from 'kysely'
+import { BOOKING_STATUS, FAILURE_REASON, type BookingStatus } from '../purchase/vocabulary.ts'
+import type { Db } from './client.ts'
+import { PENDING } from './bookings.ts'
+import type { BookingRow } from './database.ts'
+
+// Storing purchases as intake accepts them, and finding them again by idempotency key.
+
+export interface NewPurchase {
+  id: string
+  event_id: string
+  user_id: string
+  quantity: number
+  idempotency_key: string | null
+  max_wait_seconds: number | null
+}
+
+/**
+ * What the storing statement made of a purchase:
+ * - unknown_event, not_open, closed: refused, nothing stored;
+ * - sold_out: stored already decided (FAILED, sold_out), no job needed;
+ * - pending: stored PENDING with its arrival number (and deadline); it needs its job;
+ * - replay: the user already has a purchase under this idempotency key (`existing`); nothing stored;
+ * - not_stored: it would have been stored, but its key was taken by a purchase committed while
+ *   this statement ran (look that one up).
+ */
+export type StoredPurchase =
+  | { id: string, verdict: 'pending', arrival: string, expires_at: Date | null }
+  | { id: string, verdict: 'sold_out' | 'unknown_event' | 'closed' | 'not_stored' }
+  | { id: string, verdict: 'not_open', sales_open_at: Date }
+  | { id: string, verdict: 'replay', existing: ExistingPurchase }
+export type StoreVerdict = StoredPurchase['verdict']
+
+export type ExistingPurchase = Pick<BookingRow, 'id' | 'event_id' | 'quantity' | 'max_wait_seconds' | 'status' | 'reason'>
+
+/** A row of the storing statement: which columns are set depends on the verdict (see toStored). */
+interface StoreRow {
+  id: string
+  verdict: Exclude<StoreVerdict, 'not_stored'>
+  arrival: string | null
+  expires_at: Date | null
+  sales_open_at: Date | null
+  existing_id: string | null
+  existing_event_id: string | null
+  existing_quantity: number | null
+  existing_max_wait_seconds: number | null
+  existing_status: BookingStatus | null
+  existing_reason: string | null
+}
+
+/** The statement's row as its verdict's variant; a row missing what its verdict promises throws. */
+function toStored (row: StoreRow): StoredPurchase {
+  const missing = (what: string): never => { throw new Error(`the storing statement gave ${row.verdict} without ${what} for ${row.id}`) }
+  switch (row.verdict) {
+    case 'pending': return { id: row.id, verdict: 'pending', arrival: row.arrival ?? missing('an arrival'), expires_at: row.expires_at }
+    case 'not_open': return { id: row.id, verdict: 'not_open', sales_open_at: row.sales_open_at ?? missing('an opening time') }
+    case 'replay': return {
+      id: row.id,
+      verdict: 'replay',
+      existing: {
+        id: row.existing_id ?? missing('the existing purchase'),
+        event_id: row.existing_event_id ?? missing('its event'),
+        quantity: row.existing_quantity ?? missing('its quantity'),
+        max_wait_seconds: row.existing_max_wait_seconds,
+        status: row.existing_status ?? missing('its status'),
+        reason: row.existing_reason
+      }
+    }
+    default: return { id: row.id, verdict: row.verdict }
+  }
+}
+
+/**
+ * Stores a batch of purchases being accepted, in one statement, and says what became of each
+ * (StoreVerdict). Everything about the event is read in this very statement, from its committed
+ * row: nothing is cached in the API, so every API process is right the moment a sale opens,
+ * closes, sells out or gets seats back, and the unknown-event check costs no query of its own.
+ *
+ * Queued purchases get an arrival number from their event's own sequence, in id (arrival) order;
+ * a pending purchase's position is that number minus the event's decided_through.
+ *
+ * With `onlyIfNoneQueue`, the statement stores nothing at all if any purchase would queue, and says
+ * so ('would_queue'): intake uses it to store a
+ * batch that is all answered at once (a sold-out or closed event under a flood) in one round trip,
+ * outside a transaction, since none of it needs a job.
+ */
+export async function storePurchases (db: Db, purchases: readonly NewPurchase[]): Promise<StoredPurchase[]>
+export async function storePurchases (db: Db, purchases: readonly NewPurchase[], options: { onlyIfNoneQueue: true }): Promise<StoredPurchase[] | 'would_queue'>
+export async function storePurchases (db: Db, purchases: readonly NewPurchase[], { onlyIfNoneQueue = false } = {}): Promise<StoredPurchase[] | 'would_queue'> {
+  if (purchases.length === 0) return []
+  const { rows } = await sql<StoreRow>`
+    WITH judged AS (
+      SELECT p.*, e.sales_open_at, k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
+        k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,
+        CASE
+          WHEN k.id IS NOT NULL THEN 'replay'
+          WHEN e.id IS NULL THEN 'unknown_event'
+          WHEN e.sales_close_at <= now() THEN 'closed'
+          WHEN e.sales_open_at > now() THEN 'not_open'
+          WHEN e.available_quota = 0 THEN 'sold_out'
+          ELSE 'pending'
+        END AS verdict
+      FROM unnest(${purchases.map((p) => p.id)}::uuid[], ${purchases.map((p) => p.event_id)}::uuid[],
+                  ${purchases.map((p) => p.user_id)}::uuid[], ${purchases.map((p) => p.quantity)}::int[],
+                  ${purchases.map((p) => p.idempotency_key)}::text[], ${purchases.map((p) => p.max_wait_seconds)}::int[])
+        AS p (id, event_id, user_id, quantity, idempotency_key, max_wait_seconds)
+      -- The event and the key's purchase, each looked up by key for each purchase (OFFSET 0 keeps
+      -- the subquery per row): no plan can turn them into a scan of the table (db/client.ts, PLANNING).
+      LEFT JOIN LATERAL (SELECT e.* FROM events e WHERE e.id = p.event_id OFFSET 0) e ON true
+      LEFT JOIN LATERAL (
+        SELECT k.* FROM bookings k WHERE k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL OFFSET 0
+      ) k ON true
+    ),
+    stored AS (
+      INSERT INTO bookings (id, event_id, user_id, quantity, status, reason, decided_at, idempotency_key, max_wait_seconds, expires_at, arrival)
+      SELECT id, event_id, user_id, quantity,
+        CASE verdict WHEN 'pending' THEN ${BOOKING_STATUS.pending} ELSE ${BOOKING_STATUS.failed} END,
+        CASE verdict WHEN 'sold_out' THEN ${FAILURE_REASON.soldOut} END,
+        CASE verdict WHEN 'sold_out' THEN clock_timestamp() END,
+        idempotency_key, max_wait_seconds,
+        now() + max_wait_seconds * interval '1 second',
+        CASE verdict WHEN 'pending' THEN nextval(event_arrivals_sequence(event_id)) END
+      FROM (
+        SELECT * FROM judged
+        WHERE verdict IN ('pending', 'sold_out')
+          AND NOT (${onlyIfNoneQueue}::boolean AND EXISTS (SELECT 1 FROM judged WHERE verdict = 'pending'))
+        ORDER BY id
+        OFFSET 0
+      ) AS arriving
+      ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+      RETURNING id, status, arrival, expires_at
+    )
+    -- One row per purchase, and no join (whose only plan on a pool without hash joins would
+    -- rescan the stored rows once per purchase): the verdicts of those not stored, then the rows
+    -- stored. A purchase in neither lost its key to a concurrent one (ON CONFLICT): not_stored.
+    -- (With onlyIfNoneQueue, pending verdicts are listed too: then nothing was stored.)
+    SELECT j.id, j.verdict, NULL::bigint AS arrival, NULL::timestamptz AS expires_at, j.sales_open_at,
+      j.existing_id, j.existing_event_id, j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason
+    FROM judged j WHERE j.verdict NOT IN ('pending', 'sold_out') OR (${onlyIfNoneQueue}::boolean AND j.verdict = 'pending')
+    UNION ALL
+    SELECT s.id, CASE s.status WHEN ${PENDING} THEN 'pending' ELSE 'sold_out' END, s.arrival, s.expires_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM stored s`.execute(db)
+  if (onlyIfNoneQueue && rows.some((row) => row.verdict === 'pending')) return 'would_queue'
+  const byId = new Map(rows.map((row) => [row.id, row]))
+  return purchases.map(({ id }) => {
+    const row = byId.get(id)
+    return row === undefined ? { id, verdict: 'not_stored' } : toStored(row)
+  })
+}
+
+/** The purchases stored under these (user, idempotency key) pairs. */
+export async function findByIdempotencyKeys (db: Db, keys: ReadonlyArray<{ user_id: string, idempotency_key: string }>): Promise<Array<ExistingPurchase & { user_id: string, idempotency_key: string }>> {
+  if (keys.length === 0) return []
+  const { rows } = await sql<ExistingPurchase & { user_id: string, idempotency_key: string }>`
+    SELECT b.id, b.event_id, b.user_id, b.idempotency_key, b.quantity, b.max_wait_seconds, b.status, b.reason
+    FROM unnest(${keys.map((k) => k.user_id)}::uuid[], ${keys.map((k) => k.idempotency_key)}::text[]) AS k (user_id, idempotency_key)
+    CROSS JOIN LATERAL (SELECT * FROM bookings b WHERE b.user_id = k.user_id AND b.idempotency_key = k.idempotency_key OFFSET 0) b`.execute(db)
+  return rows
+}
+
