@@ -6,8 +6,9 @@ import { Type, type Static } from '@sinclair/typebox'
 export const WORKER_MODES = ['batched', 'serial'] as const
 export type WorkerMode = typeof WORKER_MODES[number]
 
-// Every variable the service reads, with its default. `.env.example` documents the same list;
-// a test keeps the two in step.
+// Every variable the service reads, with its default. `.env.example` and the table in
+// docs/configuration.md list the same variables with the same defaults; tests keep all three in
+// step (test/lib/config.test.ts, test/lib/config-docs.test.ts).
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development' }),
   HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
