@@ -1,6 +1,6 @@
 /**
  * Settings every connection the service opens starts with, pg-boss's own included
- * (lib/purchase-queue.ts). JIT compilation off: it pays tens to hundreds of milliseconds of
+ * (purchase/queue.ts). JIT compilation off: it pays tens to hundreds of milliseconds of
  * compiling to save time in queries that run for seconds, and ours run for a millisecond or less.
  * PostgreSQL decides it by estimated cost (jit_above_cost), and estimates that pass the threshold
  * come from sizes, not from slowness: a claim of 4,000 ids, or a plan node disabled by an enable_*

@@ -92,7 +92,7 @@ export function countDecided (decided: JobsDecided): number {
 export interface SettleResult {
   claimed: number
   decided: number
-  /** Events set aside (HeldEvents) by this step: the caller should look for other work at once. */
+  /** Events set aside (SetAsideEvents) by this step: the caller should look for other work at once. */
   setAside: number
 }
 

@@ -7,7 +7,7 @@ import { request, waitFor } from '../fixtures/http.ts'
 
 // One slow or failing event never blocks another: a transaction outside the service (an
 // operator's psql session, say) holds one event's row; the worker must go on deciding the other
-// events' purchases while it does, and decide the held event's, in arrival order, once it is free.
+// events' purchases while it does, and decide the busy event's, in arrival order, once it is free.
 
 async function statuses ({ db }: TestDatabase, ids: readonly string[]): Promise<Array<{ status: string, reason: string | null }>> {
   const rows = await db.selectFrom('bookings').select(['id', 'status', 'reason']).where('id', 'in', ids).execute()
@@ -27,13 +27,13 @@ async function buyInTurn (base: string, eventId: string, n: number): Promise<str
 }
 
 for (const mode of ['batched', 'serial'] as const) {
-  t.test(`${mode} worker: an event whose row is held elsewhere stalls only its own purchases`, async (t) => {
+  t.test(`${mode} worker: an event whose row is locked elsewhere stalls only its own purchases`, async (t) => {
     const database = await createTestDatabase(t)
     const { base } = await startTestApp(t, database, { worker: { mode } })
     const heldEvent = await createEvent(database.db, 2, 'Held')
     const freeEvent = await createEvent(database.db, 100, 'Free')
 
-    // The outside transaction updates the held event's row and keeps it until told to let go.
+    // The outside transaction updates the busy event's row and keeps it until told to let go.
     const outsider = postgres(database.url, { max: 1, onnotice: () => {} })
     t.teardown(async () => { await outsider.end() })
     let letGo = (): void => {}
@@ -49,7 +49,7 @@ for (const mode of ['batched', 'serial'] as const) {
     t.teardown(async () => { letGo(); await outside.catch(() => {}) })
     await holds
 
-    // The held event's purchases arrive first: they are the oldest jobs in the queue.
+    // The busy event's purchases arrive first: they are the oldest jobs in the queue.
     const heldIds = await buyInTurn(base, heldEvent, 5)
     const freeIds = await buyInTurn(base, freeEvent, 5)
     const boughtAt = performance.now()
@@ -60,7 +60,7 @@ for (const mode of ['batched', 'serial'] as const) {
       { timeoutMs: 20_000, what: 'the free event\'s purchases to be decided while the other row is held' })
     const freeDecidedMs = Math.round(performance.now() - boughtAt)
     t.same((await statuses(database, heldIds)).map((s) => s.status), ['PENDING', 'PENDING', 'PENDING', 'PENDING', 'PENDING'],
-      'the held event\'s purchases wait: none is decided out of turn')
+      'the busy event\'s purchases wait: none is decided out of turn')
     const free = await database.db.selectFrom('events').select('available_quota').where('id', '=', freeEvent).executeTakeFirstOrThrow()
     t.equal(free.available_quota, 95, 'the free event\'s seats were taken')
 
@@ -68,7 +68,7 @@ for (const mode of ['batched', 'serial'] as const) {
     await outside
     const releasedAt = performance.now()
     await waitFor(async () => (await statuses(database, heldIds)).every((s) => s.status !== 'PENDING') ? true : undefined,
-      { timeoutMs: 30_000, what: 'the held event\'s purchases to be decided once its row is free' })
+      { timeoutMs: 30_000, what: 'the busy event\'s purchases to be decided once its row is free' })
     t.same(await statuses(database, heldIds), [
       { status: 'SUCCESS', reason: null },
       { status: 'SUCCESS', reason: null },
@@ -78,6 +78,6 @@ for (const mode of ['batched', 'serial'] as const) {
     ], 'decided in arrival order: the first two got the two seats')
     const held = await database.db.selectFrom('events').select(['available_quota', 'total_quota']).where('id', '=', heldEvent).executeTakeFirstOrThrow()
     t.equal(held.available_quota, 0, 'no seat sold twice, none lost')
-    t.comment(`${mode}: the free event's purchases were decided ${freeDecidedMs} ms after they were stored, with the other row held; the held event's ${Math.round(performance.now() - releasedAt)} ms after its release`)
+    t.comment(`${mode}: the free event's purchases were decided ${freeDecidedMs} ms after they were stored, with the other row locked; the busy event's ${Math.round(performance.now() - releasedAt)} ms after its release`)
   })
 }
