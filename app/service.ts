@@ -100,9 +100,8 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   }
 
   const applicationName = `boxoffice-${roleName(roles)}`
-  // One pool per role. Sharing one, a burst of purchases queues ahead of every worker transaction
-  // and starves settlement for as long as the burst lasts (seen in the bench: no decisions at all
-  // until intake stopped).
+  // One pool per role: sharing one, a burst of purchases queues ahead of every worker transaction
+  // and starves settlement (docs/decisions/0006-one-pool-per-role.md).
   const apiDb = roles.api ? createDb(poolOptions('api', url, config)) : undefined
   const workerDb = roles.worker ? createDb(poolOptions('worker', url, config)) : undefined
   for (const [name, pool] of [['api database pool', apiDb], ['worker database pool', workerDb]] as const) {

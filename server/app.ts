@@ -57,7 +57,7 @@ const DOCS_HEADERS = Object.freeze({
 const BODY_LIMIT_BYTES = 16 * 1024
 
 // Transactions storing purchases at once. More would only make each batch smaller: a few in flight
-// keep PostgreSQL's group commit busy while the next batch gathers (measured: bench/README.md, "Where the time goes").
+// keep PostgreSQL's group commit busy while the next batch gathers (docs/decisions/0007-group-committed-intake.md).
 const INTAKE_BATCHES_IN_FLIGHT = 4
 
 /** Builds the HTTP app; never listens (main.ts and the tests do). */

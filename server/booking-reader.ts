@@ -21,8 +21,8 @@ const BATCH_MAX = 1000
 /**
  * Reads bookings for GET and DELETE /bookings/:id the way intake stores them: the reads that
  * arrive in one turn of the event loop share one query (findBookingViews, by key), so a crowd
- * following its bookings costs a statement per turn, not one per request (measured: three times
- * the reads a second through HTTP, ten times from the pool alone; docs/performance/2026-12-04.md).
+ * following its bookings costs a statement per turn, not one per request
+ * (docs/decisions/0009-fewer-round-trips.md).
  * Nothing is cached: every read is answered from a query that started after it arrived.
  */
 export function createBookingReader (db: Db): BookingReader {

@@ -151,8 +151,8 @@ export function registerErrorHandler (app: FastifyInstance): void {
 /**
  * Security headers for a JSON API, on every answer (errors too, those before routing included): no
  * sniffing, no framing, no scripts or loads from anywhere, no referrer, HTTPS-only once seen over
- * HTTPS. One frozen object: @fastify/helmet (a middleware chain per request) cost ~15% of intake
- * and ~60 MB of RSS in the bench for the same headers.
+ * HTTPS. One frozen object instead of @fastify/helmet's middleware chain per request, which cost
+ * intake pace and memory (docs/decisions/0004-security-headers-by-hand.md).
  */
 export const SECURITY_HEADERS = Object.freeze({
   'x-content-type-options': 'nosniff',

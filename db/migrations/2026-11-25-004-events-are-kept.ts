@@ -3,7 +3,7 @@ import { sql, type Kysely } from 'kysely'
 // bookings.event_id referenced events(id) through a foreign key, whose check runs a trigger and a
 // lookup of the event row (with a FOR KEY SHARE lock) for every booking inserted: a quarter of the
 // intake statement's time, for every one of a flash crowd's requests, including those answered
-// sold out (measured: 2.1 ms against 1.6 ms per 46-row batch; bench/README.md, "Where the time goes").
+// sold out (docs/decisions/0002-bookings-without-a-foreign-key.md).
 //
 // What it guaranteed holds by construction instead:
 // - bookings are inserted only by the intake statement (storePurchases), which joins each purchase
