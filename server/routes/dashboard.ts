@@ -12,15 +12,26 @@ import { ErrorResponse } from '../schemas/common.ts'
 
 const ASSET_DIR = path.join(import.meta.dirname, '..', 'dashboard')
 
-// The page's own files, served as they are in the repository: no build step.
+const SCRIPT = 'text/javascript; charset=utf-8'
+
+// The page's own files, served as they are in the repository: no build step. dashboard.js is the
+// page's script; the other modules are those it imports, by relative path (so /dashboard/<name>).
+// Only what is listed here is served: a module left out would break the page with a 404 (the
+// dashboard's server test follows the imports from dashboard.js to catch that).
 const ASSET_TYPES = {
-  'dashboard.js': 'text/javascript; charset=utf-8',
+  'dashboard.js': SCRIPT,
+  'stream.js': SCRIPT,
+  'chart.js': SCRIPT,
+  'events-table.js': SCRIPT,
+  'purchase.js': SCRIPT,
+  'dom.js': SCRIPT,
+  'format.js': SCRIPT,
   'dashboard.css': 'text/css; charset=utf-8',
   'favicon.svg': 'image/svg+xml'
 } as const
 
 /**
- * The page runs only its own script and stylesheet and talks only to this server (the stream,
+ * The page runs only its own scripts and stylesheet and talks only to this server (the stream,
  * POST /buy, GET /bookings): no inline code, no other origin, no framing, and no string-to-HTML
  * sinks at all (Trusted Types: the script builds every element with the DOM).
  */

@@ -1,3 +1,5 @@
+import { readdir } from 'node:fs/promises'
+import path from 'node:path'
 import Fastify from 'fastify'
 import t from 'tap'
 import { registerErrorHandler } from '../../server/errors.ts'
@@ -14,6 +16,10 @@ interface StreamState {
   events_total: number
   queue_depth: number
 }
+
+// The page's script and the modules it imports: every *.js file in server/dashboard/.
+const DASHBOARD_DIR = path.join(import.meta.dirname, '..', '..', 'server', 'dashboard')
+const DASHBOARD_MODULES = ['chart.js', 'dashboard.js', 'dom.js', 'events-table.js', 'format.js', 'purchase.js', 'stream.js']
 
 const stateOf = (stream: EventStream, after = 0): Promise<StreamState> =>
   stream.next((e) => e.event === 'state', { after }).then((e) => JSON.parse(e.data) as StreamState)
@@ -48,18 +54,43 @@ t.test('the dashboard page and its files', async (t) => {
     t.equal(again.body, '')
   })
 
-  t.test('its script, stylesheet and icon, each with its type; nothing else under /dashboard/', async (t) => {
-    for (const [path, type] of [['/dashboard/dashboard.js', /^text\/javascript/], ['/dashboard/dashboard.css', /^text\/css/], ['/dashboard/favicon.svg', /^image\/svg\+xml/]] as const) {
+  t.test('its script modules, stylesheet and icon, each with its type; nothing else under /dashboard/', async (t) => {
+    const files = [
+      ...DASHBOARD_MODULES.map((name) => [`/dashboard/${name}`, /^text\/javascript/] as const),
+      ['/dashboard/dashboard.css', /^text\/css/],
+      ['/dashboard/favicon.svg', /^image\/svg\+xml/]
+    ] as const
+    for (const [path, type] of files) {
       const res = await request(base, 'GET', path)
       t.equal(res.status, 200, path)
       t.match(res.headers.get('content-type'), type, path)
       t.equal(res.headers.get('x-content-type-options'), 'nosniff', path)
     }
-    for (const path of ['/dashboard/index.html', '/dashboard/tsconfig.json', '/dashboard/../app.ts', '/dashboard/%2e%2e/app.ts', '/dashboard/']) {
+    for (const path of ['/dashboard/index.html', '/dashboard/tsconfig.json', '/dashboard/unknown.js', '/dashboard/../app.ts', '/dashboard/%2e%2e/app.ts', '/dashboard/']) {
       const res = await request(base, 'GET', path)
       t.equal(res.status, 404, path)
       t.equal(res.body.code, 'ROUTE_NOT_FOUND', path)
     }
+  })
+
+  t.test('every module the page\'s script imports, and theirs, is served as JavaScript; no module is left out', async (t) => {
+    // Browsers refuse a module import answered 404 or with another type, and the page stays blank.
+    const reached = new Set<string>()
+    const toVisit = ['/dashboard/dashboard.js']
+    for (let path = toVisit.pop(); path !== undefined; path = toVisit.pop()) {
+      if (reached.has(path)) continue
+      reached.add(path)
+      const res = await request(base, 'GET', path)
+      t.equal(res.status, 200, path)
+      t.match(res.headers.get('content-type'), /^text\/javascript/, path)
+      // Static imports only (the page has no other kind), each statement at the start of a line.
+      for (const [, specifier] of String(res.body).matchAll(/^import\s[^'"]*['"]([^'"]+)['"]/gm)) {
+        toVisit.push(new URL(specifier ?? '', `${base}${path}`).pathname)
+      }
+    }
+    t.same([...reached].sort(), DASHBOARD_MODULES.map((name) => `/dashboard/${name}`), 'the page loads every listed module')
+    const onDisk = (await readdir(DASHBOARD_DIR)).filter((name) => name.endsWith('.js')).sort()
+    t.same(onDisk, DASHBOARD_MODULES, 'and every module in server/dashboard/ is listed')
   })
 })
 
