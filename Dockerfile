@@ -19,10 +19,12 @@ WORKDIR /app
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json tsconfig.json ./
-COPY lib ./lib
-COPY db ./db
+COPY app ./app
 COPY server ./server
 COPY worker ./worker
+COPY purchase ./purchase
+COPY db ./db
+COPY lib ./lib
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \

@@ -74,3 +74,9 @@ t.test('npm run db:migrate loads no HTTP code and no worker', async (t) => {
   t.same([...seen].filter((f) => f.startsWith('server/') || f.startsWith('worker/') || f === 'app/service.ts'), [], 'none of server/, worker/ or the composition root')
   t.same([...packages].filter((p) => p === 'fastify' || p.startsWith('@fastify/')), [], 'no Fastify package')
 })
+
+t.test('the production image holds every source folder', async (t) => {
+  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')
+  const copied = new Set([...dockerfile.matchAll(/^COPY\s+(?!--from)(\S+)\s+\.\/\1\s*$/gm)].map((m) => m[1]))
+  t.same(SOURCE_DIRS.filter((dir) => !copied.has(dir)), [], 'each of app/, server/, worker/, purchase/, db/, lib/ is copied')
+})
