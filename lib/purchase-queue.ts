@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { SERVICE_SESSION_SETTINGS } from '../db/session.ts'
+import { PGBOSS_SCHEMA } from '../db/pgboss-tables.ts'
 
 // TypeBox's own checker knows no formats until told; this is the canonical form the HTTP schemas
 // accept (server/schemas/common.ts), so a payload the API accepted is never rejected here.
@@ -76,9 +77,6 @@ const PURCHASE_QUEUE_OPTIONS: Omit<Queue, 'name'> = {
   deadLetter: PURCHASE_DEAD_LETTER_QUEUE
 }
 
-// pg-boss's own tables live in this schema (pg-boss's default, named so the queue dashboard reads
-// the same one: app/queue-dashboard.ts).
-export const PGBOSS_SCHEMA = 'pgboss'
 
 export interface BossOptions {
   url: string

@@ -1,5 +1,7 @@
 import t from 'tap'
 import { sql } from 'kysely'
+import { JOB_STATE, JOBS } from '../../db/pgboss-tables.ts'
+import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
@@ -108,6 +110,6 @@ t.test('flags a pending purchase that has no job to decide it, not one that has'
 
   // A job that ended (here: completed by hand) leaves its purchase stranded too.
   await sql`DELETE FROM bookings WHERE id = ${orphan}`.execute(db)
-  await sql`UPDATE pgboss.job SET state = 'completed', completed_on = now() WHERE name = 'purchases' AND id = ${queued.body.booking_id as string}`.execute(db)
+  await sql`UPDATE ${JOBS} SET state = ${sql.lit(JOB_STATE.completed)}, completed_on = now() WHERE name = ${PURCHASE_QUEUE} AND id = ${queued.body.booking_id as string}`.execute(db)
   t.match((await invariants(base)).events[0], { ok: false, pending_purchases: 1, stranded_purchases: 1 })
 })

@@ -7,6 +7,7 @@ import { ADMIN_TOKEN, startTestApp, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor, type HttpResponse } from '../fixtures/http.ts'
+import { jobRows } from '../fixtures/jobs.ts'
 import { silentLog } from '../fixtures/log.ts'
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -52,8 +53,7 @@ t.test('idempotent purchase', async (t) => {
     t.equal(responses.filter((r) => r.headers.get('idempotent-replayed') === 'true').length, 49, 'all but one are replays')
     const rows = await database.db.selectFrom('bookings').select(['id', 'quantity']).where('user_id', '=', userId).execute()
     t.same(rows, [{ id: [...ids][0], quantity: 2 }], 'one purchase stored')
-    const jobs = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = 'purchases' AND data->>'user_id' = ${userId}`.execute(database.db)
-    t.equal(jobs.rows[0]?.n, '1', 'one job')
+    t.equal((await jobRows(database.db)).filter((job) => job.data.user_id === userId).length, 1, 'one job')
     const final = await settled(base, responses[0] as HttpResponse)
     t.equal(final.status, 'success')
     t.equal((await seats(database, eventId)).held, 2, 'two seats taken, once')

@@ -1,6 +1,5 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { PURCHASE_QUEUE } from '../../lib/purchase-queue.ts'
 import { heldKey, type DecisionContext } from '../../db/bookings.ts'
 import type { LockedEvent } from '../../db/events.ts'
 import { decideJobs, settlePurchaseBatch, type JobsDecided } from '../../worker/settle.ts'
@@ -8,6 +7,7 @@ import { startTestApp, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
+import { jobStateCounts } from '../fixtures/jobs.ts'
 import { silentLog } from '../fixtures/log.ts'
 
 /** Stores purchases one after another through the real API (no worker), returning ids in arrival order. */
@@ -94,8 +94,7 @@ t.test('one batch that mixes events decides each event against its own seats, in
   t.same([await available(database, a), await available(database, b), await available(database, c)], [0, 0, 0])
   const decided = await database.db.selectFrom('bookings').select('decided_at').distinct().execute()
   t.equal(decided.length, 1, 'the batch shares one decision time (ties broken by id)')
-  const jobs = await sql<{ state: string, n: string }>`SELECT state, count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} GROUP BY state`.execute(database.db)
-  t.same(jobs.rows, [{ state: 'completed', n: '10' }], 'every job completed in the same transaction')
+  t.same(await jobStateCounts(database.db), { completed: 10 }, 'every job completed in the same transaction')
 })
 
 t.test('a batch that crosses the sell-out: earlier arrivals win, later ones fail; quantity > 1 that does not fit fails alone', async (t) => {
@@ -147,8 +146,7 @@ t.test('a batch holding an already-decided purchase rolls back and is settled on
   t.equal(await available(database, eventId), 4, 'the failed batch changed nothing')
   startTestWorker(t, database, { batchSize: 100 })
   await waitFor(async () => {
-    const jobs = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} AND state = 'completed'`.execute(database.db)
-    return jobs.rows[0]?.n === '3' ? true : undefined
+    return (await jobStateCounts(database.db)).completed === 3 ? true : undefined
   }, { what: 'all three jobs to be completed' })
   t.same(await outcomesById(database, ids), ['SUCCESS', 'SUCCESS', 'SUCCESS'])
   t.equal(await available(database, eventId), 2, 'the already-decided purchase took no second seat')
