@@ -27,7 +27,10 @@ const SLOW_TESTS = [
   'test/service.test.ts',
   'test/db/embedded.test.ts',
   'test/server/intake.test.ts',
-  'test/worker/crash.test.ts'
+  'test/worker/crash.test.ts',
+  // A whole sale with the tables grown under cached plans, and the 1,200-buyer races.
+  'test/db/statement-plans.test.ts',
+  'test/worker/settle.test.ts'
 ] as const
 
 /** Every test file outside the slow tier. */
