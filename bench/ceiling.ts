@@ -46,7 +46,8 @@ export async function measureCeilings (options: BenchOptions, log: (line: string
     log(`ceiling: loading a no-op POST /buy for ${ceilingS} s at concurrency ${concurrency}...`)
     const fakeEvent = randomUUID()
     await warmUp(options, base, undefined, undefined, '')
-    const ceiling = await runAutocannon(buyRequest(options, base, () => fakeEvent, answerRecorder().onResponse, crowd(crowdSize(options, options.requests))), { seconds: ceilingS })
+    const buying = buyRequest(options, base, () => fakeEvent, answerRecorder().onResponse, crowd(crowdSize(options, options.requests)))
+    const ceiling = await runAutocannon(buying, { seconds: ceilingS })
     const ceilingRps = ceiling['2xx'] / (ceiling.duration || ceilingS)
     log(`ceiling: ${Math.round(ceilingRps)} req/s`)
     // The read ceiling: the no-op GET /bookings/:id, at the readers' concurrency, over as many

@@ -52,7 +52,8 @@ try {
     const modeQuota = Math.max(1, Math.round(quota * modeRequests / requests))
     const stem = path.join(options.out, `flash-sale-${stamp}-${mode}`)
     const profileDir = options.profile ? `${stem}-profiles` : undefined
-    const { samples, ...result } = await runMode(options, log, { mode, requests: modeRequests, quota: modeQuota, ceilingRps, readCeilingRps, startedAt, profileDir })
+    const params = { mode, requests: modeRequests, quota: modeQuota, ceilingRps, readCeilingRps, startedAt, profileDir }
+    const { samples, ...result } = await runMode(options, log, params)
     results.push(result)
     await writeFile(`${stem}.json`, JSON.stringify(result, null, 2) + '\n')
     await writeFile(`${stem}.svg`, await renderChart(samples, ceilingRps,

@@ -22,7 +22,21 @@ export function crowd (size: number): () => string {
  * the invariants can follow it). The ceiling's run records its answers the same way, so both runs
  * cost the load generator the same per request and the ratio compares the servers alone.
  */
-export function answerRecorder (): { onResponse: (status: number, body: string, headers: Record<string, string | string[] | undefined>) => void, statusCounts: Map<number, number>, queuedIds: string[], soldOutIds: string[], locations: string[], queuedLocations: string[], lastAnswerAt: () => number, lastStoredAt: () => number } {
+export type AnswerHeaders = Record<string, string | string[] | undefined>
+export type OnResponse = (status: number, body: string, headers: AnswerHeaders) => void
+
+export interface AnswerRecorder {
+  onResponse: OnResponse
+  statusCounts: Map<number, number>
+  queuedIds: string[]
+  soldOutIds: string[]
+  locations: string[]
+  queuedLocations: string[]
+  lastAnswerAt: () => number
+  lastStoredAt: () => number
+}
+
+export function answerRecorder (): AnswerRecorder {
   const statusCounts = new Map<number, number>()
   const queuedIds: string[] = []
   const soldOutIds: string[] = []
@@ -56,7 +70,8 @@ export function answerRecorder (): { onResponse: (status: number, body: string, 
   }
 }
 
-export function buyRequest ({ concurrency, pickQuantity }: BenchOptions, baseUrl: string, pickEvent: () => string, onResponse?: (status: number, body: string, headers: Record<string, string | string[] | undefined>) => void, pickUser: () => string = randomUUID): autocannon.Options {
+export function buyRequest ({ concurrency, pickQuantity }: BenchOptions, baseUrl: string, pickEvent: () => string, onResponse?: OnResponse,
+  pickUser: () => string = randomUUID): autocannon.Options {
   return {
     url: baseUrl,
     connections: concurrency,
@@ -65,7 +80,9 @@ export function buyRequest ({ concurrency, pickQuantity }: BenchOptions, baseUrl
       path: '/buy',
       headers: { 'content-type': 'application/json' },
       setupRequest: (req) => ({ ...req, body: JSON.stringify({ event_id: pickEvent(), user_id: pickUser(), quantity: pickQuantity() }) }),
-      ...(onResponse === undefined ? {} : { onResponse: (status: number, body: string, _context: object, headers?: Record<string, string | string[] | undefined>) => { onResponse(status, body, headers ?? {}) } })
+      ...(onResponse === undefined
+        ? {}
+        : { onResponse: (status: number, body: string, _context: object, headers?: AnswerHeaders) => { onResponse(status, body, headers ?? {}) } })
     }]
   }
 }
@@ -114,7 +131,8 @@ export async function warmUp (options: BenchOptions, baseUrl: string, db: postgr
     pickEvent = () => eventIds[0] as string
   }
   const answers = answerRecorder()
-  await runAutocannon(buyRequest(options, baseUrl, pickEvent, answers.onResponse, crowd(crowdSize(options, warmupRequests))), { amount: warmupRequests, seconds: 60 })
+  const buying = buyRequest(options, baseUrl, pickEvent, answers.onResponse, crowd(crowdSize(options, warmupRequests)))
+  await runAutocannon(buying, { amount: warmupRequests, seconds: 60 })
   if (db === undefined) return
   const stored = answers.queuedIds.length + answers.soldOutIds.length
   await waitUntilSettled(db, eventIds, stored, 60)

@@ -16,7 +16,15 @@ import { runSale } from './sale.ts'
 import { startBenchService, stopOrThrow, type BenchService } from './service.ts'
 import { timeSettlement } from './settlement.ts'
 
-export interface ModeParams { mode: string, requests: number, quota: number, ceilingRps: number, readCeilingRps: number, startedAt: Date, profileDir: string | undefined }
+export interface ModeParams {
+  mode: string
+  requests: number
+  quota: number
+  ceilingRps: number
+  readCeilingRps: number
+  startedAt: Date
+  profileDir: string | undefined
+}
 
 /** One worker mode: the sale (steps 2-4) and, without --url, the settlement backlog (step 5). */
 export async function runMode (options: BenchOptions, log: (line: string) => void, params: ModeParams): Promise<ModeResult> {
@@ -48,7 +56,9 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
     const [server] = await db<[{ version: string, jit: string, jitAvailable: boolean }]>`
       SELECT current_setting('server_version') AS version, current_setting('jit') AS jit, pg_jit_available() AS "jitAvailable"`
     await warmUp(options, baseUrl, db, token, `Bench warm-up ${startedAt.toISOString()} ${mode}`)
-    const sale = await runSale({ options, mode, requests, quota, baseUrl, adminToken: token, db, servicePid: service?.child.pid, clusterDir: database?.clusterDir, startedAt, log })
+    const sale = await runSale({
+      options, mode, requests, quota, baseUrl, adminToken: token, db, servicePid: service?.child.pid, clusterDir: database?.clusterDir, startedAt, log
+    })
     const { answers, eventIds, followed } = sale
 
     // Then every buyer reads the outcome back, as fast as the service answers.
@@ -61,7 +71,9 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
 
     // 4. The invariants, from the database and the API.
     const storedIds = [...answers.queuedIds, ...answers.soldOutIds]
-    const invariants = await checkInvariants(db, { baseUrl, eventIds, acceptedIds: storedIds, sampleSize: options.sampleSize, maxPerUser: options.maxPerUser, cancelledIds: sale.cancelledIds })
+    const invariants = await checkInvariants(db, {
+      baseUrl, eventIds, acceptedIds: storedIds, sampleSize: options.sampleSize, maxPerUser: options.maxPerUser, cancelledIds: sale.cancelledIds
+    })
     const soldOutWrong = answers.soldOutIds.length === 0
       ? 0
       : Number((await db<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${answers.soldOutIds}::uuid[]) AND (status <> 'FAILED' OR reason <> 'sold_out')`)[0].n)

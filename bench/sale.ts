@@ -50,7 +50,8 @@ export interface SaleFigures {
 }
 
 /** Runs the sale on fresh events, then waits (at most --wait) until every stored purchase is decided. */
-export async function runSale ({ options, mode, requests, quota, baseUrl, adminToken, db, servicePid, clusterDir, startedAt, log }: SaleSetup): Promise<SaleFigures> {
+export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
+  const { options, mode, requests, quota, baseUrl, adminToken, db, servicePid, clusterDir, startedAt, log } = setup
   const { eventCount, maxPerUser, cancelPercent, concurrency } = options
   const eventIds = await createEvents(baseUrl, adminToken, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`, maxPerUser)
   // The sale, sampled every 250 ms: stored (from the answers) and decided (from the database).
@@ -105,7 +106,8 @@ export async function runSale ({ options, mode, requests, quota, baseUrl, adminT
   try {
     const users = crowdSize(options, requests)
     log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
-    const sale = await runAutocannon(buyRequest(options, baseUrl, roundRobin(eventIds), answers.onResponse, crowd(users)), { amount: requests, seconds: options.durationS })
+    const buying = buyRequest(options, baseUrl, roundRobin(eventIds), answers.onResponse, crowd(users))
+    const sale = await runAutocannon(buying, { amount: requests, seconds: options.durationS })
     const lastAnswerAt = answers.lastAnswerAt() || saleStart
     const cpuAtEnd = await cpuNow(servicePid, clusterDir)
     const cpuSeconds = (performance.now() - cpuReadAt) / 1000
@@ -124,7 +126,10 @@ export async function runSale ({ options, mode, requests, quota, baseUrl, adminT
     await sampler
     const followed = await following?.stop()
     following = undefined
-    return { eventIds, answers, sale, users, samples, maxRssKb, cpuAtStart, cpuAtEnd, cpuSeconds, intakeSeconds, stored, decidedDuringIntake, cancelStatuses, cancelledIds, followed }
+    return {
+      eventIds, answers, sale, users, samples, maxRssKb, cpuAtStart, cpuAtEnd, cpuSeconds,
+      intakeSeconds, stored, decidedDuringIntake, cancelStatuses, cancelledIds, followed
+    }
   } finally {
     selling = false
     sampling = false

@@ -13,7 +13,8 @@ const PROFILE_NAME = { all: 'sale-npm-start', api: 'settlement-npm-run-server', 
  * ready: GET /health answers 200 for the API, and the worker has connected to the database (it
  * logs its start at info, which the bench does not log).
  */
-export async function startBenchService (role: keyof typeof PROFILE_NAME, env: Record<string, string>, { profileDir, quiet }: { profileDir: string | undefined, quiet: boolean }): Promise<BenchService> {
+export async function startBenchService (role: keyof typeof PROFILE_NAME, env: Record<string, string>,
+  { profileDir, quiet }: { profileDir: string | undefined, quiet: boolean }): Promise<BenchService> {
   const nodeArgs = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${PROFILE_NAME[role]}.cpuprofile`]
   const launch = { env: { LOG_LEVEL: 'warn', ...env }, nodeArgs, timeoutMs: 60_000, onStderr: quiet ? undefined : (text: string) => { process.stderr.write(`  [${role}] ${text}`) } }
   if (role !== 'worker') return await startService(role, { ...launch, ready: async (service) => await answersHealth(service.base) })

@@ -25,7 +25,8 @@ export interface SettlementSetup {
  * anywhere (so none is sold out at once), then `npm run worker` alone, timed from its first
  * decision to its last (the database's clock), for at most `--backlog-seconds`.
  */
-export async function timeSettlement (options: BenchOptions, log: (line: string) => void, { db, env, token, mode, quota, startedAt, profileDir, failures }: SettlementSetup): Promise<Record<string, unknown>> {
+export async function timeSettlement (options: BenchOptions, log: (line: string) => void, setup: SettlementSetup): Promise<Record<string, unknown>> {
+  const { db, env, token, mode, quota, startedAt, profileDir, failures } = setup
   const { backlog, backlogS, quiet } = options
   let api: BenchService | undefined = await startBenchService('api', env, { profileDir, quiet })
   let worker: BenchService | undefined

@@ -122,12 +122,18 @@ export async function answersHealth (base: string): Promise<boolean> {
   }
 }
 
+export interface StartOptions extends LaunchOptions {
+  /** Ready when this holds (default: the role's READY_LINE logged). */
+  ready?: (service: LaunchedService) => Promise<boolean>
+  timeoutMs?: number
+}
+
 /**
  * Starts one role's process and waits until it is ready: its READY_LINE logged (the default, which
  * needs LOG_LEVEL=info and keeps every line), or `ready` when given (the bench logs at warn: it
  * asks GET /health instead).
  */
-export async function startService (role: ServiceRole, options: LaunchOptions & { ready?: (service: LaunchedService) => Promise<boolean>, timeoutMs?: number }): Promise<LaunchedService> {
+export async function startService (role: ServiceRole, options: StartOptions): Promise<LaunchedService> {
   const { ready, timeoutMs, ...launch } = options
   const service = await launchService(role, ready === undefined ? { ...launch, keepLines: true, env: { LOG_LEVEL: 'info', ...launch.env } } : launch)
   try {

@@ -46,7 +46,10 @@ t.test('GET /admin/invariants', async (t) => {
       const [row] = (await sql<{ sold: string, available: number, cancelled: number }>`
         SELECT (SELECT coalesce(sum(quantity), 0) FROM bookings WHERE event_id = ${id} AND status = 'SUCCESS') AS sold,
           available_quota AS available, cancelled_seats AS cancelled FROM events WHERE id = ${id}`.execute(db)).rows
-      t.match(event, { ok: true, problems: [], total_quota: 30, sold_seats: Number(row?.sold), available_quota: row?.available, cancelled_seats: row?.cancelled, pending_purchases: 0, users_over_cap: 0, stranded_purchases: 0 })
+      t.match(event, {
+        ok: true, problems: [], total_quota: 30, sold_seats: Number(row?.sold), available_quota: row?.available, cancelled_seats: row?.cancelled,
+        pending_purchases: 0, users_over_cap: 0, stranded_purchases: 0
+      })
     }
     t.equal(report.events.find((e: any) => e.event_id === plain).cancelled_seats, 1, 'the cancellation gave its seat back')
     t.equal(report.events.find((e: any) => e.event_id === capped).max_per_user, 2)
