@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { databaseUrlRequired, loadConfigOrExit } from '../lib/config.ts'
 import { createLogger } from '../lib/logger.ts'
-import { PGBOSS_SCHEMA } from '../purchase/queue.ts'
+import { PGBOSS_SCHEMA } from '../db/pgboss-tables.ts'
 
 const DASHBOARD_USER = 'admin'
 // The package's HTTP server (its `start` script and its bin both run this file).

@@ -124,7 +124,8 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   const metrics = createMetrics({ pools: { api: apiDb, worker: workerDb }, db: apiDb ?? workerDb as Db, boss })
   let worker: PurchaseWorker | undefined
   if (workerDb !== undefined) {
-    worker = startPurchaseWorker({ db: workerDb, boss, log, metrics }, { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS })
+    worker = startPurchaseWorker({ db: workerDb, boss, log, metrics },
+      { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS })
     const running = worker
     closers.push({ name: 'purchase worker', close: running.stop })
   }

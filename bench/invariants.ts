@@ -1,4 +1,5 @@
-// Usage: imported by bench/flash-sale.ts; checkInvariants(...) reads the database and the API.
+// Usage: imported by bench/flash-sale.ts; checkInvariants(...) reads the database and the API,
+// checkInvariantsEndpoint(...) asks the service's own check (GET /admin/invariants).
 //
 // What must hold after every sale, checked from the database itself (plain SQL, independent of
 // the service's code) and from the API:
@@ -138,4 +139,23 @@ export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedId
     cancellations_lost: cancellationsLost,
     failures
   }
+}
+
+/** Asks the service's GET /admin/invariants about each event; returns what it reported broken. */
+export async function checkInvariantsEndpoint (baseUrl: string, token: string, eventIds: readonly string[], soldInDatabase: number): Promise<string[]> {
+  const problems: string[] = []
+  let sold = 0
+  for (const id of eventIds) {
+    const res = await fetch(`${baseUrl}/admin/invariants?event_id=${id}`, { headers: { authorization: `Bearer ${token}` } })
+    const body = await res.json() as { ok?: boolean, events?: Array<{ sold_seats: number, problems: string[] }> }
+    const [event] = body.events ?? []
+    if (res.status !== 200 || event === undefined) {
+      problems.push(`GET /admin/invariants?event_id=${id} answered ${res.status}`)
+      continue
+    }
+    sold += event.sold_seats
+    if (body.ok !== true) problems.push(`GET /admin/invariants: event ${id}: ${event.problems.join('; ')}`)
+  }
+  if (problems.length === 0 && sold !== soldInDatabase) problems.push(`GET /admin/invariants counts ${sold} seats sold, the database ${soldInDatabase}`)
+  return problems
 }

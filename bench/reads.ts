@@ -114,7 +114,8 @@ export interface ReadBackFigures {
 }
 
 /** Loads GET requests for `paths` (cycled) at `readers` connections: `amount` requests, or for `seconds`. */
-async function loadGets (baseUrl: string, paths: readonly string[], { readers }: ReadOptions, limit: { amount?: number, seconds: number }): Promise<{ result: autocannon.Result, statuses: Map<number, number>, seconds: number }> {
+async function loadGets (baseUrl: string, paths: readonly string[], { readers }: ReadOptions, limit: { amount?: number, seconds: number }):
+  Promise<{ result: autocannon.Result, statuses: Map<number, number>, seconds: number }> {
   let next = 0
   const statuses = new Map<number, number>()
   // From the start to the last answer: autocannon's own duration counts whole seconds.
@@ -152,7 +153,8 @@ export async function readCeiling (noopUrl: string, paths: readonly string[], op
 }
 
 /** Every buyer reads its outcome back: `amount` GETs of the Locations, `readers` at a time. */
-export async function readBack (baseUrl: string, locations: readonly string[], amount: number, options: ReadOptions, seconds: number): Promise<ReadBackFigures> {
+export async function readBack (baseUrl: string, locations: readonly string[], amount: number, options: ReadOptions,
+  seconds: number): Promise<ReadBackFigures> {
   const { result, statuses, seconds: elapsed } = await loadGets(baseUrl, locations, options, { amount, seconds })
   const answered = [...statuses.values()].reduce((a, b) => a + b, 0)
   return {

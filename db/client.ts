@@ -228,7 +228,8 @@ export function createDb (options: DatabaseOptions): Db {
     }
   })
   const counts: PoolState = { max: options.poolMax, inUse: 0, waiting: 0, onAcquired: new Set() }
-  const db = new Kysely<Database>({ dialect: new PostgresJSDialectWithRollback({ postgres: tunedForRoundTrips(pool, options.acquireTimeoutMs ?? options.connectTimeoutSeconds * 1000, counts) }) })
+  const tuned = tunedForRoundTrips(pool, options.acquireTimeoutMs ?? options.connectTimeoutSeconds * 1000, counts)
+  const db = new Kysely<Database>({ dialect: new PostgresJSDialectWithRollback({ postgres: tuned }) })
   pools.set(db, pool)
   usage.set(db, counts)
   return db

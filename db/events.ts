@@ -140,7 +140,11 @@ export async function countEvents (db: Db): Promise<number> {
  * FOR UPDATE: intake takes no lock on the event row (bookings have no foreign key to it, migration
  * 2026-11-25-004), so accepting purchases never waits behind a decision on the same hot event.
  */
-export async function lockEventsForUpdate (trx: Trx, ids: readonly string[], { skipLocked = false, waitAtMostMs }: { skipLocked?: boolean, waitAtMostMs?: number } = {}): Promise<Map<string, LockedEvent>> {
+export async function lockEventsForUpdate (
+  trx: Trx,
+  ids: readonly string[],
+  { skipLocked = false, waitAtMostMs }: { skipLocked?: boolean, waitAtMostMs?: number } = {}
+): Promise<Map<string, LockedEvent>> {
   if (ids.length === 0) return new Map()
   let query = trx.selectFrom('events').select(['id', 'available_quota', 'max_per_user', 'sales_close_at'])
     .where('id', '=', sql<string>`ANY(${ids}::uuid[])`)

@@ -1,10 +1,8 @@
 import { sql } from 'kysely'
-import { PGBOSS_SCHEMA, PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../purchase/queue.ts'
-import type { Db } from './client.ts'
+import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../purchase/queue.ts'
 import { BOOKING_STATUS } from '../purchase/vocabulary.ts'
-
-// pg-boss's job table, in the schema it is configured with.
-const JOBS = sql.id(PGBOSS_SCHEMA, 'job')
+import type { Db } from './client.ts'
+import { JOB_STATE, JOBS, LIVE_JOB_STATES } from './pgboss-tables.ts'
 
 /** One event's books, as the invariant check reads them (one snapshot for every event). */
 export interface EventBooks {
@@ -91,7 +89,7 @@ export async function checkEventInvariants (db: Db, { eventId, limit }: { eventI
       WHERE b.status = ${BOOKING_STATUS.pending}
         AND NOT EXISTS (
           SELECT 1 FROM ${JOBS} j
-          WHERE j.name = ${PURCHASE_QUEUE} AND j.id = b.id AND j.state IN ('created', 'retry', 'active'))
+          WHERE j.name = ${PURCHASE_QUEUE} AND j.id = b.id AND j.state IN (${sql.join(LIVE_JOB_STATES.map((state) => sql.lit(state)))}))
       GROUP BY b.event_id
     )
     SELECT ev.id AS event_id, ev.name, ev.total_quota, ev.available_quota, ev.cancelled_seats, ev.max_per_user,
@@ -150,7 +148,7 @@ export async function findFailedJobs (db: Db, limit: number): Promise<{ deadLett
         coalesce(j.output->>'message', j.output::text) AS error
       FROM ${JOBS} j
       LEFT JOIN bookings b ON b.id = CASE WHEN j.data ? 'cancel_booking_id' THEN (j.data->>'cancel_booking_id')::uuid ELSE j.id END
-      WHERE j.name = ${PURCHASE_QUEUE} AND j.state = 'failed'
+      WHERE j.name = ${PURCHASE_QUEUE} AND j.state = ${sql.lit(JOB_STATE.failed)}
       ORDER BY j.completed_on DESC NULLS LAST, j.id DESC
       LIMIT ${limit}`.execute(db)
   const dead = await sql<{ n: string }>`SELECT count(*) AS n FROM ${JOBS} WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)

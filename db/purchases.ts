@@ -149,9 +149,11 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
 }
 
 /** The purchases stored under these (user, idempotency key) pairs. */
-export async function findByIdempotencyKeys (db: Db, keys: ReadonlyArray<{ user_id: string, idempotency_key: string }>): Promise<Array<ExistingPurchase & { user_id: string, idempotency_key: string }>> {
+type IdempotencyKey = Pick<BookingRow, 'user_id'> & { idempotency_key: string }
+
+export async function findByIdempotencyKeys (db: Db, keys: readonly IdempotencyKey[]): Promise<Array<ExistingPurchase & IdempotencyKey>> {
   if (keys.length === 0) return []
-  const { rows } = await sql<ExistingPurchase & { user_id: string, idempotency_key: string }>`
+  const { rows } = await sql<ExistingPurchase & IdempotencyKey>`
     SELECT b.id, b.event_id, b.user_id, b.idempotency_key, b.quantity, b.max_wait_seconds, b.status, b.reason
     FROM unnest(${keys.map((k) => k.user_id)}::uuid[], ${keys.map((k) => k.idempotency_key)}::text[]) AS k (user_id, idempotency_key)
     CROSS JOIN LATERAL (SELECT * FROM bookings b WHERE b.user_id = k.user_id AND b.idempotency_key = k.idempotency_key OFFSET 0) b`.execute(db)

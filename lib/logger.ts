@@ -4,7 +4,8 @@ import pino, { type Logger } from 'pino'
  * pino JSON logs; human-readable when a person is watching the terminal. `destination` (a stream)
  * replaces stdout, for tests.
  */
-export function createLogger ({ LOG_LEVEL }: { LOG_LEVEL: string }, { pretty = process.stdout.isTTY, destination }: { pretty?: boolean, destination?: pino.DestinationStream } = {}): Logger {
+export function createLogger ({ LOG_LEVEL }: { LOG_LEVEL: string },
+  { pretty = process.stdout.isTTY, destination }: { pretty?: boolean, destination?: pino.DestinationStream } = {}): Logger {
   const options: pino.LoggerOptions = {
     level: LOG_LEVEL,
     base: { service: 'boxoffice' },

@@ -2,6 +2,7 @@ import { fromKysely, PgBoss, type Queue } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Trx } from '../db/database.ts'
 import { SERVICE_SESSION_SETTINGS } from '../db/session.ts'
+import { PGBOSS_SCHEMA } from '../db/pgboss-tables.ts'
 import { timeOrderedId } from '../lib/ids.ts'
 import type { CancelJobData, PurchaseJobData } from './jobs.ts'
 
@@ -44,9 +45,6 @@ const PURCHASE_QUEUE_OPTIONS: Omit<Queue, 'name'> = {
   deadLetter: PURCHASE_DEAD_LETTER_QUEUE
 }
 
-// pg-boss's own tables live in this schema (pg-boss's default, named so the queue dashboard reads
-// the same one: app/queue-dashboard.ts).
-export const PGBOSS_SCHEMA = 'pgboss'
 
 export interface BossOptions {
   url: string

@@ -60,8 +60,9 @@ const BODY_LIMIT_BYTES = 16 * 1024
 // keep PostgreSQL's group commit busy while the next batch gathers (docs/decisions/0007-group-committed-intake.md).
 const INTAKE_BATCHES_IN_FLIGHT = 4
 
-/** Builds the HTTP app; never listens (main.ts and the tests do). */
-export async function buildApp ({ db, boss, log, config, onPurchaseAccepted, metrics = createMetrics({ pools: { api: db }, db, boss }) }: AppDeps): Promise<FastifyInstance> {
+/** Builds the HTTP app; never listens (app/service.ts and the tests do). */
+export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
+  const { db, boss, log, config, onPurchaseAccepted, metrics = createMetrics({ pools: { api: db }, db, boss }) } = deps
   const httpLog: FastifyBaseLogger = log.child({ component: 'http' })
   const app = Fastify({
     loggerInstance: httpLog,

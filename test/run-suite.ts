@@ -1,10 +1,11 @@
-// Usage: node test/run-suite.ts [tap args...]   (npm run test:tap -- test/server/purchases.test.ts)
+// Usage: node test/run-suite.ts [--tier=fast] [tap args...]   (npm run test:tap -- test/server/purchases.test.ts)
 //
 // Runs the tap suite against a real PostgreSQL: a throwaway embedded server by default, or the
 // server named by TEST_DATABASE_URL (an admin connection; each test file gets its own database).
 // Prints one plain summary line last, `N passed, N failed`, counted from tap's saved results.
+// --tier=fast (npm run test:fast) runs every test file but the slow tier below.
 import { spawn } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { glob, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { Parser, type FinalResults } from 'tap-parser'
@@ -12,6 +13,34 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded.ts'
 import { createTemplateDatabase, dropTemplateDatabase, TEMPLATE_DATABASE } from './fixtures/template.ts'
 
 const RESULTS_DIR = '.tap/test-results'
+
+/**
+ * The slow tier: files that start other processes (the service, PostgreSQL servers, a browser, the
+ * bench) or load the database for tens of seconds. `npm test` and CI run them with the rest;
+ * `npm run test:fast` leaves them out. Paths from the repository's root; a folder ends in '/'.
+ */
+const SLOW_TESTS = [
+  'test/bench/',
+  'test/e2e/',
+  'test/fault/',
+  'test/app/queue-dashboard.test.ts',
+  'test/service.test.ts',
+  'test/db/embedded.test.ts',
+  'test/server/intake.test.ts',
+  'test/worker/crash.test.ts',
+  // A whole sale with the tables grown under cached plans, and the 1,200-buyer races.
+  'test/db/statement-plans.test.ts',
+  'test/worker/settle.test.ts'
+] as const
+
+/** Every test file outside the slow tier. */
+async function fastTierFiles (): Promise<string[]> {
+  const files: string[] = []
+  for await (const file of glob('test/**/*.test.ts')) {
+    if (!SLOW_TESTS.some((slow) => slow.endsWith('/') ? file.startsWith(slow) : file === slow)) files.push(file)
+  }
+  return files.sort()
+}
 
 /** Leaf assertions passed and failed across every file's saved TAP (subtest summaries not counted). */
 async function countResults (): Promise<{ passed: number, failed: number, skipped: number }> {
@@ -57,7 +86,8 @@ try {
   await createTemplateDatabase(adminUrl)
   // One test file per core at once (tap's own default left a 2-core machine running one at a
   // time): every file has databases of its own, so they do not meet.
-  const args = process.argv.slice(2)
+  const args = process.argv.slice(2).filter((arg) => arg !== '--tier=fast')
+  if (args.length < process.argv.length - 2) args.push(...await fastTierFiles())
   if (!args.some((arg) => /^(-j|--jobs)/.test(arg))) args.unshift(`--jobs=${os.availableParallelism()}`)
   const tap = spawn(path.join('node_modules', '.bin', 'tap'), args, {
     stdio: 'inherit',
@@ -71,7 +101,12 @@ try {
 } finally {
   if (adminUrl !== undefined) await dropTemplateDatabase(adminUrl).catch(() => {})
   await embedded?.stop()
-  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
+  if (dataDir !== undefined) {
+    // A failed test keeps its database (test/fixtures/database.ts): on a throwaway server, that is
+    // of use only if its files stay, and the run says where.
+    if (exitCode === 0) await rm(dataDir, { recursive: true, force: true })
+    else process.stdout.write(`kept the embedded server's files for the failed tests' databases: DATA_DIR=${dataDir} npm run db (then connect to the database each failure named, on the port it prints)\n`)
+  }
 }
 const { passed, failed, skipped } = await countResults()
 if (passed + failed === 0) exitCode ||= 1

@@ -45,7 +45,11 @@ export function countOutcomes (metrics: Metrics | undefined, decisions: readonly
  * A purchase that is not pending any more is skipped; a decision that finds its booking changed
  * anyway (which the locks rule out) throws, and the caller's transaction rolls back.
  */
-export async function applyJobs (trx: Trx, jobs: readonly QueuedJob[], { locked, verifyAll = false }: { locked?: Map<string, LockedEvent>, verifyAll?: boolean } = {}): Promise<JobsDecided> {
+export async function applyJobs (
+  trx: Trx,
+  jobs: readonly QueuedJob[],
+  { locked, verifyAll = false }: { locked?: Map<string, LockedEvent>, verifyAll?: boolean } = {}
+): Promise<JobsDecided> {
   const events = locked ?? await lockEventsForUpdate(trx, eventsOf(jobs))
   const cancelTargets: string[] = []
   const claimed: string[] = []

@@ -20,7 +20,12 @@ import { EventsBusyError, lockOrSetAside, SetAsideEvents, setAsideBusy } from '.
  * Returns the number of jobs claimed (0 when the queue is empty), the bookings decided, and the
  * events set aside.
  */
-export async function settlePurchaseBatch ({ db, boss, log, metrics }: SettleDeps, batchSize: number, claimGate: ClaimGate = async (claim) => await claim(), setAside = new SetAsideEvents()): Promise<SettleResult> {
+export async function settlePurchaseBatch (
+  { db, boss, log, metrics }: SettleDeps,
+  batchSize: number,
+  claimGate: ClaimGate = async (claim) => await claim(),
+  setAside = new SetAsideEvents()
+): Promise<SettleResult> {
   await setAside.refresh(db)
   try {
     const { result, decided } = await db.transaction().execute(async (trx) => {

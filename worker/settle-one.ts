@@ -58,7 +58,9 @@ export async function settleNextPurchase ({ db, boss, log, metrics }: SettleDeps
       const lastAttempt = job.retryCount >= job.retryLimit
       log.error({ err, jobId: job.id, attempt: job.retryCount, lastAttempt }, 'deciding a job failed')
       committed = { decisions: [], cancelled: 0 }
-      if (lastAttempt && await recordGivenUp(trx, job.id, log)) committed.decisions = [{ id: job.id, decision: { status: BOOKING_STATUS.failed, reason: GIVEN_UP } }]
+      if (lastAttempt && await recordGivenUp(trx, job.id, log)) {
+        committed.decisions = [{ id: job.id, decision: { status: BOOKING_STATUS.failed, reason: GIVEN_UP } }]
+      }
       await boss.fail(PURCHASE_QUEUE, attempt, { message: err instanceof Error ? err.message : String(err) }, { db: queueDb })
     }
     await trx.commit().execute()

@@ -127,6 +127,10 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   const pace = startPacePublisher({ db: deps.db, log })
   const sweep = startExpirySweep({ db: deps.db, log, metrics: deps.metrics }, notifyDecided)
 
+  /** How long an idle loop rests: until the next poll, or sooner if it has events set aside to probe. */
+  const idleMs = (aside: SetAsideEvents | undefined): number =>
+    Math.min(options.idlePollMs, aside?.nextRetryInMs() ?? Infinity, aside?.current().length === 0 ? Infinity : EVENT_BUSY_PROBE_MS)
+
   async function run (loop: number): Promise<void> {
     while (!stopping) {
       woken[loop] = false
@@ -134,7 +138,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
         const { claimed, setAside: setAsideNow } = await settleOnce(loop)
         handled += claimed
         // Idle: rest until woken, the next poll, or the moment an event set aside is due to be tried again.
-        if (claimed === 0 && setAsideNow === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, Math.min(options.idlePollMs, setAside[loop]?.nextRetryInMs() ?? Infinity, setAside[loop]?.current().length === 0 ? Infinity : EVENT_BUSY_PROBE_MS))
+        if (claimed === 0 && setAsideNow === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, idleMs(setAside[loop]))
       } catch (err) {
         log.error({ err }, 'purchase worker could not settle; retrying')
         await pause(ERROR_BACKOFF_MS)

@@ -48,7 +48,8 @@ const isNewlyQueued = (answer: Answer | undefined): boolean =>
  * and the sold-out fast path are read by the batch's own statement.
  */
 export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBoss, log: Logger, onQueued: () => void }, options: IntakeOptions): Intake {
-  const capacity = new CapacityGate({ capacity: options.queueCapacity, countPending: async () => await countPendingBookings(db), refreshMs: options.pendingRefreshMs, log })
+  const countPending = async (): Promise<number> => await countPendingBookings(db)
+  const capacity = new CapacityGate({ capacity: options.queueCapacity, countPending, refreshMs: options.pendingRefreshMs, log })
   const store = new PurchaseStore({ db, boss })
 
   /** Stores one batch and answers each of its purchases. */

@@ -15,7 +15,13 @@ const DECIDED_MESSAGE = {
   CANCELLED: 'Booking cancelled'
 } as const
 
-export const purchaseRoutes: FastifyPluginAsyncTypebox<{ intake: Intake, metrics: Metrics, buyLimitPerUserPerMinute: number }> = async (app, { intake, metrics, buyLimitPerUserPerMinute }) => {
+export interface PurchaseRouteOptions {
+  intake: Intake
+  metrics: Metrics
+  buyLimitPerUserPerMinute: number
+}
+
+export const purchaseRoutes: FastifyPluginAsyncTypebox<PurchaseRouteOptions> = async (app, { intake, metrics, buyLimitPerUserPerMinute }) => {
   // One user_id, however many addresses it comes from: checked after the body is validated. Its
   // own limiter (createRateLimit), not app.rateLimit(): that hook returns early on a request the
   // per-address limit has already counted, so it would never run when both are on.

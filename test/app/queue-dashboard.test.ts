@@ -1,13 +1,12 @@
 // `npm run queue-dashboard`: pg-boss's dashboard on the service's database, behind the admin token.
 import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
-import { sql } from 'kysely'
 import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { ADMIN_TOKEN, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
-import { enqueuePurchaseJob, refuseSuccessfulDecisions } from '../fixtures/jobs.ts'
+import { enqueuePurchaseJob, jobRows, refuseSuccessfulDecisions } from '../fixtures/jobs.ts'
 import { startService } from '../fixtures/service.ts'
 
 const basic = (user: string, password: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` })
@@ -41,10 +40,10 @@ t.test('operators see a dead-lettered purchase and retry it, behind the admin to
   const id = await enqueuePurchaseJob(database, eventId, { event_id: eventId, user_id: crypto.randomUUID(), quantity: 1 }, { retryLimit: 1 })
   startTestWorker(t, database)
   const jobState = async (): Promise<string | undefined> =>
-    (await sql<{ state: string }>`SELECT state FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} AND id = ${id}`.execute(db)).rows[0]?.state
+    (await jobRows(db, { id }))[0]?.state
   await waitFor(async () => await jobState() === 'failed' ? true : undefined, { timeoutMs: 60_000, what: 'the purchase to be given up on' })
   const deadId = await waitFor(async () =>
-    (await sql<{ id: string }>`SELECT id FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(db)).rows[0]?.id,
+    (await jobRows(db, { queue: PURCHASE_DEAD_LETTER_QUEUE }))[0]?.id,
   { what: 'its copy in the dead-letter queue' })
 
   const dashboard = await startService(t, 'queue-dashboard', { DATABASE_URL: database.url, ADMIN_TOKEN })

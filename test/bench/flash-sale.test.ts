@@ -24,7 +24,9 @@ const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'reject
 const external = process.env.TEST_DATABASE_EMBEDDED !== '1' && process.env.TEST_DATABASE_URL !== undefined
 const serverArgs = external ? ['--database-url', process.env.TEST_DATABASE_URL as string] : []
 
-async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<{ code: number | null, results: Array<Record<string, unknown>>, result: Record<string, unknown>, out: string, stdout: string }> {
+interface BenchRun { code: number | null, results: Array<Record<string, unknown>>, result: Record<string, unknown>, out: string, stdout: string }
+
+async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<BenchRun> {
   const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
   t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
   const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'flash-sale.ts'), '--json', '--quiet', '--out', out, '--ceiling-seconds', '1', '--warmup', '200', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -62,7 +64,10 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
   t.same(results.map((r) => r.worker_mode), ['batched', 'serial'], 'both modes, batched first')
   for (const result of results) {
     for (const field of REQUIRED_FIELDS) t.ok(field in result, `${String(result.worker_mode)} reports ${field}`)
-    t.match(result, { requests: 300, quota: 40, concurrency: 20, stored: 300, rejected_busy: 0, errors: 0, decided: 300, oversold: 0, lost: 0, invariants_ok: true, endpoint_invariants_ok: true })
+    t.match(result, {
+      requests: 300, quota: 40, concurrency: 20, stored: 300, rejected_busy: 0, errors: 0, decided: 300, oversold: 0, lost: 0,
+      invariants_ok: true, endpoint_invariants_ok: true
+    })
     t.equal((result.accepted as number) + (result.sold_out_at_once as number), 300, 'every request stored: queued or sold out at once')
     t.equal(result.sold, 40, 'sold exactly the quota')
     t.match(result, { settle_backlog: 300, settle_decided: 300, settle_drained: true }, 'the backlog was settled alone, in full')

@@ -2,6 +2,7 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { closeDb, createDb, type Db } from '../../db/client.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
+import { waitFor } from '../fixtures/http.ts'
 
 // postgres.js 3.4.9 ran later queries of a reserved connection on it after its backend went away
 // (a TypeError thrown from a timer: the process dies; or a query that never settles: the request
@@ -57,12 +58,10 @@ t.test('the error of a terminated backend goes to its own query, not to the firs
 
 /** Resolves once backend `pid` is running a statement (not idle). */
 async function waitForActive (admin: Db, pid: number): Promise<void> {
-  for (let tries = 0; tries < 500; tries++) {
+  await waitFor(async () => {
     const { rows: [row] } = await sql<{ state: string | null }>`SELECT state FROM pg_stat_activity WHERE pid = ${pid}`.execute(admin)
-    if (row?.state === 'active') return
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  throw new Error(`backend ${pid} never became active`)
+    return row?.state === 'active' ? true : undefined
+  }, { timeoutMs: 5000, intervalMs: 10, what: `backend ${pid} to become active` })
 }
 
 // A statement that fails after sending some rows (here a division by zero at the fifth; in the

@@ -6,16 +6,21 @@ import { timeOrderedId } from '../../lib/ids.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'
 
+/** One purchase of one seat by a new user, as intake stores it. */
+const purchaseOf = (eventId: string): Parameters<typeof storePurchases>[1][number] =>
+  ({ id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null })
+
 // bookings.event_id has no foreign key (its check cost a quarter of every intake statement); what it
 // guaranteed is kept by the database's triggers on events and by the intake statement itself.
 
 t.test('an event is never deleted, truncated or renumbered, so no booking is left without its event', async (t) => {
   const { db } = await createTestDatabase(t)
   const eventId = await createEvent(db, 10)
-  const [stored] = await storePurchases(db, [{ id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null }])
+  const [stored] = await storePurchases(db, [purchaseOf(eventId)])
   t.equal(stored?.verdict, 'pending', 'a booking refers to the event')
 
-  const refused = async (statement: Promise<unknown>): Promise<{ code?: string, message?: string }> => await statement.then(() => ({}), (err: unknown) => err as { code?: string, message?: string })
+  const refused = async (statement: Promise<unknown>): Promise<{ code?: string, message?: string }> =>
+    await statement.then(() => ({}), (err: unknown) => err as { code?: string, message?: string })
   for (const [what, statement] of [
     ['DELETE', sql`DELETE FROM events WHERE id = ${eventId}`],
     ['TRUNCATE', sql`TRUNCATE events CASCADE`],
@@ -40,7 +45,7 @@ t.test('an event is never deleted, truncated or renumbered, so no booking is lef
 t.test('a purchase for an unknown event stores nothing', async (t) => {
   const { db } = await createTestDatabase(t)
   const unknown = randomUUID()
-  const [result] = await storePurchases(db, [{ id: timeOrderedId(), event_id: unknown, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null }])
+  const [result] = await storePurchases(db, [purchaseOf(unknown)])
   t.equal(result?.verdict, 'unknown_event')
   const { rows: [row] } = await sql<{ n: string }>`SELECT count(*) AS n FROM bookings WHERE event_id = ${unknown}`.execute(db)
   t.equal(Number(row?.n), 0, 'no booking row for it')

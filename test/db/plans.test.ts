@@ -48,7 +48,8 @@ t.test('the per-user cap reads only the buyers\' own bookings, even on a generic
     const before = await bookingReads(trx)
     const context = await readDecisionContext(trx, { claimed: [], cancelTargets: [], capped: buyers.map((user_id) => ({ event_id: eventId, user_id })) })
     const after = await bookingReads(trx)
-    return { owned: context.buyerSeats, reads: { seq_tup_read: after.seq_tup_read - before.seq_tup_read, idx_tup_fetch: after.idx_tup_fetch - before.idx_tup_fetch } }
+    const reads = { seq_tup_read: after.seq_tup_read - before.seq_tup_read, idx_tup_fetch: after.idx_tup_fetch - before.idx_tup_fetch }
+    return { owned: context.buyerSeats, reads }
   })
   t.equal(owned.size, buyers.length, 'every buyer\'s seats were read')
   t.ok([...owned.values()].every((seats) => seats === 5), 'each buyer has their 5 seats')

@@ -3,6 +3,7 @@ import { sql } from 'kysely'
 import postgres from 'postgres'
 import t from 'tap'
 import { closeDb, createDb, type Db } from '../../db/client.ts'
+import { isJobTable, JOBS } from '../../db/pgboss-tables.ts'
 import { loadConfig } from '../../lib/config.ts'
 import { createBoss } from '../../purchase/queue.ts'
 import { poolOptions } from '../../app/service.ts'
@@ -71,10 +72,8 @@ const isDisabled = (node: PlanNode): boolean => node.Disabled === true || node['
 const rowsRead = (node: PlanNode): number =>
   ((node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0) + (node['Rows Removed by Index Recheck'] ?? 0)) * (node['Actual Loops'] ?? 1)
 
-// Tables that grow with every sale: the bookings, and pg-boss's job table (its partitions are
-// named j<hash> in the pgboss schema).
-const growsWithSales = (node: PlanNode): boolean => node['Relation Name'] === 'bookings' ||
-  (node.Schema === 'pgboss' && /^(job|j[0-9a-f]{20,})$/.test(node['Relation Name'] ?? ''))
+// Tables that grow with every sale: the bookings, and pg-boss's job table (or its partitions).
+const growsWithSales = (node: PlanNode): boolean => node['Relation Name'] === 'bookings' || isJobTable(node.Schema, node['Relation Name'])
 
 const short = (text: string): string => text.length > 140 ? `${text.slice(0, 140)}...` : text
 
@@ -204,8 +203,8 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
       CASE WHEN i % 2 = 1 THEN 'sold_out' END, now(), CASE WHEN i % 3 = 0 THEN 'key-' || i END
     FROM generate_series(1, 60000) AS i`.execute(database.db)
   await sql`
-    INSERT INTO pgboss.job SELECT (jsonb_populate_record(j, jsonb_build_object('id', gen_random_uuid(), 'state', 'completed'))).*
-    FROM pgboss.job j CROSS JOIN generate_series(1, 40)`.execute(database.db)
+    INSERT INTO ${JOBS} SELECT (jsonb_populate_record(j, jsonb_build_object('id', gen_random_uuid(), 'state', 'completed'))).*
+    FROM ${JOBS} j CROSS JOIN generate_series(1, 40)`.execute(database.db)
   const grownAt = statements.length
 
   // The same path again, on plans made before the growth: a backlog of 4,000 (one batch of the

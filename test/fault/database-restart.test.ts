@@ -51,7 +51,8 @@ t.test('PostgreSQL restarted during a sale: 503s with Retry-After while it is do
     }
   }))
 
-  await sleep(1500)
+  // The sale under way, then the outage: the database is away for 3 s, a length of outage.
+  await waitFor(async () => answers.filter((a) => a.status === 202).length >= 100 ? true : undefined, { what: 'the sale to be under way' })
   const downAt = now()
   await pg.stop()
   await sleep(3000)

@@ -4,11 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { sql } from 'kysely'
 import type { Db } from '../../db/client.ts'
-import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
+import { JOBS } from '../../db/pgboss-tables.ts'
+import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { ADMIN_TOKEN } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
+import { jobRows, jobStateCounts } from '../fixtures/jobs.ts'
 import { startService } from '../fixtures/service.ts'
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -87,12 +89,10 @@ t.test('the worker killed with SIGKILL 10 times during a sale, restarted each ti
   t.equal(sold + available, total, `seats add up: ${sold} sold + ${available} left = ${total}`)
   t.ok(sold <= total, 'nothing oversold')
   // Each queued purchase's job completed once: none left claimed, queued, failed or dead-lettered.
-  const jobs = await sql<{ state: string, n: string }>`SELECT state, count(*) AS n FROM pgboss.job
-    WHERE name = ${PURCHASE_QUEUE} AND data->>'event_id' = ${eventId} GROUP BY state`.execute(db)
   const queued = accepted.filter((a) => a.status === 202).length
-  t.same(jobs.rows.map((row) => [row.state, Number(row.n)]), [['completed', queued]], 'every queued purchase\'s job completed, once')
-  const dead = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = 'purchases_dead'`.execute(db)
-  t.equal(dead.rows[0]?.n, '0', 'nothing dead-lettered')
+  t.ok(queued > 0, `${queued} purchases queued`)
+  t.same(await jobStateCounts(db, { eventId }), { completed: queued }, 'every queued purchase\'s job completed, once')
+  t.equal((await jobRows(db, { queue: PURCHASE_DEAD_LETTER_QUEUE })).length, 0, 'nothing dead-lettered')
   const check = await request(api.base, 'GET', `/admin/invariants?event_id=${eventId}`, { headers: admin })
   t.match(check.body, { ok: true, events: [{ users_over_cap: 0, stranded_purchases: 0 }] }, 'the operators\' check agrees')
   t.comment(`${KILLS} SIGKILLs (${midTransaction} inside a transaction), ${answers.length} purchases, ${queued} queued, ${JSON.stringify(statuses)}, ${sold} of ${total} seats sold`)
@@ -134,8 +134,8 @@ t.test('the API killed with SIGKILL with requests in flight: every answered purc
   // Nothing half-stored: every pending booking has its job, and every job its booking.
   const halves = await sql<{ without_job: string, without_booking: string }>`SELECT
     (SELECT count(*) FROM bookings b WHERE b.event_id = ${eventId} AND b.status = 'PENDING'
-       AND NOT EXISTS (SELECT 1 FROM pgboss.job j WHERE j.name = ${PURCHASE_QUEUE} AND j.id = b.id)) AS without_job,
-    (SELECT count(*) FROM pgboss.job j WHERE j.name = ${PURCHASE_QUEUE}
+       AND NOT EXISTS (SELECT 1 FROM ${JOBS} j WHERE j.name = ${PURCHASE_QUEUE} AND j.id = b.id)) AS without_job,
+    (SELECT count(*) FROM ${JOBS} j WHERE j.name = ${PURCHASE_QUEUE}
        AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.id = j.id)) AS without_booking`.execute(db)
   t.same(halves.rows[0], { without_job: '0', without_booking: '0' }, 'no booking without its job, no job without its booking')
 

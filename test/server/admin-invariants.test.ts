@@ -1,5 +1,7 @@
 import t from 'tap'
 import { sql } from 'kysely'
+import { JOB_STATE, JOBS } from '../../db/pgboss-tables.ts'
+import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
@@ -44,7 +46,10 @@ t.test('GET /admin/invariants', async (t) => {
       const [row] = (await sql<{ sold: string, available: number, cancelled: number }>`
         SELECT (SELECT coalesce(sum(quantity), 0) FROM bookings WHERE event_id = ${id} AND status = 'SUCCESS') AS sold,
           available_quota AS available, cancelled_seats AS cancelled FROM events WHERE id = ${id}`.execute(db)).rows
-      t.match(event, { ok: true, problems: [], total_quota: 30, sold_seats: Number(row?.sold), available_quota: row?.available, cancelled_seats: row?.cancelled, pending_purchases: 0, users_over_cap: 0, stranded_purchases: 0 })
+      t.match(event, {
+        ok: true, problems: [], total_quota: 30, sold_seats: Number(row?.sold), available_quota: row?.available, cancelled_seats: row?.cancelled,
+        pending_purchases: 0, users_over_cap: 0, stranded_purchases: 0
+      })
     }
     t.equal(report.events.find((e: any) => e.event_id === plain).cancelled_seats, 1, 'the cancellation gave its seat back')
     t.equal(report.events.find((e: any) => e.event_id === capped).max_per_user, 2)
@@ -108,6 +113,6 @@ t.test('flags a pending purchase that has no job to decide it, not one that has'
 
   // A job that ended (here: completed by hand) leaves its purchase stranded too.
   await sql`DELETE FROM bookings WHERE id = ${orphan}`.execute(db)
-  await sql`UPDATE pgboss.job SET state = 'completed', completed_on = now() WHERE name = 'purchases' AND id = ${queued.body.booking_id as string}`.execute(db)
+  await sql`UPDATE ${JOBS} SET state = ${sql.lit(JOB_STATE.completed)}, completed_on = now() WHERE name = ${PURCHASE_QUEUE} AND id = ${queued.body.booking_id as string}`.execute(db)
   t.match((await invariants(base)).events[0], { ok: false, pending_purchases: 1, stranded_purchases: 1 })
 })

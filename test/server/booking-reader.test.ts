@@ -10,7 +10,8 @@ import { createEvent } from '../fixtures/events.ts'
 t.test('reads that arrive together share one query, and each gets its own booking, its owner\'s only', async (t) => {
   const database = await createTestDatabase(t)
   const eventId = await createEvent(database.db, 100)
-  const purchases = Array.from({ length: 50 }, () => ({ id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null }))
+  const purchases = Array.from({ length: 50 }, () =>
+    ({ id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null }))
   await storePurchases(database.db, purchases)
   const db = createDb({ url: database.url, poolMax: 4, connectTimeoutSeconds: 5, statementTimeoutMs: 10_000, applicationName: 'boxoffice-test' })
   t.teardown(async () => { await closeDb(db) })

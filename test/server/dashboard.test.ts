@@ -12,7 +12,9 @@ import { silentLog } from '../fixtures/log.ts'
 import { openEventStream, type EventStream } from '../fixtures/sse.ts'
 
 interface StreamState {
-  events: Array<{ id: string, name: string, total_quota: number, available_quota: number, sold: number, pending: number, cancelled: number, sale_status: string }>
+  events: Array<{
+    id: string, name: string, total_quota: number, available_quota: number, sold: number, pending: number, cancelled: number, sale_status: string
+  }>
   events_total: number
   queue_depth: number
 }

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import net from 'node:net'
 import t from 'tap'
 import { sql } from 'kysely'
+import { JOBS } from '../../db/pgboss-tables.ts'
 import type { Db } from '../../db/client.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
@@ -93,10 +94,10 @@ async function snapshot (db: Db): Promise<Record<string, string>> {
   const { rows } = await sql<Record<string, string>>`
     SELECT (SELECT count(*) FROM events)::text AS events,
            (SELECT count(*) FROM bookings)::text AS bookings,
-           (SELECT count(*) FROM pgboss.job)::text AS jobs,
+           (SELECT count(*) FROM ${JOBS})::text AS jobs,
            (SELECT md5(coalesce(string_agg(e::text, '|' ORDER BY e.id), '')) FROM events e) AS events_digest,
            (SELECT md5(coalesce(string_agg(b::text, '|' ORDER BY b.id), '')) FROM bookings b) AS bookings_digest,
-           (SELECT md5(coalesce(string_agg(j.id::text || j.state::text, '|' ORDER BY j.id), '')) FROM pgboss.job j) AS jobs_digest`.execute(db)
+           (SELECT md5(coalesce(string_agg(j.id::text || j.state::text, '|' ORDER BY j.id), '')) FROM ${JOBS} j) AS jobs_digest`.execute(db)
   return rows[0] ?? {}
 }
 

@@ -4,11 +4,11 @@ import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
+import { jobRows } from '../fixtures/jobs.ts'
 import { startService } from '../fixtures/service.ts'
 
 async function jobIds ({ db }: TestDatabase): Promise<Set<string>> {
-  const rows = await sql<{ id: string }>`SELECT id FROM pgboss.job WHERE name = 'purchases'`.execute(db)
-  return new Set(rows.rows.map((row) => row.id))
+  return new Set((await jobRows(db)).map((job) => job.id))
 }
 
 const buy = async (base: string, eventId: string, userId = newUserId(), quantity = 1) =>

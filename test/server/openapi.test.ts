@@ -17,7 +17,8 @@ t.test('GET /openapi.json: a valid OpenAPI document, generated from the route sc
   const validator = new Validator()
   const result = await validator.validate(res.body)
   t.ok(result.valid, `valid against the OpenAPI ${String(validator.version)} schema: ${JSON.stringify(result.errors ?? []).slice(0, 500)}`)
-  const doc = res.body as { openapi: string, paths: Record<string, Record<string, { description?: string, responses?: Record<string, unknown>, parameters?: unknown[], security?: unknown[], requestBody?: unknown }>> }
+  type Operation = { description?: string, responses?: Record<string, unknown>, parameters?: unknown[], security?: unknown[], requestBody?: unknown }
+  const doc = res.body as { openapi: string, paths: Record<string, Record<string, Operation>> }
   t.match(doc.openapi, /^3\./)
   // Every route registered on the app (HEAD is Fastify's automatic twin of each GET).
   const registered = app.registeredRoutes.filter((r) => r.method !== 'HEAD' && !UNDOCUMENTED.test(r.url))

@@ -1,14 +1,13 @@
 import t from 'tap'
-import { sql } from 'kysely'
 import { startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
+import { jobRows } from '../fixtures/jobs.ts'
 
 async function countRows (db: Parameters<typeof createEvent>[0]): Promise<{ bookings: number, jobs: number }> {
   const bookings = await db.selectFrom('bookings').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()
-  const jobs = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = 'purchases'`.execute(db)
-  return { bookings: Number(bookings.n), jobs: Number(jobs.rows[0]?.n) }
+  return { bookings: Number(bookings.n), jobs: (await jobRows(db)).length }
 }
 
 t.test('POST /buy', async (t) => {
@@ -27,8 +26,8 @@ t.test('POST /buy', async (t) => {
     // Already committed when the 202 arrived: the booking row and its job exist, same id.
     const booking = await db.selectFrom('bookings').selectAll().where('id', '=', res.body.booking_id).executeTakeFirstOrThrow()
     t.match(booking, { event_id: eventId, user_id: userId, quantity: 1, status: 'PENDING', reason: null, decided_at: null })
-    const job = await sql<{ state: string, data: unknown }>`SELECT state, data FROM pgboss.job WHERE id = ${res.body.booking_id}`.execute(db)
-    t.same(job.rows[0], { state: 'created', data: { event_id: eventId, user_id: userId, quantity: 1, arrival: 1 } }, 'the job carries the purchase and its arrival number')
+    const [job] = await jobRows(db, { id: res.body.booking_id })
+    t.same(job === undefined ? undefined : { state: job.state, data: job.data }, { state: 'created', data: { event_id: eventId, user_id: userId, quantity: 1, arrival: 1 } }, 'the job carries the purchase and its arrival number')
   })
 
   t.test('stores the requested quantity', async (t) => {
@@ -162,8 +161,8 @@ t.test('ids in upper case: the purchase is decided like any other, its job group
   const res = await request(base, 'POST', '/buy', { json: { event_id: eventId.toUpperCase(), user_id: userId.toUpperCase() } })
   t.equal(res.status, 202)
   t.equal(res.headers.get('location'), `/bookings/${res.body.booking_id}?user_id=${userId}`, 'the Location names the user as stored')
-  const job = await sql<{ group_id: string | null, data: { event_id: string, user_id: string } }>`SELECT group_id, data FROM pgboss.job WHERE id = ${res.body.booking_id}`.execute(database.db)
-  t.match(job.rows[0], { group_id: eventId, data: { event_id: eventId, user_id: userId } }, 'the job names the event and user as the database does')
+  const [job] = await jobRows(database.db, { id: res.body.booking_id })
+  t.match(job, { group_id: eventId, data: { event_id: eventId, user_id: userId } }, 'the job names the event and user as the database does')
   const decided = await waitFor(async () => {
     const row = await database.db.selectFrom('bookings').select(['status', 'reason']).where('id', '=', res.body.booking_id).executeTakeFirstOrThrow()
     return row.status === 'PENDING' ? undefined : row

@@ -1,10 +1,10 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
+import { jobRows } from '../fixtures/jobs.ts'
 import { startService } from '../fixtures/service.ts'
 
 for (const mode of ['batched', 'serial'] as const) {
@@ -35,8 +35,8 @@ t.test(`a ${mode} worker killed mid-transaction leaves nothing half-applied, and
   await blocker.rollback().execute()
   // PostgreSQL notices the dead connection and rolls its transaction back: the claim included.
   const job = await waitFor(async () => {
-    const rows = await sql<{ state: string, retry_count: number }>`SELECT state, retry_count FROM pgboss.job WHERE id = ${bookingId} AND name = ${PURCHASE_QUEUE}`.execute(db)
-    return rows.rows[0]?.state === 'created' ? rows.rows[0] : undefined
+    const [row] = await jobRows(db, { id: bookingId })
+    return row?.state === 'created' ? row : undefined
   }, { what: 'the claim to be rolled back' })
   t.equal(job.state, 'created', 'the job is claimable again at once (no expiry wait)')
   const untouched = await db.selectFrom('bookings').select('status').where('id', '=', bookingId).executeTakeFirstOrThrow()
@@ -53,7 +53,7 @@ t.test(`a ${mode} worker killed mid-transaction leaves nothing half-applied, and
   t.match(decided, { status: 'SUCCESS', reason: null })
   const after = await db.selectFrom('events').select(['available_quota', 'version']).where('id', '=', eventId).executeTakeFirstOrThrow()
   t.same(after, { available_quota: 3, version: 1 }, 'the two seats were taken exactly once')
-  const completed = await sql<{ state: string }>`SELECT state FROM pgboss.job WHERE id = ${bookingId} AND name = ${PURCHASE_QUEUE}`.execute(db)
-  t.equal(completed.rows[0]?.state, 'completed')
+  const [completed] = await jobRows(db, { id: bookingId })
+  t.equal(completed?.state, 'completed')
 })
 }

@@ -1,6 +1,5 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { decideJobs, type DecisionContext, type JobsDecided, type LockedEvent } from '../../purchase/rules.ts'
 import { buyerKey } from '../../purchase/vocabulary.ts'
 import { settlePurchaseBatch } from '../../worker/settle-batch.ts'
@@ -8,6 +7,7 @@ import { startTestApp, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
+import { jobStateCounts } from '../fixtures/jobs.ts'
 import { silentLog } from '../fixtures/log.ts'
 
 /** Stores purchases one after another through the real API (no worker), returning ids in arrival order. */
@@ -35,7 +35,8 @@ t.test('decideJobs, the batch rules without I/O', async (t) => {
   const event = '00000000-0000-4000-8000-00000000000e'
   const user = '00000000-0000-4000-8000-00000000000a'
   const now = new Date('2026-11-24T12:00:00Z')
-  const open = (available: number, extra: Partial<LockedEvent> = {}): Map<string, LockedEvent> => new Map([[event, { available_quota: available, max_per_user: null, sales_close_at: null, ...extra }]])
+  const open = (available: number, extra: Partial<LockedEvent> = {}): Map<string, LockedEvent> =>
+    new Map([[event, { available_quota: available, max_per_user: null, sales_close_at: null, ...extra }]])
   const context = (extra: Partial<DecisionContext> = {}): DecisionContext => ({ now, bookings: new Map(), buyerSeats: new Map(), ...extra })
   const p = (id: string, quantity: number, data: Record<string, unknown> = {}) => ({ id, data: { event_id: event, user_id: user, quantity, ...data } })
   // Ids sort like the UUIDv7s they stand for: by the two characters at the end.
@@ -94,8 +95,7 @@ t.test('one batch that mixes events decides each event against its own seats, in
   t.same([await available(database, a), await available(database, b), await available(database, c)], [0, 0, 0])
   const decided = await database.db.selectFrom('bookings').select('decided_at').distinct().execute()
   t.equal(decided.length, 1, 'the batch shares one decision time (ties broken by id)')
-  const jobs = await sql<{ state: string, n: string }>`SELECT state, count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} GROUP BY state`.execute(database.db)
-  t.same(jobs.rows, [{ state: 'completed', n: '10' }], 'every job completed in the same transaction')
+  t.same(await jobStateCounts(database.db), { completed: 10 }, 'every job completed in the same transaction')
 })
 
 t.test('a batch that crosses the sell-out: earlier arrivals win, later ones fail; quantity > 1 that does not fit fails alone', async (t) => {
@@ -147,8 +147,7 @@ t.test('a batch holding an already-decided purchase rolls back and is settled on
   t.equal(await available(database, eventId), 4, 'the failed batch changed nothing')
   startTestWorker(t, database, { batchSize: 100 })
   await waitFor(async () => {
-    const jobs = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} AND state = 'completed'`.execute(database.db)
-    return jobs.rows[0]?.n === '3' ? true : undefined
+    return (await jobStateCounts(database.db)).completed === 3 ? true : undefined
   }, { what: 'all three jobs to be completed' })
   t.same(await outcomesById(database, ids), ['SUCCESS', 'SUCCESS', 'SUCCESS'])
   t.equal(await available(database, eventId), 2, 'the already-decided purchase took no second seat')

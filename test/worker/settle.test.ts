@@ -1,12 +1,11 @@
 import t from 'tap'
-import { sql } from 'kysely'
-import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../../purchase/queue.ts'
+import { PURCHASE_DEAD_LETTER_QUEUE } from '../../purchase/queue.ts'
 import { decidePurchase } from '../../purchase/rules.ts'
 import { ADMIN_TOKEN, startTestApp, startTestWorker } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
-import { enqueuePurchaseJob, refuseSuccessfulDecisions } from '../fixtures/jobs.ts'
+import { enqueuePurchaseJob, jobRows, jobStateCounts, refuseSuccessfulDecisions } from '../fixtures/jobs.ts'
 
 async function waitUntilNonePending ({ db }: TestDatabase, what = 'every purchase to be decided'): Promise<void> {
   await waitFor(async () => {
@@ -63,8 +62,7 @@ t.test(`the race, ${mode} worker: 1,200 concurrent buyers for 100 seats get exac
     t.equal(booking.body.status, row.status.toLowerCase())
     t.equal(booking.body.reason, row.reason)
   }
-  const jobs = await sql<{ state: string, n: string }>`SELECT state, count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_QUEUE} GROUP BY state`.execute(database.db)
-  t.same(jobs.rows, [{ state: 'completed', n: String(queued.length) }], 'a job for every queued purchase, all completed')
+  t.same(await jobStateCounts(database.db), { completed: queued.length }, 'a job for every queued purchase, all completed')
 })
 }
 
@@ -130,10 +128,9 @@ t.test('a decision that keeps failing is retried, then failed with reason "error
   t.match(next, { status: 'FAILED', reason: 'insufficient_quota' }, 'the job behind it was not blocked')
   const event = await database.db.selectFrom('events').select('available_quota').where('id', '=', eventId).executeTakeFirstOrThrow()
   t.equal(event.available_quota, 5, 'no seat was spent by the failed attempts')
-  const job = await sql<{ state: string, retry_count: number }>`SELECT state, retry_count FROM pgboss.job WHERE id = ${id} AND name = ${PURCHASE_QUEUE}`.execute(database.db)
-  t.same(job.rows[0], { state: 'failed', retry_count: 1 })
-  const dead = await sql<{ n: string }>`SELECT count(*) AS n FROM pgboss.job WHERE name = ${PURCHASE_DEAD_LETTER_QUEUE}`.execute(database.db)
-  t.equal(dead.rows[0]?.n, '1', 'a copy waits in the dead-letter queue for operators')
+  const [job] = await jobRows(database.db, { id })
+  t.same(job === undefined ? undefined : { state: job.state, retry_count: job.retry_count }, { state: 'failed', retry_count: 1 })
+  t.equal((await jobRows(database.db, { queue: PURCHASE_DEAD_LETTER_QUEUE })).length, 1, 'a copy waits in the dead-letter queue for operators')
 
   // Operators see it: GET /admin/failed-purchases names the job, its booking and the error.
   const { base } = await startTestApp(t, database, { worker: false })

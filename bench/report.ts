@@ -1,0 +1,169 @@
+// Usage: imported by bench/flash-sale.ts: a mode's figures as its JSON record, and the table of
+// every mode side by side. The record's fields are the bench's output contract (bench/README.md,
+// test/bench/flash-sale.test.ts): add fields, never rename them.
+import os from 'node:os'
+import type { Sample } from './chart.ts'
+import { cpuPerRequest } from './cpu.ts'
+import { spanSeconds, type SaleDecisions } from './decisions.ts'
+import type { InvariantReport } from './invariants.ts'
+import type { ModeParams } from './mode.ts'
+import type { BenchOptions } from './options.ts'
+import type { poolWaits, ReadBackFigures } from './reads.ts'
+import type { SaleFigures } from './sale.ts'
+
+export const pct = (n: number): string => `${(100 * n).toFixed(1)}%`
+export const round = (n: number, digits = 1): number => Number(n.toFixed(digits))
+
+export type ModeResult = Record<string, unknown> & { samples: Sample[] }
+
+export interface ModeFigures {
+  params: ModeParams
+  sale: SaleFigures
+  decisions: SaleDecisions
+  invariants: InvariantReport
+  endpointProblems: string[]
+  settlement: Record<string, unknown>
+  readAfter: ReadBackFigures | undefined
+  waits: Awaited<ReturnType<typeof poolWaits>>
+  readUnavailable: number
+  readErrors: number
+  server: { version: string, jit: string, jitAvailable: boolean }
+  serverName: string
+}
+
+/** One mode's JSON record (its samples go to the chart, not the file). */
+export function modeResult (options: BenchOptions, figures: ModeFigures): ModeResult {
+  const { params: { mode, requests, quota, ceilingRps, readCeilingRps, startedAt }, sale: run, decisions, invariants, endpointProblems, settlement } = figures
+  const { readAfter, waits, readUnavailable, readErrors, server, serverName } = figures
+  const { concurrency, eventCount, maxPerUser, waitS, followers, warmupRequests } = options
+  const { answers: { queuedIds, soldOutIds, statusCounts }, sale, stored, intakeSeconds, decidedDuringIntake, samples, followed, maxRssKb } = run
+  const { decided, queuedSpan } = decisions
+  const lastStoredAt = run.answers.lastStoredAt()
+  const timeToAllDecided = decided >= stored ? (samples.at(-1)?.t ?? 0) : null
+  const { version: postgresVersion, jit: postgresJit, jitAvailable } = server
+  const { cancelStatuses, cancelledIds, users, cpuAtStart, cpuAtEnd, cpuSeconds } = run
+  const intakeRps = stored / intakeSeconds
+  return {
+    requests,
+    quota: quota * eventCount,
+    events: eventCount,
+    concurrency,
+    warmup_requests: warmupRequests,
+    quantity_mix: options.quantity,
+    accepted: queuedIds.length,
+    sold_out_at_once: soldOutIds.length,
+    stored,
+    rejected_busy: statusCounts.get(503) ?? 0,
+    errors: sale.errors + sale.timeouts + [...statusCounts].filter(([s]) => s !== 202 && s !== 200 && s !== 503).reduce((sum, [, n]) => sum + n, 0),
+    intake_seconds: round(intakeSeconds, 3),
+    intake_rps: round(intakeRps),
+    intake_p50_ms: sale.latency.p50,
+    intake_p99_ms: sale.latency.p99,
+    decided,
+    decided_during_intake: decidedDuringIntake,
+    decide_rps: round(spanSeconds(queuedSpan) > 0 ? queuedSpan.after / spanSeconds(queuedSpan) : queuedSpan.n),
+    time_to_all_decided_s: timeToAllDecided,
+    last_decision_after_last_acceptance_s: decisions.last !== null && lastStoredAt > 0
+      ? round((decisions.last.getTime() - (performance.timeOrigin + lastStoredAt)) / 1000, 3)
+      : null,
+    ...settlement,
+    sold: invariants.sold,
+    oversold: invariants.oversold,
+    quota_mismatch: invariants.quota_mismatch,
+    lost: invariants.lost,
+    max_per_user: maxPerUser,
+    users,
+    limit_exceeded: invariants.limit_exceeded,
+    over_cap: invariants.over_cap,
+    cancel_requests: [...cancelStatuses.values()].reduce((a, b) => a + b, 0),
+    cancel_accepted: cancelledIds.length,
+    cancel_refused: cancelStatuses.get(409) ?? 0,
+    cancelled_bookings: invariants.cancelled,
+    cancelled_seats: invariants.cancelled_seats,
+    cancellations_lost: invariants.cancellations_lost,
+    duplicate_ids: invariants.duplicate_ids,
+    api_sampled: invariants.api_sampled,
+    api_disagreements: invariants.api_disagreements,
+    ceiling_rps: round(ceilingRps),
+    intake_ratio: round(intakeRps / ceilingRps, 3),
+    // Reads: the buyers following their bookings during the sale and the drain, then every
+    // buyer reading the outcome back, against the no-op GET's ceiling.
+    followers,
+    follow_bookings: followed?.followed ?? 0,
+    follow_polls: followed?.polls ?? 0,
+    follow_waits: followed?.waits ?? 0,
+    follow_reads_per_s: followed?.reads_per_s ?? null,
+    follow_poll_p50_ms: followed?.poll_p50_ms ?? null,
+    follow_poll_p99_ms: followed?.poll_p99_ms ?? null,
+    readers: options.readers,
+    reads: readAfter?.reads ?? 0,
+    read_ceiling_rps: round(readCeilingRps),
+    read_rps: readAfter?.read_rps ?? null,
+    read_ratio: readAfter === undefined ? null : round(readAfter.read_rps / readCeilingRps, 3),
+    read_p50_ms: readAfter?.read_p50_ms ?? null,
+    read_p99_ms: readAfter?.read_p99_ms ?? null,
+    read_unavailable: readUnavailable,
+    read_errors: readErrors,
+    // The API pool's waits for a connection over the run (bucket bounds of its histogram).
+    db_pool_max: waits?.max ?? null,
+    db_acquire_waits: waits?.count ?? null,
+    db_acquire_p50_ms: waits?.p50_ms ?? null,
+    db_acquire_p99_ms: waits?.p99_ms ?? null,
+    server_max_rss_mb: maxRssKb > 0 ? round(maxRssKb / 1024) : null,
+    // CPU per stored request during the sale (microseconds; 10 ms ticks over the sale's seconds),
+    // the service's including the worker's decisions beside it, and what the machine had idle.
+    ...cpuPerRequest(cpuAtStart, cpuAtEnd, stored, cpuSeconds),
+    worker_mode: mode,
+    node_version: process.version,
+    postgres_version: postgresVersion,
+    postgres_server: serverName,
+    postgres_jit: postgresJit === 'on' && jitAvailable ? 'on' : jitAvailable ? 'off' : 'not built in',
+    cpus: os.cpus().length,
+    started_at: startedAt.toISOString(),
+    endpoint_invariants_ok: endpointProblems.length === 0,
+    invariants_ok: invariants.failures.length === 0 && timeToAllDecided !== null,
+    failures: timeToAllDecided === null ? [...invariants.failures, `not every purchase was decided within ${waitS} s`] : invariants.failures,
+    samples
+  }
+}
+
+/** One column per mode, side by side. */
+export function printTable (results: ReadonlyArray<Record<string, unknown>>, waitS: number): void {
+  const v = (r: Record<string, unknown>, key: string): string => {
+    const value = r[key]
+    return typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean' ? String(value) : '-'
+  }
+  const rows: Array<[string, (r: Record<string, unknown>) => string]> = [
+    ['requests / seats / events', (r) => `${v(r, 'requests')} / ${v(r, 'quota')} / ${v(r, 'events')}`],
+    ['queued (202) / sold out at once (200)', (r) => `${v(r, 'accepted')} / ${v(r, 'sold_out_at_once')}`],
+    ['busy (503) / errors', (r) => `${v(r, 'rejected_busy')} / ${v(r, 'errors')}`],
+    ['no-op ceiling', (r) => `${v(r, 'ceiling_rps')} req/s`],
+    ['intake (stored and committed)', (r) => `${v(r, 'intake_rps')} req/s (${pct(r.intake_ratio as number)})`],
+    ['intake latency p50 / p99', (r) => `${v(r, 'intake_p50_ms')} / ${v(r, 'intake_p99_ms')} ms`],
+    ['queued purchases decided per s', (r) => `${v(r, 'decide_rps')} (${v(r, 'decided_during_intake')} decided during intake)`],
+    ['all decided after', (r) => r.time_to_all_decided_s === null ? `NOT within ${waitS} s` : `${v(r, 'time_to_all_decided_s')} s`],
+    ['last decision after last answer', (r) => `${v(r, 'last_decision_after_last_acceptance_s')} s`],
+    ['settlement alone: decided / backlog', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_decided')} / ${v(r, 'settle_backlog')}${r.settle_drained === true ? '' : ' (time-boxed)'}`],
+    ['settlement alone: decisions per s', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_rps')} in ${v(r, 'settle_seconds')} s`],
+    ['sold / seats', (r) => `${v(r, 'sold')} / ${v(r, 'quota')}`],
+    ['users / cap / limit_exceeded / over cap', (r) => `${v(r, 'users')} / ${r.max_per_user === 0 ? 'none' : v(r, 'max_per_user')} / ${v(r, 'limit_exceeded')} / ${v(r, 'over_cap')}`],
+    ['cancellations: asked / accepted / 409', (r) => `${v(r, 'cancel_requests')} / ${v(r, 'cancel_accepted')} / ${v(r, 'cancel_refused')}`],
+    ['cancelled bookings / seats back / lost', (r) => `${v(r, 'cancelled_bookings')} / ${v(r, 'cancelled_seats')} / ${v(r, 'cancellations_lost')}`],
+    ['oversold / quota mismatch / lost / dup ids', (r) => `${v(r, 'oversold')} / ${v(r, 'quota_mismatch')} / ${v(r, 'lost')} / ${v(r, 'duplicate_ids')}`],
+    ['API agrees with database', (r) => `${(r.api_sampled as number) - (r.api_disagreements as number)} of ${v(r, 'api_sampled')}`],
+    ['reads while following (polls / ?wait=)', (r) => `${v(r, 'follow_polls')} / ${v(r, 'follow_waits')} for ${v(r, 'follow_bookings')} bookings (${v(r, 'follow_reads_per_s')}/s), poll p50 / p99 ${v(r, 'follow_poll_p50_ms')} / ${v(r, 'follow_poll_p99_ms')} ms`],
+    ['no-op GET ceiling', (r) => `${v(r, 'read_ceiling_rps')} req/s`],
+    ['reads after the sale', (r) => r.read_rps === null ? '-' : `${v(r, 'reads')} at ${v(r, 'read_rps')} req/s (${pct(r.read_ratio as number)}), p50 / p99 ${v(r, 'read_p50_ms')} / ${v(r, 'read_p99_ms')} ms`],
+    ['reads answered 503 / failed', (r) => `${v(r, 'read_unavailable')} / ${v(r, 'read_errors')}`],
+    ['API pool: connections / wait for one p50 / p99', (r) => `${v(r, 'db_pool_max')} / <= ${v(r, 'db_acquire_p50_ms')} / <= ${v(r, 'db_acquire_p99_ms')} ms`],
+    ['server max RSS', (r) => `${v(r, 'server_max_rss_mb')} MB`],
+    ['sale CPU per request: service / postgres / generator', (r) => `${v(r, 'sale_cpu_us_per_request_service')} / ${v(r, 'sale_cpu_us_per_request_postgres')} / ${v(r, 'sale_cpu_us_per_request_generator')} us (${typeof r.sale_cpu_idle_share === 'number' ? pct(r.sale_cpu_idle_share) : '-'} idle)`],
+    ['node / postgres (server, its JIT)', (r) => `${v(r, 'node_version')} / ${v(r, 'postgres_version')} (${v(r, 'postgres_server')}, JIT ${v(r, 'postgres_jit')})`],
+    ['invariants', (r) => r.invariants_ok === true ? 'ALL HELD' : `FAILED: ${(r.failures as string[]).join('; ')}`]
+  ]
+  const header: [string, ...string[]] = ['worker mode', ...results.map((r) => String(r.worker_mode))]
+  const lines = [header, ...rows.map(([label, cell]) => [label, ...results.map(cell)])]
+  const widths = header.map((_h, i) => Math.max(...lines.map((line) => (line[i] ?? '').length)))
+  process.stdout.write(lines.map((line) => line.map((cell, i) => cell.padEnd(widths[i] as number)).join('  ').trimEnd()).join('\n') + '\n')
+  for (const r of results) process.stdout.write(`written (${String(r.worker_mode)}): ${(r.written as string[]).join(', ')}\n`)
+}

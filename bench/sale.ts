@@ -1,0 +1,138 @@
+// Usage: imported by bench/flash-sale.ts: steps 2 and 3 of a mode's run, the sale and the drain.
+//
+// The crowd buys as fast as the service accepts (autocannon), while a sampler charts stored and
+// decided purchases every 250 ms, the admin cancels a share of the queued ones, and some buyers
+// follow their bookings; then the bench waits until every stored purchase is decided.
+import { setTimeout as sleep } from 'node:timers/promises'
+import type autocannon from 'autocannon'
+import type postgres from 'postgres'
+import type { Sample } from './chart.ts'
+import { cpuNow, rssKb, type CpuReading } from './cpu.ts'
+import { countSettled, waitUntilSettled } from './decisions.ts'
+import { answerRecorder, buyRequest, createEvents, crowd, crowdSize, roundRobin, runAutocannon } from './load.ts'
+import type { BenchOptions } from './options.ts'
+import { followBookings, type FollowFigures } from './reads.ts'
+import { round } from './report.ts'
+
+export interface SaleSetup {
+  options: BenchOptions
+  mode: string
+  requests: number
+  quota: number
+  baseUrl: string
+  adminToken: string
+  /** The database the service runs on (the bench's own connection). */
+  db: postgres.Sql
+  /** The service's process, for its CPU and memory (none with --url). */
+  servicePid: number | undefined
+  /** The server's files, for PostgreSQL's CPU (when this machine can read them). */
+  clusterDir: string | undefined
+  startedAt: Date
+  log: (line: string) => void
+}
+
+export interface SaleFigures {
+  eventIds: string[]
+  answers: ReturnType<typeof answerRecorder>
+  sale: autocannon.Result
+  users: number
+  samples: Sample[]
+  maxRssKb: number
+  cpuAtStart: CpuReading
+  cpuAtEnd: CpuReading
+  cpuSeconds: number
+  intakeSeconds: number
+  stored: number
+  decidedDuringIntake: number
+  cancelStatuses: Map<number, number>
+  cancelledIds: string[]
+  followed: FollowFigures | undefined
+}
+
+/** Runs the sale on fresh events, then waits (at most --wait) until every stored purchase is decided. */
+export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
+  const { options, mode, requests, quota, baseUrl, adminToken, db, servicePid, clusterDir, startedAt, log } = setup
+  const { eventCount, maxPerUser, cancelPercent, concurrency } = options
+  const eventIds = await createEvents(baseUrl, adminToken, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`, maxPerUser)
+  // The sale, sampled every 250 ms: stored (from the answers) and decided (from the database).
+  const answers = answerRecorder()
+  const { queuedIds, soldOutIds, statusCounts } = answers
+  const samples: Sample[] = []
+  let maxRssKb = 0
+  const cpuAtStart = await cpuNow(servicePid, clusterDir)
+  const cpuReadAt = performance.now()
+  const saleStart = performance.now()
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      const decided = await countSettled(db, eventIds)
+      const t = (performance.now() - saleStart) / 1000
+      samples.push({ t: round(t, 2), accepted: queuedIds.length + soldOutIds.length, decided })
+      const rss = await rssKb(servicePid)
+      if (rss !== undefined) maxRssKb = Math.max(maxRssKb, rss)
+      const sent = [...statusCounts.values()].reduce((a, b) => a + b, 0)
+      log(`  t=${t.toFixed(1)}s  sent ${sent}  queued ${queuedIds.length}  sold out at once ${soldOutIds.length}  decided ${decided}`)
+      await sleep(250)
+    }
+  })()
+
+  // Cancellations during the sale: every so many queued purchases is cancelled by the admin (a
+  // successful one gives its seats back, so the sold-out fast path must reopen), a few at a time.
+  const cancelEvery = cancelPercent > 0 ? Math.max(1, Math.round(100 / cancelPercent)) : 0
+  const cancelStatuses = new Map<number, number>()
+  const cancelledIds: string[] = []
+  let selling = true
+  const canceller = (async () => {
+    let next = 0
+    while (cancelEvery > 0 && (selling || next < queuedIds.length)) {
+      const chosen: string[] = []
+      for (; next < queuedIds.length && chosen.length < 8; next++) if (next % cancelEvery === cancelEvery - 1) chosen.push(queuedIds[next] as string)
+      if (chosen.length === 0) {
+        await sleep(20)
+        continue
+      }
+      await Promise.all(chosen.map(async (id) => {
+        const res = await fetch(`${baseUrl}/bookings/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${adminToken}` } })
+        await res.arrayBuffer()
+        cancelStatuses.set(res.status, (cancelStatuses.get(res.status) ?? 0) + 1)
+        if (res.status === 202 || res.status === 200) cancelledIds.push(id)
+      }))
+    }
+  })()
+
+  // Buyers told 202 follow their bookings, from the first answer until all are decided (a 200
+  // is an outcome already: sold out at once).
+  let following = options.followers > 0 ? followBookings(baseUrl, answers.queuedLocations, { followers: options.followers }) : undefined
+  try {
+    const users = crowdSize(options, requests)
+    log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
+    const buying = buyRequest(options, baseUrl, roundRobin(eventIds), answers.onResponse, crowd(users))
+    const sale = await runAutocannon(buying, { amount: requests, seconds: options.durationS })
+    const lastAnswerAt = answers.lastAnswerAt() || saleStart
+    const cpuAtEnd = await cpuNow(servicePid, clusterDir)
+    const cpuSeconds = (performance.now() - cpuReadAt) / 1000
+    selling = false
+    await canceller
+    // From the first request to the last answer (autocannon's own duration is rounded up to its
+    // one-second ticks, too coarse for a sale of a few seconds).
+    const intakeSeconds = (lastAnswerAt - saleStart) / 1000 || sale.duration
+    const stored = queuedIds.length + soldOutIds.length
+    // How much settlement kept pace while the crowd was still arriving.
+    const decidedDuringIntake = await countSettled(db, eventIds)
+
+    // Drain: wait for every stored purchase to be decided.
+    await waitUntilSettled(db, eventIds, stored, options.waitS)
+    sampling = false
+    await sampler
+    const followed = await following?.stop()
+    following = undefined
+    return {
+      eventIds, answers, sale, users, samples, maxRssKb, cpuAtStart, cpuAtEnd, cpuSeconds,
+      intakeSeconds, stored, decidedDuringIntake, cancelStatuses, cancelledIds, followed
+    }
+  } finally {
+    selling = false
+    sampling = false
+    await following?.stop()
+  }
+}
