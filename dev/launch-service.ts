@@ -57,6 +57,11 @@ export interface LaunchedService {
   stop: (options?: { signal?: NodeJS.Signals, killAfterMs?: number }) => Promise<Exit>
 }
 
+// Every process launched and still running: killed if this process exits first (a test file that
+// tap stops at its timeout exits without running its teardowns, which would leave them orphaned).
+const running = new Set<ChildProcess>()
+process.once('exit', () => { for (const child of running) child.kill('SIGKILL') })
+
 /** Starts one role's process without waiting for it to be ready (see startService). */
 export async function launchService (role: ServiceRole, { env, nodeArgs = [], keepLines = false, onStderr }: LaunchOptions): Promise<LaunchedService> {
   const port = role === 'worker' ? 0 : await freePort()
@@ -82,21 +87,27 @@ export async function launchService (role: ServiceRole, { env, nodeArgs = [], ke
     stderr = (stderr + text).slice(-20_000)
     onStderr?.(text)
   })
-  const exited = new Promise<Exit>((resolve) => { child.once('exit', (code, signal) => resolve({ code, signal })) })
-  const running = (): boolean => child.exitCode === null && child.signalCode === null
+  running.add(child)
+  const exited = new Promise<Exit>((resolve) => {
+    child.once('exit', (code, signal) => {
+      running.delete(child)
+      resolve({ code, signal })
+    })
+  })
+  const isRunning = (): boolean => child.exitCode === null && child.signalCode === null
 
   async function waitUntil (ready: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs
     while (!(await ready())) {
       const output = `${stderr}${lines.join('\n')}`.slice(-4000)
-      if (!running()) throw new Error(`${role} exited during start-up (exit code ${child.exitCode ?? child.signalCode}): ${output}`)
+      if (!isRunning()) throw new Error(`${role} exited during start-up (exit code ${child.exitCode ?? child.signalCode}): ${output}`)
       if (Date.now() > deadline) throw new Error(`${role}: ${what} did not happen within ${timeoutMs} ms: ${output}`)
       await sleep(20)
     }
   }
 
   async function stop ({ signal = 'SIGTERM', killAfterMs = 30_000 }: { signal?: NodeJS.Signals, killAfterMs?: number } = {}): Promise<Exit> {
-    if (running()) {
+    if (isRunning()) {
       child.kill(signal)
       const killing = setTimeout(() => child.kill('SIGKILL'), killAfterMs)
       try {
@@ -108,7 +119,7 @@ export async function launchService (role: ServiceRole, { env, nodeArgs = [], ke
     return await exited
   }
 
-  return { role, child, base: `http://127.0.0.1:${port}`, lines, exited, running, waitUntil, stop }
+  return { role, child, base: `http://127.0.0.1:${port}`, lines, exited, running: isRunning, waitUntil, stop }
 }
 
 /** True once GET /health answers 200 (the API listens and its database answers). */
