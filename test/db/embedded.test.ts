@@ -5,7 +5,8 @@ import os from 'node:os'
 import path from 'node:path'
 import postgres from 'postgres'
 import t from 'tap'
-import { lookupUser, startEmbeddedPostgres } from '../../db/embedded.ts'
+import { startEmbeddedPostgres } from '../../db/embedded.ts'
+import { lookupUser } from '../../db/embedded-user.ts'
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..')
 
