@@ -5,8 +5,9 @@ FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # patch-package applies these after the install (postinstall): a fix to postgres.js (see
-# db/client.ts) and one to the queue dashboard (see app/queue-dashboard.ts).
+# db/driver/postgres-js.ts) and one to the queue dashboard (see app/queue-dashboard.ts).
 COPY patches ./patches
+COPY db/driver/patches ./db/driver/patches
 # Production dependencies only, exactly as locked. (The embedded PostgreSQL package comes along
 # but is not used here: compose always sets DATABASE_URL.) TypeScript comes along too, 23 MB: npm
 # installs it as an optional peer of the queue dashboard's @react-router/node because the lock file
