@@ -1,6 +1,7 @@
 import { Kysely, sql } from 'kysely'
 import type postgres from 'postgres'
 import type { Database } from './database.ts'
+import { createPgPool } from './driver/pg.ts'
 import { createPoolState, type PoolState, type PoolUsage } from './driver/pool-usage.ts'
 import { createPostgresJsPool, type DriverPool } from './driver/postgres-js.ts'
 import { PLANNING, PROBES_ONLY_SETTINGS, SERVICE_SESSION_SETTINGS, type Planning } from './driver/session.ts'
@@ -57,12 +58,20 @@ export async function closeDb (db: Db, timeoutSeconds = 5): Promise<void> {
 }
 
 /**
+ * The driver under the pools: postgres.js unless DB_DRIVER=pg, a switch kept for the driver A/B
+ * only (docs/decisions/0010-postgres-js-or-pg.md), hence read here and not in lib/config.ts.
+ */
+function chosenDriver (): typeof createPostgresJsPool {
+  return process.env.DB_DRIVER === 'pg' ? createPgPool : createPostgresJsPool
+}
+
+/**
  * One pool wrapped by Kysely. The statement and lock timeouts are set per session so a stuck
  * query or a lock held by a dead peer surfaces as an error (and a 503) instead of a hang.
  */
 export function createDb (options: DatabaseOptions): Db {
   const counts = createPoolState(options.poolMax)
-  const pool = createPostgresJsPool({
+  const pool = chosenDriver()({
     url: options.url,
     max: options.poolMax,
     connectTimeoutSeconds: options.connectTimeoutSeconds,
