@@ -8,8 +8,10 @@ COPY package.json package-lock.json ./
 # db/driver/postgres-js.ts) and one to the queue dashboard (see app/queue-dashboard.ts).
 COPY patches ./patches
 COPY db/driver/patches ./db/driver/patches
-# Production dependencies only, exactly as locked. (The embedded PostgreSQL package comes along
-# but is not used here: compose always sets DATABASE_URL.) TypeScript comes along too, 23 MB: npm
+# Production dependencies only, exactly as locked: no embedded PostgreSQL (60 MB; db/embedded.ts
+# loads its binaries only when DATABASE_URL is unset, and compose always sets it), no `node`
+# package (121 MB; the base image has Node 24), no bench or test tools. patch-package stays a
+# dependency: it must run at every install, this one included. TypeScript comes along, 23 MB: npm
 # installs it as an optional peer of the queue dashboard's @react-router/node because the lock file
 # holds it (our dev dependency). Nothing in the image runs it (Node strips types itself).
 RUN npm ci --omit=dev --no-audit --no-fund \
@@ -20,6 +22,7 @@ WORKDIR /app
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json tsconfig.json ./
+COPY app ./app
 COPY lib ./lib
 COPY db ./db
 COPY server ./server
