@@ -5,10 +5,13 @@ FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # patch-package applies these after the install (postinstall): a fix to postgres.js (see
-# db/client.ts) and one to the queue dashboard (see app/queue-dashboard.ts).
+# db/driver/postgres-js.ts) and one to the queue dashboard (see app/queue-dashboard.ts).
 COPY patches ./patches
-# Production dependencies only, exactly as locked. (The embedded PostgreSQL package comes along
-# but is not used here: compose always sets DATABASE_URL.) TypeScript comes along too, 23 MB: npm
+COPY db/driver/patches ./db/driver/patches
+# Production dependencies only, exactly as locked: no embedded PostgreSQL (60 MB; db/embedded.ts
+# loads its binaries only when DATABASE_URL is unset, and compose always sets it), no `node`
+# package (121 MB; the base image has Node 24), no bench or test tools. patch-package stays a
+# dependency: it must run at every install, this one included. TypeScript comes along, 23 MB: npm
 # installs it as an optional peer of the queue dashboard's @react-router/node because the lock file
 # holds it (our dev dependency). Nothing in the image runs it (Node strips types itself).
 RUN npm ci --omit=dev --no-audit --no-fund \

@@ -25,7 +25,7 @@ export interface BookingLookup {
  * it). A pending booking's position is its arrival number minus the event's decided_through (no
  * count over the queue), and the pace is what the workers published in the last minute. Each
  * booking is probed by its key per lookup, then (while pending) its event by its key, so the
- * plan has nothing to choose (db/client.ts, PLANNING).
+ * plan has nothing to choose (db/driver/session.ts, PLANNING).
  */
 export async function findBookingViews (db: Db, lookups: readonly BookingLookup[]): Promise<Array<BookingView | undefined>> {
   if (lookups.length === 0) return []

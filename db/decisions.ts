@@ -75,7 +75,7 @@ export async function recordDecision (trx: Trx, id: string, decision: Decision):
  *
  * One UPDATE per outcome, each of the bookings given that outcome by id (= ANY), all in one
  * statement: no join between the batch and the table, so whatever a plan guesses it can only probe
- * the batch's ids (db/client.ts, PLANNING). "Pending" is asked as "not decided yet"
+ * the batch's ids (db/driver/session.ts, PLANNING). "Pending" is asked as "not decided yet"
  * (decided_at IS NULL, which the table's CHECK ties to PENDING): a status of PENDING would let a
  * plan start from the pending-only index, which stale statistics say is nearly empty while it
  * holds the whole queue.

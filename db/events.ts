@@ -175,7 +175,7 @@ export async function findBusyEvents (db: Db, ids: readonly string[]): Promise<s
 /**
  * Applies a batch's changes to many events in one statement. The table's CHECKs refuse any
  * oversell. The events are found by their ids (= ANY), so a plan reads only the batch's, whatever
- * it guesses of the join (db/client.ts, PLANNING).
+ * it guesses of the join (db/driver/session.ts, PLANNING).
  */
 export async function applyEventChanges (trx: Trx, changes: readonly EventChange[]): Promise<void> {
   if (changes.length === 0) return

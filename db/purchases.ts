@@ -105,7 +105,7 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
                   ${purchases.map((p) => p.idempotency_key)}::text[], ${purchases.map((p) => p.max_wait_seconds)}::int[])
         AS p (id, event_id, user_id, quantity, idempotency_key, max_wait_seconds)
       -- The event and the key's purchase, each looked up by key for each purchase (OFFSET 0 keeps
-      -- the subquery per row): no plan can turn them into a scan of the table (db/client.ts, PLANNING).
+      -- the subquery per row): no plan can turn them into a scan of the table (db/driver/session.ts, PLANNING).
       LEFT JOIN LATERAL (SELECT e.* FROM events e WHERE e.id = p.event_id OFFSET 0) e ON true
       LEFT JOIN LATERAL (
         SELECT k.* FROM bookings k WHERE k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL OFFSET 0

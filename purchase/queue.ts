@@ -1,7 +1,7 @@
 import { fromKysely, PgBoss, type Queue } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Trx } from '../db/database.ts'
-import { SERVICE_SESSION_SETTINGS } from '../db/session.ts'
+import { SERVICE_SESSION_SETTINGS } from '../db/driver/session.ts'
 import { PGBOSS_SCHEMA } from '../db/pgboss-tables.ts'
 import { timeOrderedId } from '../lib/ids.ts'
 import type { CancelJobData, PurchaseJobData } from './jobs.ts'

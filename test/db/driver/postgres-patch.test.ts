@@ -1,13 +1,17 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { closeDb, createDb, type Db } from '../../db/client.ts'
-import { createTestDatabase } from '../fixtures/database.ts'
-import { waitFor } from '../fixtures/http.ts'
+import { closeDb, createDb, type Db } from '../../../db/client.ts'
+import { createTestDatabase } from '../../fixtures/database.ts'
+import { waitFor } from '../../fixtures/http.ts'
+import { startTcpProxy } from '../../fixtures/tcp-proxy.ts'
+
+// One test per fault db/driver/patches/postgres+3.4.9.patch fixes in postgres.js 3.4.9; each fails
+// with the patch reversed (docs/decisions/0010-postgres-js-or-pg.md).
 
 // postgres.js 3.4.9 ran later queries of a reserved connection on it after its backend went away
 // (a TypeError thrown from a timer: the process dies; or a query that never settles: the request
 // hangs), and lost a pooled connection for each reservation a failed connection attempt refused
-// (the pool wedged). patches/postgres+3.4.9.patch fixes them; this is upstream's reproduction
+// (the pool wedged). The patch fixes them; this is upstream's reproduction
 // (porsager/postgres#1208), through a Kysely transaction as the service runs them, ten times over.
 t.test('a transaction whose backend is terminated fails with a connection error, the process lives, and the pool serves the next one', async (t) => {
   const database = await createTestDatabase(t)
@@ -75,4 +79,28 @@ t.test('a query that fails mid-result leaves nothing in the next query\'s rows',
   t.equal((failure as { code?: string } | undefined)?.code, '22012', 'the query fails with its own error (division by zero)')
   const { rows } = await sql<{ n: number }>`SELECT 42 AS n`.execute(db)
   t.same(rows, [{ n: 42 }], 'the next query has exactly its one row')
+})
+
+// A reservation (every Kysely transaction is one) whose connection attempt failed stayed in
+// postgres.js's waiting list and was later handed a connection nobody took: each failed attempt
+// during an outage lost a connection for good, and after it the pool served nobody.
+t.test('transactions refused during an outage cost the pool no connection: it serves again once the database is back', async (t) => {
+  const database = await createTestDatabase(t)
+  const proxy = await startTcpProxy(Number(new URL(database.url).port))
+  const url = new URL(database.url)
+  url.port = String(proxy.port)
+  const db = createDb({ url: url.toString(), poolMax: 1, connectTimeoutSeconds: 1, acquireTimeoutMs: 3000, statementTimeoutMs: 5000, applicationName: 'boxoffice-driver-outage' })
+  t.teardown(async () => {
+    await closeDb(db)
+    await proxy.close()
+  })
+  const one = async (n: number): Promise<unknown> => await db.transaction().execute(async (trx) => (await sql<{ n: number }>`SELECT ${n}::int AS n`.execute(trx)).rows[0]?.n)
+  t.equal(await one(1), 1, 'before the outage')
+  await proxy.cut()
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const failure = await one(2).then(() => undefined, (err: unknown) => err)
+    t.ok(failure instanceof Error, `attempt ${attempt + 1} during the outage fails (${String((failure as { code?: string } | undefined)?.code)})`)
+  }
+  await proxy.restore()
+  for (let round = 0; round < 3; round++) t.equal(await one(3 + round).catch((err: unknown) => err), 3 + round, `transaction ${round + 1} after the outage answers`)
 })
