@@ -35,5 +35,5 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
 # API and worker in one process (compose.yaml runs them as separate services instead, with
 # `node app/api.ts` and `node app/worker.ts`; the worker's healthcheck uses METRICS_PORT; and
 # the queue dashboard with `node app/queue-dashboard.ts`).
-# A small young generation, as package.json's scripts run it: see bench/README.md, "Where the time goes".
+# A small young generation, as package.json's scripts run it (bench/README.md).
 CMD ["node", "--max-semi-space-size=4", "app/main.ts"]

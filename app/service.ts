@@ -12,6 +12,7 @@ import { startPurchaseWorker, WORKER_POOL_SIZE, type PurchaseWorker } from '../w
 import { databaseUrlRequired, loadConfigOrExit, type Config } from '../lib/config.ts'
 import { createLogger } from '../lib/logger.ts'
 import { createMetrics } from '../lib/metrics.ts'
+import { metricsSources } from './metrics-sources.ts'
 import { createBoss, ensurePurchaseQueues } from '../purchase/queue.ts'
 
 export interface Roles {
@@ -121,7 +122,7 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
   await ensurePurchaseQueues(boss)
 
   // One registry per process: in `npm start` the API's /metrics shows the worker's too.
-  const metrics = createMetrics({ pools: { api: apiDb, worker: workerDb }, db: apiDb ?? workerDb as Db, boss })
+  const metrics = createMetrics(metricsSources({ pools: { api: apiDb, worker: workerDb }, db: apiDb ?? workerDb as Db, boss }))
   let worker: PurchaseWorker | undefined
   if (workerDb !== undefined) {
     worker = startPurchaseWorker({ db: workerDb, boss, log, metrics },

@@ -120,7 +120,7 @@ export async function recordCancellations (trx: Trx, ids: readonly string[], at:
  *
  * Events whose row is locked right now (a batch deciding them, or a transaction outside the
  * service holding one) are skipped and swept on a later pass: waiting for one would hold the
- * others' locks meanwhile and stall every event behind one held row.
+ * others' locks meanwhile and stall every event behind one busy row.
  */
 export async function expireOverdue (db: Db, limit = 10_000): Promise<string[]> {
   const due = await db.selectFrom('bookings').select('event_id').distinct()

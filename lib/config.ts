@@ -8,7 +8,8 @@ export type WorkerMode = typeof WORKER_MODES[number]
 
 // Every variable the service reads, with its default. `.env.example` and the table in
 // docs/configuration.md list the same variables with the same defaults; tests keep all three in
-// step (test/lib/config.test.ts, test/lib/config-docs.test.ts).
+// step (test/lib/config.test.ts, test/lib/config-docs.test.ts). One switch is left out on purpose:
+// DB_DRIVER=pg, for the driver A/B only (db/client.ts; docs/decisions/0010-postgres-js-or-pg.md).
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development' }),
   HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),

@@ -1,8 +1,4 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { PgBoss } from 'pg-boss'
-import { countPendingByEvent } from '../db/bookings.ts'
-import { observeAcquireWaits, poolUsage, type Db } from '../db/client.ts'
-import { PURCHASE_DEAD_LETTER_QUEUE, PURCHASE_QUEUE } from '../purchase/queue.ts'
 
 /**
  * The Prometheus metrics of one process (prom-client, its own registry), served at GET /metrics.
@@ -21,17 +17,33 @@ export interface Metrics {
   readonly settleBatchDuration: Histogram
 }
 
+/** A database pool as the metrics see it. */
+export interface PoolGauge {
+  /** Connections now: max, in use, waiting (undefined once closed). */
+  usage: () => { max: number, inUse: number, waiting: number } | undefined
+  /** Calls `observe` with each wait for a connection, in seconds. */
+  onAcquireWait: (observe: (seconds: number) => void) => void
+}
+
+/** A queue's job counts, as pg-boss last counted them. */
+export interface QueueCounts { name: string, readyCount: number, deferredCount: number, activeCount: number, failedCount: number }
+
+/**
+ * Where the gauges read the database, wired in by the composition root (app/metrics-sources.ts), so
+ * that this module knows nothing of the pools' driver, the tables or the queue.
+ */
 export interface MetricsSources {
-  /** The process's pools, by role (api, worker), for pool usage. */
-  pools: Partial<Record<'api' | 'worker', Db>>
-  /** For the pending purchases per event (live) and the queue's job counts. */
-  db: Db
-  boss: PgBoss
+  /** The process's pools, by role (api, worker). */
+  pools: Partial<Record<'api' | 'worker', PoolGauge>>
+  /** Pending purchases per event that has any, read when scraped. */
+  pendingByEvent: () => Promise<ReadonlyArray<{ event_id: string, pending: number }>>
+  /** The purchase queue's and its dead-letter queue's job counts, read when scraped. */
+  queues: () => Promise<readonly QueueCounts[]>
 }
 
 const PREFIX = 'boxoffice_'
 
-export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
+export function createMetrics ({ pools, pendingByEvent, queues }: MetricsSources): Metrics {
   const registry = new Registry()
   // Node's own: CPU, memory, GC, handles, and event-loop lag (nodejs_eventloop_lag_seconds and
   // its percentiles).
@@ -100,11 +112,11 @@ export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
     buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry]
   })
-  for (const [pool, poolDb] of Object.entries(pools)) {
-    if (poolDb === undefined) continue
+  for (const [pool, gauge] of Object.entries(pools)) {
+    if (gauge === undefined) continue
     const series = acquireWaits.labels({ pool })
     // For the pool's lifetime: the registry lives as long as the process's pools.
-    observeAcquireWaits(poolDb, (seconds) => { series.observe(seconds) })
+    gauge.onAcquireWait((seconds) => { series.observe(seconds) })
   }
 
   new Gauge({
@@ -114,8 +126,8 @@ export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
     registers: [registry],
     collect () {
       this.reset()
-      for (const [pool, poolDb] of Object.entries(pools)) {
-        const usage = poolDb === undefined ? undefined : poolUsage(poolDb)
+      for (const [pool, gauge] of Object.entries(pools)) {
+        const usage = gauge?.usage()
         if (usage === undefined) continue
         this.set({ pool, state: 'max' }, usage.max)
         this.set({ pool, state: 'in_use' }, usage.inUse)
@@ -130,7 +142,7 @@ export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
     registers: [registry],
     async collect () {
       this.reset()
-      const pending = await fromDatabase('pending_purchases', async () => await countPendingByEvent(db))
+      const pending = await fromDatabase('pending_purchases', pendingByEvent)
       for (const { event_id: eventId, pending: n } of pending ?? []) this.set({ event_id: eventId }, n)
     }
   })
@@ -141,9 +153,8 @@ export function createMetrics ({ pools, db, boss }: MetricsSources): Metrics {
     registers: [registry],
     async collect () {
       this.reset()
-      const queues = await fromDatabase('queue_jobs', async () => await Promise.all([PURCHASE_QUEUE, PURCHASE_DEAD_LETTER_QUEUE].map(async (name) => await boss.getQueue(name))))
-      for (const queue of queues ?? []) {
-        if (queue === null) continue
+      const counts = await fromDatabase('queue_jobs', queues)
+      for (const queue of counts ?? []) {
         this.set({ queue: queue.name, state: 'ready' }, queue.readyCount)
         this.set({ queue: queue.name, state: 'deferred' }, queue.deferredCount)
         this.set({ queue: queue.name, state: 'active' }, queue.activeCount)

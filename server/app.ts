@@ -8,7 +8,7 @@ import type { PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import type { Config } from '../lib/config.ts'
-import { createMetrics, type Metrics } from '../lib/metrics.ts'
+import type { Metrics } from '../lib/metrics.ts'
 import { AppError, clientErrorHandler, frameworkErrors, rateLimited, registerErrorHandler, SECURITY_HEADERS } from './errors.ts'
 import { createNotifier } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../purchase/queue.ts'
@@ -39,8 +39,8 @@ export interface AppDeps {
   log: Logger
   config: Pick<Config, 'ADMIN_TOKEN' | 'QUEUE_CAPACITY' | 'INTAKE_BATCH_MAX' | 'INTAKE_BATCH_WAIT_MS' | 'DB_POOL_MAX' |
     'RATE_LIMIT_PER_IP_PER_MINUTE' | 'BUY_LIMIT_PER_USER_PER_MINUTE' | 'TRUST_PROXY_HOPS' | 'MAX_EVENT_LOOP_DELAY_MS'>
-  /** The process's metrics (shared with its worker in `npm start`); made here when not given. */
-  metrics?: Metrics
+  /** The process's metrics (shared with its worker in `npm start`). */
+  metrics: Metrics
   /** Called after each commit that queued purchases or cancellations (the in-process worker starts at once). */
   onPurchaseAccepted?: () => void
 }
@@ -62,7 +62,7 @@ const INTAKE_BATCHES_IN_FLIGHT = 4
 
 /** Builds the HTTP app; never listens (app/service.ts and the tests do). */
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
-  const { db, boss, log, config, onPurchaseAccepted, metrics = createMetrics({ pools: { api: db }, db, boss }) } = deps
+  const { db, boss, log, config, onPurchaseAccepted, metrics } = deps
   const httpLog: FastifyBaseLogger = log.child({ component: 'http' })
   const app = Fastify({
     loggerInstance: httpLog,

@@ -5,9 +5,9 @@ import path from 'node:path'
 // The layers, read from the import statements of the source itself: who may import whom.
 //   app/      executables and the composition root: imports anything, imported by nothing else
 //   server/   HTTP; worker/: settlement. Neither imports the other.
-//   purchase/ the domain: vocabulary, rules, the queue contract
-//   db/, lib/ repositories and leaves
-// A lower layer never imports a higher one.
+//   purchase/ the domain (its words, rules and job payloads are pure: they import nothing else)
+//             and the queue; db/ the repositories. These two use each other's types and functions.
+//   lib/      leaves: they import no other folder of ours.
 
 const ROOT = path.resolve(import.meta.dirname, '..')
 const SOURCE_DIRS = ['app', 'server', 'worker', 'purchase', 'db', 'lib'] as const
@@ -19,8 +19,11 @@ const FORBIDDEN: Record<Layer, readonly Layer[]> = {
   worker: ['app', 'server'],
   purchase: ['app', 'server', 'worker'],
   db: ['app', 'server', 'worker'],
-  lib: ['app', 'server', 'worker']
+  lib: ['app', 'server', 'worker', 'purchase', 'db']
 }
+
+// The purchase domain's pure part: the words, the rules and the job payloads.
+const PURE = ['purchase/vocabulary.ts', 'purchase/rules.ts', 'purchase/jobs.ts']
 
 const IMPORT = /^\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm
 
@@ -57,6 +60,12 @@ t.test('no layer imports one above it, and server/ and worker/ never import each
     }
   }
   t.same(breaches, [], 'no import breaks the layering')
+})
+
+t.test('the purchase rules, their words and the job payloads import nothing but each other', async (t) => {
+  const outside = PURE.flatMap((file) => importsOf(file).files.filter((f) => !PURE.includes(f)).map((f) => `${file} imports ${f}`))
+  t.same(outside, [], 'no I/O, no database, no framework under the rules')
+  t.same(PURE.flatMap((file) => importsOf(file).packages.filter((p) => p !== '@sinclair/typebox')), [], 'no package but the payload schemas\' TypeBox')
 })
 
 t.test('npm run db:migrate loads no HTTP code and no worker', async (t) => {

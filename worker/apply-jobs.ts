@@ -92,7 +92,7 @@ export function countDecided (decided: JobsDecided): number {
   return decided.decisions.length + decided.cancelled.length
 }
 
-/** What one settle step did: jobs claimed and decided, and events it found held and set aside. */
+/** What one settle step did: jobs claimed and decided, and events it found busy and set aside. */
 export interface SettleResult {
   claimed: number
   decided: number

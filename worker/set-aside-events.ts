@@ -91,7 +91,7 @@ export async function lockOrSetAside (trx: Trx, eventIds: readonly string[]): Pr
 export async function setAsideBusy (db: Db, err: EventsBusyError, setAside: SetAsideEvents, log: Logger): Promise<SettleResult> {
   const ids = await findBusyEvents(db, err.eventIds)
   setAside.setAside(ids)
-  if (ids.length > 0) log.warn({ eventIds: ids, retryInMs: EVENT_SET_ASIDE_MS }, 'event rows locked by another transaction; their purchases wait, the others go on')
+  if (ids.length > 0) log.warn({ eventIds: ids, retryInMs: EVENT_SET_ASIDE_MS }, 'event rows held by another transaction; their purchases wait, the others go on')
   // Released meanwhile (ids empty): nothing is set aside, and the caller tries again at once.
   return { claimed: 0, decided: 0, setAside: Math.max(ids.length, 1) }
 }

@@ -24,8 +24,8 @@ export interface PurchaseWorker {
   wake: () => void
   /** Stops claiming, lets the transaction in hand commit, then resolves. */
   stop: () => Promise<void>
-  /** Jobs claimed and handled so far. */
-  readonly handled: number
+  /** Jobs claimed and settled so far. */
+  readonly settled: number
 }
 
 // Transactions a batched worker runs at once. Two overlap one batch's claim with the other's
@@ -55,7 +55,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   let stopping = false
   const stopped = new AbortController()
   const pause = async (ms: number): Promise<void> => { await sleep(ms, undefined, { signal: stopped.signal }).catch(() => {}) }
-  let handled = 0
+  let settled = 0
   // Purchases still to settle one at a time after a failed batch.
   let serialAfterFailure = 0
   const claimGate = createClaimGate()
@@ -136,7 +136,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
       woken[loop] = false
       try {
         const { claimed, setAside: setAsideNow } = await settleOnce(loop)
-        handled += claimed
+        settled += claimed
         // Idle: rest until woken, the next poll, or the moment an event set aside is due to be tried again.
         if (claimed === 0 && setAsideNow === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, idleMs(setAside[loop]))
       } catch (err) {
@@ -148,18 +148,19 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
 
   log.info({ mode: options.mode, batchSize: options.mode === 'batched' ? options.batchSize : 1, loops }, 'purchase worker started')
   const running = Promise.all(Array.from({ length: loops }, async (_v, loop) => { await run(loop) }))
-    .then(() => { log.info({ handled }, 'purchase worker stopped') })
+    .then(() => { log.info({ settled }, 'purchase worker stopped') })
 
   return {
     wake,
-    get handled () { return handled },
+    get settled () { return settled },
     async stop () {
       stopping = true
       stopped.abort()
       pace.stop()
+      const sweepStopped = sweep.stop()
       wake()
       await running
-      await sweep.stop()
+      await sweepStopped
       await listening
       await unlisten?.()
     }

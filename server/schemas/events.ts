@@ -41,7 +41,7 @@ export const Event = Type.Object({
   name: Type.String(),
   total_quota: Type.Integer(),
   available_quota: Type.Integer({ description: 'Seats still on sale' }),
-  sold: Type.Integer({ description: 'Seats held by successful bookings (total_quota - available_quota)' }),
+  sold: Type.Integer({ description: 'Seats taken by successful bookings (total_quota - available_quota)' }),
   pending: Type.Integer({ description: 'Purchases waiting for their decision' }),
   cancelled: Type.Integer({ description: 'Seats given back by cancelled bookings (back on sale)' }),
   max_per_user: Nullable(Type.Integer()),

@@ -75,15 +75,15 @@ t.test('3 API and 3 worker processes, 50 events, one of them hot: every purchase
   }
   t.equal(decidedByWorkers, answers.filter((a) => a.status === 202).length, 'the workers\' metrics count each queued purchase\'s decision once')
 
-  // The work was shared: each worker, stopped, says how many jobs it handled.
-  const handled = await Promise.all(workers.map(async (worker) => {
+  // The work was shared: each worker, stopped, says how many purchases it settled.
+  const settled = await Promise.all(workers.map(async (worker) => {
     worker.child.kill('SIGTERM')
     const { code } = await worker.exited
     t.equal(code, 0, 'a worker stops cleanly')
     const line = worker.lines.find((l) => l.includes('purchase worker stopped'))
-    return line === undefined ? 0 : Number((JSON.parse(line) as { handled?: number }).handled ?? 0)
+    return line === undefined ? 0 : Number((JSON.parse(line) as { settled?: number }).settled ?? 0)
   }))
-  t.ok(handled.filter((n) => n > 0).length >= 2, `at least two workers handled purchases (${handled.join(', ')})`)
-  t.comment(`3 API + 3 workers: ${answers.length} purchases over 50 events, ${answers.filter((a) => a.status === 200).length} sold out at once; handled per worker ${handled.join(' / ')}; ${disorder} hot-event purchases refused ahead of a later arrival`)
+  t.ok(settled.filter((n) => n > 0).length >= 2, `at least two workers settled purchases (${settled.join(', ')})`)
+  t.comment(`3 API + 3 workers: ${answers.length} purchases over 50 events, ${answers.filter((a) => a.status === 200).length} sold out at once; settled per worker ${settled.join(' / ')}; ${disorder} hot-event purchases refused ahead of a later arrival`)
 })
 

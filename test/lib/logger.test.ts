@@ -1,6 +1,8 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
+import { metricsSources } from '../../app/metrics-sources.ts'
 import { createLogger } from '../../lib/logger.ts'
+import { createMetrics } from '../../lib/metrics.ts'
 import { buildApp } from '../../server/app.ts'
 import { ADMIN_TOKEN } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
@@ -15,6 +17,7 @@ t.test('request logs keep the path but not the query: ?user_id= proves who owns 
     db: database.db,
     boss: database.boss,
     log,
+    metrics: createMetrics(metricsSources({ pools: { api: database.db }, db: database.db, boss: database.boss })),
     config: {
       ADMIN_TOKEN, QUEUE_CAPACITY: 1000, INTAKE_BATCH_MAX: 10, INTAKE_BATCH_WAIT_MS: 0, DB_POOL_MAX: 4,
       RATE_LIMIT_PER_IP_PER_MINUTE: 0, BUY_LIMIT_PER_USER_PER_MINUTE: 0, TRUST_PROXY_HOPS: 0, MAX_EVENT_LOOP_DELAY_MS: 0

@@ -355,8 +355,13 @@ t.test('while pending: position, estimated wait, and ?wait= without a query per 
   const decided = await answer
   t.equal(decided.body.status, 'success')
   t.ok(Date.now() - decidingAt < 5000, 'answered when decided, well before 20 s')
-  const rate = await database.db.selectFrom('worker_rates').select('decisions_per_second').where('worker_id', '<>', 'test').execute()
-  t.ok(rate.length <= 1, 'a worker publishes its pace (once it has a busy second behind it)')
+  // The worker publishes its pace once it has a busy second behind it: one row, its own.
+  const rate = await waitFor(async () => {
+    const rows = await database.db.selectFrom('worker_rates').select('decisions_per_second').where('worker_id', '<>', 'test').execute()
+    return rows.length > 0 ? rows : undefined
+  }, { timeoutMs: 10_000, what: 'the worker to publish its pace' })
+  t.equal(rate.length, 1, 'a worker publishes its pace, in one row')
+  t.ok(Number(rate[0]?.decisions_per_second) > 0, 'a pace above zero')
 
   const bad = await request(base, 'GET', `${locations[0] as string}&wait=31`)
   t.equal(bad.status, 400, 'wait is bounded to 30 s')
