@@ -72,8 +72,8 @@ function toStored (row: StoreRow): StoredPurchase {
 
 /**
  * Stores a batch of purchases being accepted, in one statement, and says what became of each
- * (StoreVerdict). Everything about the event is read in this very statement, from its committed
- * row: nothing is cached in the API, so every API process is right the moment a sale opens,
+ * (StoreVerdict: one result per purchase, in their order). Everything about the event is read in
+ * this very statement, from its committed row: nothing is cached in the API, so every API process is right the moment a sale opens,
  * closes, sells out or gets seats back, and the unknown-event check costs no query of its own.
  *
  * Queued purchases get an arrival number from their event's own sequence, in id (arrival) order;

@@ -31,24 +31,23 @@ export class PurchaseStore {
     }
     const results = await this.#db.transaction().execute(async (trx) => {
       const stored = await storePurchases(trx, purchases)
-      const byId = new Map(purchases.map((p) => [p.id, p]))
       const queued: QueuedPurchase[] = []
-      for (const result of stored) {
-        if (result.verdict !== 'pending') continue
-        const { event_id, user_id, quantity } = byId.get(result.id) as NewPurchase
+      stored.forEach((result, i) => {
+        if (result.verdict !== 'pending') return
+        const { event_id, user_id, quantity } = purchases[i] as NewPurchase
         const data: QueuedPurchase['data'] = { event_id, user_id, quantity, arrival: Number(result.arrival) }
         if (result.expires_at !== null) data.expires_at = result.expires_at.toISOString()
         queued.push({ bookingId: result.id, data })
-      }
+      })
       await enqueuePurchases(trx, this.#boss, queued)
       return stored
     })
     return this.#remember(purchases, results)
   }
 
+  /** storePurchases answers one result per purchase, in their order. */
   #remember (purchases: readonly NewPurchase[], results: StoredPurchase[]): StoredPurchase[] {
-    const eventOf = new Map(purchases.map((p) => [p.id, p.event_id]))
-    for (const { id, verdict } of results) this.#note(eventOf.get(id) as string, verdict)
+    results.forEach(({ verdict }, i) => { this.#note((purchases[i] as NewPurchase).event_id, verdict) })
     return results
   }
 
