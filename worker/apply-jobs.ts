@@ -7,7 +7,7 @@ import { applyEventChanges, lockEventsForUpdate } from '../db/events.ts'
 import type { Metrics } from '../lib/metrics.ts'
 import { isCancelJobData, isPurchaseJobData, type QueuedJob } from '../purchase/jobs.ts'
 import { decideJobs, type DecisionContext, type JobsDecided, type LockedEvent } from '../purchase/rules.ts'
-import { BOOKING_STATUS, type BookingDecision } from '../purchase/vocabulary.ts'
+import { API_STATUS, BOOKING_STATUS, decisionKey, type BookingDecision } from '../purchase/vocabulary.ts'
 
 // Deciding claimed jobs in the caller's transaction: read what the rules need, decide
 // (purchase/rules.ts), write the result. Both ways of settling use it: a batch per transaction
@@ -26,10 +26,9 @@ export function countOutcomes (metrics: Metrics | undefined, decisions: readonly
   if (metrics === undefined) return
   const counts = new Map<string, { status: string, reason: string, n: number }>()
   for (const { decision } of decisions) {
-    const reason = decision.status === BOOKING_STATUS.failed ? decision.reason : ''
-    const key = `${decision.status}:${reason}`
+    const key = decisionKey(decision)
     const entry = counts.get(key)
-    if (entry === undefined) counts.set(key, { status: decision.status.toLowerCase(), reason, n: 1 })
+    if (entry === undefined) counts.set(key, { status: API_STATUS[decision.status], reason: decision.status === BOOKING_STATUS.failed ? decision.reason : '', n: 1 })
     else entry.n++
   }
   for (const { status, reason, n } of counts.values()) metrics.purchasesDecided.inc({ status, reason }, n)

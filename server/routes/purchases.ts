@@ -62,7 +62,7 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<PurchaseRouteOptions> = a
       idempotency_key: request.headers['idempotency-key'] ?? null,
       max_wait_seconds: max_wait_seconds ?? null
     })
-    metrics.purchasesAccepted.inc({ outcome: submitted.replayed ? 'replayed' : submitted.status === 'PENDING' ? 'queued' : submitted.reason ?? submitted.status.toLowerCase() })
+    metrics.purchasesAccepted.inc({ outcome: submitted.replayed ? 'replayed' : submitted.status === 'PENDING' ? 'queued' : submitted.reason ?? API_STATUS[submitted.status] })
     void reply.header('location', bookingLocation(submitted.id, userId))
     if (submitted.replayed) void reply.header('idempotent-replayed', 'true')
     if (submitted.status === 'PENDING') {
