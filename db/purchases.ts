@@ -2,6 +2,7 @@ import { sql } from 'kysely'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingStatus } from '../purchase/vocabulary.ts'
 import type { Db } from './client.ts'
 import { PENDING } from './bookings.ts'
+import { insertPurchaseJobs } from './purchase-jobs.ts'
 import type { BookingRow } from './database.ts'
 
 // Storing purchases as intake accepts them, and finding them again by idempotency key.
@@ -40,12 +41,13 @@ interface StoreRow {
   arrival: string | null
   expires_at: Date | null
   sales_open_at: Date | null
-  existing_id: string | null
-  existing_event_id: string | null
-  existing_quantity: number | null
-  existing_max_wait_seconds: number | null
-  existing_status: BookingStatus | null
-  existing_reason: string | null
+  // Only when the batch carries idempotency keys.
+  existing_id?: string | null
+  existing_event_id?: string | null
+  existing_quantity?: number | null
+  existing_max_wait_seconds?: number | null
+  existing_status?: BookingStatus | null
+  existing_reason?: string | null
 }
 
 /** The statement's row as its verdict's variant; a row missing what its verdict promises throws. */
@@ -61,9 +63,9 @@ function toStored (row: StoreRow): StoredPurchase {
         id: row.existing_id ?? missing('the existing purchase'),
         event_id: row.existing_event_id ?? missing('its event'),
         quantity: row.existing_quantity ?? missing('its quantity'),
-        max_wait_seconds: row.existing_max_wait_seconds,
+        max_wait_seconds: row.existing_max_wait_seconds ?? null,
         status: row.existing_status ?? missing('its status'),
-        reason: row.existing_reason
+        reason: row.existing_reason ?? null
       }
     }
     default: return { id: row.id, verdict: row.verdict }
@@ -73,27 +75,28 @@ function toStored (row: StoreRow): StoredPurchase {
 /**
  * Stores a batch of purchases being accepted, in one statement, and says what became of each
  * (StoreVerdict: one result per purchase, in their order). Everything about the event is read in
- * this very statement, from its committed row: nothing is cached in the API, so every API process is right the moment a sale opens,
- * closes, sells out or gets seats back, and the unknown-event check costs no query of its own.
+ * this very statement, from its committed row: nothing is cached in the API, so every API process
+ * is right the moment a sale opens, closes, sells out or gets seats back, and the unknown-event
+ * check costs no query of its own.
  *
  * Queued purchases get an arrival number from their event's own sequence, in id (arrival) order;
- * a pending purchase's position is that number minus the event's decided_through.
+ * a pending purchase's position is that number minus the event's decided_through. The same
+ * statement inserts each pending purchase's job into pg-boss's job table (insertPurchaseJobs), so
+ * a booking and its job commit together with no transaction of their own: one round trip per batch
+ * (docs/decisions/0011-pg-boss-hot-path-in-sql.md).
  *
- * With `onlyIfNoneQueue`, the statement stores nothing at all if any purchase would queue, and says
- * so ('would_queue'): intake uses it to store a
- * batch that is all answered at once (a sold-out or closed event under a flood) in one round trip,
- * outside a transaction, since none of it needs a job.
+ * Without an idempotency key in the batch, the statement has no key lookup and no ON CONFLICT
+ * (PostgreSQL's slower insert path, which checks the unique index before each row).
  */
-export async function storePurchases (db: Db, purchases: readonly NewPurchase[]): Promise<StoredPurchase[]>
-export async function storePurchases (db: Db, purchases: readonly NewPurchase[], options: { onlyIfNoneQueue: true }): Promise<StoredPurchase[] | 'would_queue'>
-export async function storePurchases (db: Db, purchases: readonly NewPurchase[], { onlyIfNoneQueue = false } = {}): Promise<StoredPurchase[] | 'would_queue'> {
+export async function storePurchases (db: Db, purchases: readonly NewPurchase[]): Promise<StoredPurchase[]> {
   if (purchases.length === 0) return []
+  const keyed = purchases.some((p) => p.idempotency_key !== null)
   const { rows } = await sql<StoreRow>`
     WITH judged AS (
-      SELECT p.*, e.sales_open_at, k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
-        k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,
+      SELECT p.*, e.sales_open_at, ${keyed ? sql`k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
+        k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,` : sql``}
         CASE
-          WHEN k.id IS NOT NULL THEN 'replay'
+          ${keyed ? sql`WHEN k.id IS NOT NULL THEN 'replay'` : sql``}
           WHEN e.id IS NULL THEN 'unknown_event'
           WHEN e.sales_close_at <= now() THEN 'closed'
           WHEN e.sales_open_at > now() THEN 'not_open'
@@ -106,10 +109,12 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
         AS p (id, event_id, user_id, quantity, idempotency_key, max_wait_seconds)
       -- The event and the key's purchase, each looked up by key for each purchase (OFFSET 0 keeps
       -- the subquery per row): no plan can turn them into a scan of the table (db/driver/session.ts, PLANNING).
-      LEFT JOIN LATERAL (SELECT e.* FROM events e WHERE e.id = p.event_id OFFSET 0) e ON true
-      LEFT JOIN LATERAL (
+      LEFT JOIN LATERAL (SELECT e.id, e.sales_open_at, e.sales_close_at, e.available_quota FROM events e WHERE e.id = p.event_id OFFSET 0) e ON true
+      ${keyed
+        ? sql`LEFT JOIN LATERAL (
         SELECT k.* FROM bookings k WHERE k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL OFFSET 0
-      ) k ON true
+      ) k ON true`
+        : sql``}
     ),
     stored AS (
       INSERT INTO bookings (id, event_id, user_id, quantity, status, reason, decided_at, idempotency_key, max_wait_seconds, expires_at, arrival)
@@ -120,27 +125,21 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[],
         idempotency_key, max_wait_seconds,
         now() + max_wait_seconds * interval '1 second',
         CASE verdict WHEN 'pending' THEN nextval(event_arrivals_sequence(event_id)) END
-      FROM (
-        SELECT * FROM judged
-        WHERE verdict IN ('pending', 'sold_out')
-          AND NOT (${onlyIfNoneQueue}::boolean AND EXISTS (SELECT 1 FROM judged WHERE verdict = 'pending'))
-        ORDER BY id
-        OFFSET 0
-      ) AS arriving
-      ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-      RETURNING id, status, arrival, expires_at
-    )
+      FROM (SELECT * FROM judged WHERE verdict IN ('pending', 'sold_out') ORDER BY id OFFSET 0) AS arriving
+      ${keyed ? sql`ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING` : sql``}
+      RETURNING id, event_id, user_id, quantity, status, arrival, expires_at
+    ),
+    ${insertPurchaseJobs(sql`SELECT id, event_id, user_id, quantity, arrival, expires_at FROM stored WHERE status = ${PENDING}`)}
     -- One row per purchase, and no join (whose only plan on a pool without hash joins would
     -- rescan the stored rows once per purchase): the verdicts of those not stored, then the rows
     -- stored. A purchase in neither lost its key to a concurrent one (ON CONFLICT): not_stored.
-    -- (With onlyIfNoneQueue, pending verdicts are listed too: then nothing was stored.)
-    SELECT j.id, j.verdict, NULL::bigint AS arrival, NULL::timestamptz AS expires_at, j.sales_open_at,
-      j.existing_id, j.existing_event_id, j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason
-    FROM judged j WHERE j.verdict NOT IN ('pending', 'sold_out') OR (${onlyIfNoneQueue}::boolean AND j.verdict = 'pending')
+    SELECT j.id, j.verdict, NULL::bigint AS arrival, NULL::timestamptz AS expires_at, j.sales_open_at${keyed
+      ? sql`, j.existing_id, j.existing_event_id, j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason`
+      : sql``}
+    FROM judged j WHERE j.verdict NOT IN ('pending', 'sold_out')
     UNION ALL
-    SELECT s.id, CASE s.status WHEN ${PENDING} THEN 'pending' ELSE 'sold_out' END, s.arrival, s.expires_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    SELECT s.id, CASE s.status WHEN ${PENDING} THEN 'pending' ELSE 'sold_out' END, s.arrival, s.expires_at, NULL${keyed ? sql`, NULL, NULL, NULL, NULL, NULL, NULL` : sql``}
     FROM stored s`.execute(db)
-  if (onlyIfNoneQueue && rows.some((row) => row.verdict === 'pending')) return 'would_queue'
   const byId = new Map(rows.map((row) => [row.id, row]))
   return purchases.map(({ id }) => {
     const row = byId.get(id)

@@ -5,6 +5,9 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 // (purchase/queue.ts stores them). A purchase job's id is its booking's id, chosen at intake, so
 // the booking row and its job are the same purchase and a retried delivery is recognised by id.
 
+/** The pg-boss queue that carries purchases and cancellations (purchase/queue.ts sets it up). */
+export const PURCHASE_QUEUE = 'purchases'
+
 // TypeBox's own checker knows no formats until told; this is the canonical form the HTTP schemas
 // accept (server/schemas/common.ts), so a payload the API accepted is never rejected here.
 const UUID = /^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i

@@ -4,12 +4,12 @@ import type { Trx } from '../db/database.ts'
 import { SERVICE_SESSION_SETTINGS } from '../db/driver/session.ts'
 import { PGBOSS_SCHEMA } from '../db/pgboss-tables.ts'
 import { timeOrderedId } from '../lib/ids.ts'
-import type { CancelJobData, PurchaseJobData } from './jobs.ts'
+import { PURCHASE_QUEUE, type CancelJobData, type PurchaseJobData } from './jobs.ts'
 
 // The purchase queue: one pg-boss queue carries purchases and cancellations (payloads:
 // purchase/jobs.ts), and these two functions are the only ones that put jobs on it.
 
-export const PURCHASE_QUEUE = 'purchases'
+export { PURCHASE_QUEUE }
 export const PURCHASE_DEAD_LETTER_QUEUE = 'purchases_dead'
 // Intake notifies here when a commit queued purchases, so an idle worker in any process starts
 // within milliseconds instead of at its next poll.

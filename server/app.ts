@@ -150,7 +150,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     onPurchaseAccepted?.()
     notifyQueued()
   }
-  const intake = createIntake({ db, boss, log, onQueued }, {
+  const intake = createIntake({ db, log, onQueued }, {
     queueCapacity: config.QUEUE_CAPACITY,
     batchMax: config.INTAKE_BATCH_MAX,
     batchWaitMs: config.INTAKE_BATCH_WAIT_MS,

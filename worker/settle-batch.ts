@@ -1,14 +1,14 @@
-import { fromKysely } from 'pg-boss'
-import { PURCHASE_QUEUE } from '../purchase/queue.ts'
+import { claimPurchaseJobs } from '../db/purchase-jobs.ts'
 import { applyJobs, countDecided, countOutcomes, eventsOf, type SettleDeps, type SettleResult } from './apply-jobs.ts'
 import type { ClaimGate } from './claim-gate.ts'
 import { EventsBusyError, lockOrSetAside, SetAsideEvents, setAsideBusy } from './set-aside-events.ts'
 
 /**
  * Claims up to `batchSize` of the oldest jobs and decides them all in one transaction (applyJobs),
- * with a fixed number of statements whatever the batch size: claim (pg-boss fetch), lock, read,
- * write, then complete every job (one statement). As in the serial worker, a crash at any line
- * rolls all of it back, claims included.
+ * with a fixed number of statements whatever the batch size: claim, lock, read, write. The claim
+ * deletes the jobs (db/purchase-jobs.ts, claimPurchaseJobs): committed with the decisions, a
+ * decided purchase leaves no job behind; rolled back, the jobs are queued again as they were. As in
+ * the serial worker, a crash at any line rolls all of it back, claims included.
  *
  * If anything throws, the batch is rolled back and thrown, and the caller settles those jobs one at
  * a time (settle-one.ts, settleNextPurchase), which pins the failure on the job that causes it and gives that one
@@ -21,7 +21,7 @@ import { EventsBusyError, lockOrSetAside, SetAsideEvents, setAsideBusy } from '.
  * events set aside.
  */
 export async function settlePurchaseBatch (
-  { db, boss, log, metrics }: SettleDeps,
+  { db, log, metrics }: SettleDeps,
   batchSize: number,
   claimGate: ClaimGate = async (claim) => await claim(),
   setAside = new SetAsideEvents()
@@ -29,15 +29,12 @@ export async function settlePurchaseBatch (
   await setAside.refresh(db)
   try {
     const { result, decided } = await db.transaction().execute(async (trx) => {
-      const queueDb = fromKysely(trx)
       const { jobs, events } = await claimGate(async () => {
-        const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize, db: queueDb, ignoreGroups: setAside.current() })
+        const jobs = await claimPurchaseJobs(trx, { limit: batchSize, ignoreGroups: setAside.current() })
         return { jobs, events: await lockOrSetAside(trx, eventsOf(jobs)) }
       })
       if (jobs.length === 0) return { result: { claimed: 0, decided: 0, setAside: 0 }, decided: undefined }
       const decided = await applyJobs(trx, jobs, { locked: events })
-      const completed = await boss.complete(PURCHASE_QUEUE, jobs.map((job) => job.id), null, { db: queueDb }) as { affected?: number }
-      if (completed.affected !== jobs.length) throw new Error(`completed ${completed.affected ?? 0} of ${jobs.length} purchase jobs (claims lapsed)`)
       return { result: { claimed: jobs.length, decided: countDecided(decided), setAside: 0 }, decided }
     })
     if (decided !== undefined) countOutcomes(metrics, decided.decisions, decided.cancelled.length)

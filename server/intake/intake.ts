@@ -1,14 +1,12 @@
-import type { PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import { countPendingBookings } from '../../db/bookings.ts'
 import type { Db } from '../../db/client.ts'
-import { findByIdempotencyKeys, type NewPurchase } from '../../db/purchases.ts'
+import { findByIdempotencyKeys, storePurchases, type NewPurchase } from '../../db/purchases.ts'
 import { GroupCommit } from '../../lib/group-commit.ts'
 import { timeOrderedId } from '../../lib/ids.ts'
 import { BOOKING_STATUS } from '../../purchase/vocabulary.ts'
 import { AppError, databaseFailure } from '../errors.ts'
 import { CapacityGate } from './capacity.ts'
-import { PurchaseStore } from './store.ts'
 import { answerOf, followerAnswer, replayOf, splitByKey, type Answer, type Submitted } from './verdicts.ts'
 
 export type { Submitted } from './verdicts.ts'
@@ -16,11 +14,11 @@ export type { Submitted } from './verdicts.ts'
 export interface IntakeOptions {
   /** Purchases allowed to wait for a decision at once, across all processes; beyond it, 503. */
   queueCapacity: number
-  /** Most purchases stored by one transaction. */
+  /** Most purchases stored by one statement. */
   batchMax: number
   /** Longest a purchase waits for others to share its transaction (0: only those already parsed). */
   batchWaitMs: number
-  /** Transactions storing batches at once; the pool needs a connection for each. */
+  /** Statements storing batches at once; the pool needs a connection for each. */
   batchesInFlight: number
   /** How often the pending count is re-read from the database. */
   pendingRefreshMs?: number
@@ -39,18 +37,17 @@ const isNewlyQueued = (answer: Answer | undefined): boolean =>
   answer !== undefined && !(answer instanceof AppError) && answer.status === BOOKING_STATUS.pending && !answer.replayed
 
 /**
- * Group-committed intake: concurrent purchases share one transaction (lib/group-commit.ts), which
- * stores their booking rows and their jobs (store.ts) and commits once; then `onQueued` wakes the
- * workers. Each request is answered when that commit returns, so a 202 still means "stored". A
+ * Group-committed intake: concurrent purchases share one statement (lib/group-commit.ts), which
+ * stores their booking rows and their jobs (db/purchases.ts, storePurchases) and commits once; then
+ * `onQueued` wakes the workers. Each request is answered when that commit returns, so a 202 still means "stored". A
  * failed batch fails only its own requests, with a 503, and stores none of them.
  *
  * No query per request, and nothing about events cached: the unknown-event check, the sale window
  * and the sold-out fast path are read by the batch's own statement.
  */
-export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBoss, log: Logger, onQueued: () => void }, options: IntakeOptions): Intake {
+export function createIntake ({ db, log, onQueued }: { db: Db, log: Logger, onQueued: () => void }, options: IntakeOptions): Intake {
   const countPending = async (): Promise<number> => await countPendingBookings(db)
   const capacity = new CapacityGate({ capacity: options.queueCapacity, countPending, refreshMs: options.pendingRefreshMs, log })
-  const store = new PurchaseStore({ db, boss })
 
   /** Stores one batch and answers each of its purchases. */
   async function commit (batch: NewPurchase[]): Promise<Answer[]> {
@@ -59,7 +56,7 @@ export function createIntake ({ db, boss, log, onQueued }: { db: Db, boss: PgBos
     const answers = new Map<NewPurchase, Answer>()
     const raced: NewPurchase[] = []
     try {
-      const results = await store.store(leaders)
+      const results = await storePurchases(db, leaders)
       leaders.forEach((purchase, i) => {
         const result = results[i]
         if (result?.verdict === 'not_stored') raced.push(purchase)

@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { storePurchases, type NewPurchase, type StoredPurchase, type StoreVerdict } from '../../db/purchases.ts'
 import { timeOrderedId } from '../../lib/ids.ts'
+import { JOBS } from '../../db/pgboss-tables.ts'
+import { PURCHASE_QUEUE } from '../../purchase/jobs.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'
 
@@ -69,21 +71,27 @@ t.test('a closed or not yet open sale stores nothing; a key taken twice in one b
   t.same(rows.map((r) => r.id), [batch[2]?.id], 'only the first purchase under the key is stored')
 })
 
-t.test('onlyIfNoneQueue stores a batch only if none of it would queue', async (t) => {
+t.test('each purchase that queues gets its job in the same statement; nothing else does', async (t) => {
   const { db } = await createTestDatabase(t)
   const open = await createEvent(db, 10, 'Open')
   const soldOut = await createEvent(db, 1, 'Sold out')
   await sql`UPDATE events SET available_quota = 0 WHERE id = ${soldOut}`.execute(db)
+  const batch = [purchase(open), purchase(soldOut), purchase(randomUUID()), purchase(open, { max_wait_seconds: 60 })]
+  const results = await storePurchases(db, batch)
+  t.same(results.map((r) => r.verdict), ['pending', 'sold_out', 'unknown_event', 'pending'])
+  const { rows } = await sql<{ id: string, state: string, group_id: string }>`
+    SELECT id, state, group_id FROM ${JOBS} WHERE id = ANY(${batch.map((p) => p.id)}::uuid[]) ORDER BY id`.execute(db)
+  t.same(rows, [{ id: batch[0]?.id, state: 'created', group_id: open }, { id: batch[3]?.id, state: 'created', group_id: open }],
+    'a created job for each pending purchase, grouped by its event; none for the sold-out or the unknown event')
+})
 
-  const mixed = [purchase(soldOut), purchase(open)]
-  t.equal(await storePurchases(db, mixed, { onlyIfNoneQueue: true }), 'would_queue', 'one would queue: nothing done')
-  const { rows: [none] } = await sql<{ n: string }>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${mixed.map((p) => p.id)}::uuid[])`.execute(db)
-  t.equal(Number(none?.n), 0, 'and nothing stored')
-
-  const allSoldOut = [purchase(soldOut), purchase(soldOut), purchase(randomUUID())]
-  const results = await storePurchases(db, allSoldOut, { onlyIfNoneQueue: true })
-  t.not(results, 'would_queue')
-  t.same((results as Exclude<typeof results, 'would_queue'>).map((r) => r.verdict), ['sold_out', 'sold_out', 'unknown_event'])
-  const { rows: [stored] } = await sql<{ n: string }>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${allSoldOut.map((p) => p.id)}::uuid[]) AND status = 'FAILED'`.execute(db)
-  t.equal(Number(stored?.n), 2, 'the sold-out ones are stored, failed')
+t.test('a job id taken already fails the whole statement: no booking is stored without its job', async (t) => {
+  const { db } = await createTestDatabase(t)
+  const open = await createEvent(db, 10, 'Open')
+  const taken = purchase(open)
+  await sql`INSERT INTO ${JOBS} (id, name, data) VALUES (${taken.id}, ${PURCHASE_QUEUE}, '{}')`.execute(db)
+  const other = purchase(open)
+  await t.rejects(storePurchases(db, [other, taken]), /duplicate key/)
+  const { rows: [none] } = await sql<{ n: string }>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${[other.id, taken.id]}::uuid[])`.execute(db)
+  t.equal(Number(none?.n), 0, 'neither purchase stored')
 })

@@ -88,10 +88,12 @@ t.test('the worker killed with SIGKILL 10 times during a sale, restarted each ti
   const { sold, available, total, statuses } = await books(db, eventId)
   t.equal(sold + available, total, `seats add up: ${sold} sold + ${available} left = ${total}`)
   t.ok(sold <= total, 'nothing oversold')
-  // Each queued purchase's job completed once: none left claimed, queued, failed or dead-lettered.
+  // Each queued purchase's job settled: deleted with its decision by a batch, or completed by pg-boss
+  // when a failed batch was settled one job at a time; none left claimed, queued, failed or dead-lettered.
   const queued = accepted.filter((a) => a.status === 202).length
   t.ok(queued > 0, `${queued} purchases queued`)
-  t.same(await jobStateCounts(db, { eventId }), { completed: queued }, 'every queued purchase\'s job completed, once')
+  const { completed = 0, ...live } = await jobStateCounts(db, { eventId })
+  t.same(live, {}, `no job left live (${completed} completed one at a time, the rest deleted with their decisions)`)
   t.equal((await jobRows(db, { queue: PURCHASE_DEAD_LETTER_QUEUE })).length, 0, 'nothing dead-lettered')
   const check = await request(api.base, 'GET', `/admin/invariants?event_id=${eventId}`, { headers: admin })
   t.match(check.body, { ok: true, events: [{ users_over_cap: 0, stranded_purchases: 0 }] }, 'the operators\' check agrees')

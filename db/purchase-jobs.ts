@@ -1,0 +1,59 @@
+import { sql, type RawBuilder } from 'kysely'
+import { PURCHASE_QUEUE, type QueuedJob } from '../purchase/jobs.ts'
+import type { Trx } from './database.ts'
+import { JOB_STATE, JOBS, PGBOSS_SCHEMA } from './pgboss-tables.ts'
+
+// The purchase queue's two hot statements, written as SQL against pg-boss's job table instead of
+// through its API, so that each joins the statement or transaction around it
+// (docs/decisions/0011-pg-boss-hot-path-in-sql.md): intake stores a purchase's job in the statement
+// that stores its booking, and the batched worker claims jobs by deleting them in the transaction
+// that decides them. Everything else (the serial worker, retries, the dead letter, maintenance)
+// goes through pg-boss. test/db/purchase-jobs.test.ts compares the rows written here with those
+// pg-boss's own insert() writes, so an upgrade that changes the table fails the suite.
+
+const QUEUE = sql.lit(PURCHASE_QUEUE)
+const JOB_NOW = sql`${sql.id(PGBOSS_SCHEMA, 'job_now')}()`
+
+/**
+ * A CTE, `purchase_jobs`, inserting one job per row of `pending` (columns id, event_id, user_id,
+ * quantity, arrival, expires_at: booking rows just stored PENDING), as `boss.insert()` would with
+ * the queue's options: the event is the job's group, its payload is PurchaseJobData. A plain
+ * INSERT: a job id taken already, or a purchase queue that does not exist, fails the statement,
+ * so no booking is ever stored without its job.
+ */
+export function insertPurchaseJobs (pending: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`purchase_jobs AS (
+      INSERT INTO ${JOBS} (id, name, data, start_after, created_on, group_id, expire_seconds, deletion_seconds, keep_until,
+        retry_limit, retry_delay, retry_backoff, retry_delay_max, policy, dead_letter, heartbeat_seconds)
+      SELECT p.id, ${QUEUE},
+        jsonb_strip_nulls(jsonb_build_object('event_id', p.event_id, 'user_id', p.user_id, 'quantity', p.quantity, 'arrival', p.arrival,
+          -- As JavaScript's toISOString() writes it, which is what the payload's readers expect.
+          'expires_at', to_char(p.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))),
+        ${JOB_NOW}, ${JOB_NOW}, p.event_id::text, q.expire_seconds, q.deletion_seconds,
+        ${JOB_NOW} + q.retention_seconds * interval '1s',
+        q.retry_limit, q.retry_delay, q.retry_backoff, q.retry_delay_max, q.policy, q.dead_letter, q.heartbeat_seconds
+      FROM (${pending}) AS p
+      LEFT JOIN ${sql.id(PGBOSS_SCHEMA, 'queue')} q ON q.name = ${QUEUE}
+    )`
+}
+
+/**
+ * Claims up to `limit` of the purchase queue's oldest ready jobs by deleting them, in the caller's
+ * transaction: pg-boss's fetch (same order, same conditions, SKIP LOCKED) and deleteJob() in one
+ * statement. Until the transaction commits, the rows are locked and no other worker sees them; if it
+ * rolls back (or its process dies), they are queued again as they were. A decided purchase leaves
+ * no job behind: its booking row is the record. Jobs of the events in `ignoreGroups` stay queued.
+ */
+export async function claimPurchaseJobs (trx: Trx, { limit, ignoreGroups }: { limit: number, ignoreGroups: readonly string[] }): Promise<QueuedJob[]> {
+  const { rows } = await sql<QueuedJob>`
+    DELETE FROM ${JOBS} j
+    WHERE j.name = ${QUEUE} AND j.id = ANY(ARRAY(
+      SELECT n.id FROM ${JOBS} n
+      WHERE n.name = ${QUEUE} AND n.state < ${sql.lit(JOB_STATE.active)} AND NOT n.blocked AND n.start_after <= ${JOB_NOW}
+        AND (n.group_id IS NULL OR n.group_id <> ALL(${ignoreGroups}::text[]))
+      ORDER BY n.priority DESC, n.created_on
+      LIMIT ${limit}
+      FOR UPDATE OF n SKIP LOCKED))
+    RETURNING j.id, j.data`.execute(trx)
+  return rows
+}
