@@ -92,8 +92,14 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
   if (purchases.length === 0) return []
   const keyed = purchases.some((p) => p.idempotency_key !== null)
   const { rows } = await sql<StoreRow>`
-    WITH judged AS (
-      SELECT p.*, e.sales_open_at, ${keyed ? sql`k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
+    -- The batch's events (a flood is for one or a few), read once each by id, with their arrival
+    -- sequences: not once per purchase.
+    WITH batch_events AS MATERIALIZED (
+      SELECT e.id, e.sales_open_at, e.sales_close_at, e.available_quota, event_arrivals_sequence(e.id) AS arrivals
+      FROM events e WHERE e.id = ANY(${[...new Set(purchases.map((p) => p.event_id))]}::uuid[])
+    ),
+    judged AS (
+      SELECT p.*, e.sales_open_at, e.arrivals, ${keyed ? sql`k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
         k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,` : sql``}
         CASE
           ${keyed ? sql`WHEN k.id IS NOT NULL THEN 'replay'` : sql``}
@@ -107,9 +113,9 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
                   ${purchases.map((p) => p.user_id)}::uuid[], ${purchases.map((p) => p.quantity)}::int[],
                   ${purchases.map((p) => p.idempotency_key)}::text[], ${purchases.map((p) => p.max_wait_seconds)}::int[])
         AS p (id, event_id, user_id, quantity, idempotency_key, max_wait_seconds)
-      -- The event and the key's purchase, each looked up by key for each purchase (OFFSET 0 keeps
-      -- the subquery per row): no plan can turn them into a scan of the table (db/driver/session.ts, PLANNING).
-      LEFT JOIN LATERAL (SELECT e.id, e.sales_open_at, e.sales_close_at, e.available_quota FROM events e WHERE e.id = p.event_id OFFSET 0) e ON true
+      LEFT JOIN batch_events e ON e.id = p.event_id
+      -- The key's purchase, looked up by key for each purchase (OFFSET 0 keeps the subquery per
+      -- row): no plan can turn it into a scan of the table (db/driver/session.ts, PLANNING).
       ${keyed
         ? sql`LEFT JOIN LATERAL (
         SELECT k.* FROM bookings k WHERE k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL OFFSET 0
@@ -124,7 +130,7 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
         CASE verdict WHEN 'sold_out' THEN clock_timestamp() END,
         idempotency_key, max_wait_seconds,
         now() + max_wait_seconds * interval '1 second',
-        CASE verdict WHEN 'pending' THEN nextval(event_arrivals_sequence(event_id)) END
+        CASE verdict WHEN 'pending' THEN nextval(arrivals) END
       FROM (SELECT * FROM judged WHERE verdict IN ('pending', 'sold_out') ORDER BY id OFFSET 0) AS arriving
       ${keyed ? sql`ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING` : sql``}
       RETURNING id, event_id, user_id, quantity, status, arrival, expires_at

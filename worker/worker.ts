@@ -28,10 +28,11 @@ export interface PurchaseWorker {
   readonly settled: number
 }
 
-// Transactions a batched worker runs at once. Two overlap one batch's claim with the other's
-// writes (on one hot event they still decide one after the other, in claim order: ClaimGate);
-// more would only queue on the event's lock. Each needs a connection (WORKER_POOL_SIZE).
-export const BATCHED_LOOPS = 2
+// Transactions a batched worker runs at once. One: since a claim deletes its jobs, a second loop
+// no longer pays (it decided no faster, and its claims waded through the first loop's locked rows:
+// docs/decisions/0011-pg-boss-hot-path-in-sql.md). Several loops still take turns at the claim
+// (ClaimGate). Each needs a connection (WORKER_POOL_SIZE).
+export const BATCHED_LOOPS = 1
 /** Connections the worker's pool needs: one per loop, and one spare. */
 export const WORKER_POOL_SIZE = BATCHED_LOOPS + 1
 
