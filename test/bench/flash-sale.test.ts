@@ -14,6 +14,7 @@ const ROOT = path.resolve(import.meta.dirname, '..', '..')
 
 const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'rejected_busy', 'errors', 'intake_rps', 'intake_p50_ms',
   'intake_p99_ms', 'decided', 'decide_rps', 'time_to_all_decided_s', 'sold', 'oversold', 'lost', 'ceiling_rps', 'intake_ratio',
+  'queued_only', 'queued_only_ratio', 'settle_ratio',
   'read_ceiling_rps', 'read_rps', 'read_ratio', 'read_p50_ms', 'read_p99_ms', 'read_unavailable', 'read_errors', 'follow_bookings',
   'follow_polls', 'follow_waits', 'worker_mode', 'node_version', 'postgres_version', 'postgres_server', 'postgres_jit', 'started_at',
   'endpoint_invariants_ok']
@@ -74,6 +75,8 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
     t.ok((result.settle_rps as number) > 0)
     t.ok((result.ceiling_rps as number) > 0)
     t.ok((result.intake_ratio as number) > 0)
+    t.match(result, { queued_only: false, queued_only_ratio: null }, 'seats ran out: not a queued-only sale')
+    t.ok(Math.abs((result.settle_ratio as number) - (result.settle_rps as number) / (result.ceiling_rps as number)) <= 0.001, 'settle_ratio is settlement alone over the ceiling')
     t.match(result, { reads: 600, read_unavailable: 0, read_errors: 0, followers: 8, readers: 16 }, 'every read answered 200')
     t.ok((result.read_ratio as number) > 0 && (result.read_ceiling_rps as number) > 0 && (result.read_p99_ms as number) >= 0, 'reads measured against their ceiling')
     t.ok((result.follow_bookings as number) > 0 && (result.follow_polls as number) + (result.follow_waits as number) >= (result.follow_bookings as number), 'buyers followed their bookings during the sale')
