@@ -1,7 +1,8 @@
 import { sql } from 'kysely'
 import { BOOKING_STATUS } from '../purchase/vocabulary.ts'
 import type { Db } from './client.ts'
-import type { BookingRow, Trx } from './database.ts'
+import type { BookingRow } from './database.ts'
+import { insertQueueJobs } from './purchase-jobs.ts'
 
 // Bookings' own bookkeeping: cancellation requests and the pending counts. (Storing purchases:
 // purchases.ts; deciding them: decisions.ts; reading them: booking-views.ts.)
@@ -14,18 +15,21 @@ export const PENDING = sql.lit(BOOKING_STATUS.pending)
 export const SUCCESS = sql.lit(BOOKING_STATUS.success)
 
 /**
- * Marks a successful or pending booking as having a cancellation requested, once: its status and
- * request time if this call did (the caller then queues the cancellation in the same
- * transaction), undefined if it was requested already or the booking cannot be cancelled.
+ * Marks a booking's cancellation as requested and queues its cancellation job (`job`: its id and
+ * payload) in the same statement, so a request is never marked without its job, nor queued twice.
+ * Returns the booking's status and request time; undefined if it was requested already or cannot
+ * be cancelled (failed, cancelled, or gone), and then nothing is queued.
  */
-export async function markCancelRequested (trx: Trx, id: string): Promise<Pick<BookingRow, 'status' | 'cancel_requested_at'> | undefined> {
-  return await trx.updateTable('bookings')
-    .set({ cancel_requested_at: sql<Date>`now()` })
-    .where('id', '=', id)
-    .where('status', 'in', [BOOKING_STATUS.pending, BOOKING_STATUS.success])
-    .where('cancel_requested_at', 'is', null)
-    .returning(['status', 'cancel_requested_at'])
-    .executeTakeFirst()
+export async function requestCancellationOf (db: Db, id: string, job: { id: string, data: object }): Promise<Pick<BookingRow, 'status' | 'cancel_requested_at'> | undefined> {
+  const { rows: [marked] } = await sql<Pick<BookingRow, 'status' | 'cancel_requested_at'>>`
+    WITH marked AS (
+      UPDATE bookings SET cancel_requested_at = now()
+      WHERE id = ${id} AND status IN (${BOOKING_STATUS.pending}, ${BOOKING_STATUS.success}) AND cancel_requested_at IS NULL
+      RETURNING status, cancel_requested_at, event_id
+    ),
+    ${insertQueueJobs(sql`SELECT ${job.id}::uuid AS id, m.event_id::text AS group_id, ${JSON.stringify(job.data)}::text::jsonb AS data FROM marked m`)}
+    SELECT status, cancel_requested_at FROM marked`.execute(db)
+  return marked
 }
 
 export async function countPendingBookings (db: Db): Promise<number> {

@@ -1,7 +1,8 @@
 // pg-boss's tables, the parts of them this codebase reads or writes with its own SQL (pg-boss 12):
-// the operators' checks (db/invariants.ts) and the tests. pg-boss owns these tables and may change
-// them in any release; naming them here means an upgrade that does breaks one module, not twenty
-// statements. Everything else goes through pg-boss's API.
+// the purchase queue's hot path (db/purchase-jobs.ts), the operators' checks (db/invariants.ts) and
+// the tests. pg-boss owns these tables and may change them in any release; naming them here means
+// an upgrade that does breaks one module, not twenty statements, and test/db/purchase-jobs.test.ts
+// fails. Everything else goes through pg-boss's API.
 import { sql } from 'kysely'
 
 // pg-boss's schema (its default), named so the service (purchase/queue.ts) and the queue

@@ -3,38 +3,44 @@ import { PURCHASE_QUEUE, type QueuedJob } from '../purchase/jobs.ts'
 import type { Trx } from './database.ts'
 import { JOB_STATE, JOBS, PGBOSS_SCHEMA } from './pgboss-tables.ts'
 
-// The purchase queue's two hot statements, written as SQL against pg-boss's job table instead of
+// The purchase queue's hot statements, written as SQL against pg-boss's job table instead of
 // through its API, so that each joins the statement or transaction around it
 // (docs/decisions/0011-pg-boss-hot-path-in-sql.md): intake stores a purchase's job in the statement
-// that stores its booking, and the batched worker claims jobs by deleting them in the transaction
-// that decides them. Everything else (the serial worker, retries, the dead letter, maintenance)
-// goes through pg-boss. test/db/purchase-jobs.test.ts compares the rows written here with those
-// pg-boss's own insert() writes, so an upgrade that changes the table fails the suite.
+// that stores its booking, a cancellation request its job in the statement that marks the booking,
+// and the batched worker claims jobs by deleting them in the transaction that decides them.
+// Everything else (the serial worker, retries, the dead letter, maintenance) goes through pg-boss.
+// test/db/purchase-jobs.test.ts compares the rows written here with those pg-boss's own insert()
+// writes, so an upgrade that changes the table fails the suite.
 
 const QUEUE = sql.lit(PURCHASE_QUEUE)
 const JOB_NOW = sql`${sql.id(PGBOSS_SCHEMA, 'job_now')}()`
 
 /**
- * A CTE, `purchase_jobs`, inserting one job per row of `pending` (columns id, event_id, user_id,
- * quantity, arrival, expires_at: booking rows just stored PENDING), as `boss.insert()` would with
- * the queue's options: the event is the job's group, its payload is PurchaseJobData. A plain
- * INSERT: a job id taken already, or a purchase queue that does not exist, fails the statement,
- * so no booking is ever stored without its job.
+ * A CTE, `queued_jobs`, inserting one job into the purchase queue per row of `jobs` (columns id,
+ * group_id: the event, data: the payload), as `boss.insert()` would with the queue's options. A
+ * plain INSERT: a job id taken already, or a purchase queue that does not exist, fails the whole
+ * statement, so no booking or cancellation request is ever stored without its job.
  */
-export function insertPurchaseJobs (pending: RawBuilder<unknown>): RawBuilder<unknown> {
-  return sql`purchase_jobs AS (
+export function insertQueueJobs (jobs: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`queued_jobs AS (
       INSERT INTO ${JOBS} (id, name, data, start_after, created_on, group_id, expire_seconds, deletion_seconds, keep_until,
         retry_limit, retry_delay, retry_backoff, retry_delay_max, policy, dead_letter, heartbeat_seconds)
-      SELECT p.id, ${QUEUE},
-        jsonb_strip_nulls(jsonb_build_object('event_id', p.event_id, 'user_id', p.user_id, 'quantity', p.quantity, 'arrival', p.arrival,
-          -- As JavaScript's toISOString() writes it, which is what the payload's readers expect.
-          'expires_at', to_char(p.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))),
-        ${JOB_NOW}, ${JOB_NOW}, p.event_id::text, q.expire_seconds, q.deletion_seconds,
+      SELECT j.id, ${QUEUE}, j.data, ${JOB_NOW}, ${JOB_NOW}, j.group_id, q.expire_seconds, q.deletion_seconds,
         ${JOB_NOW} + q.retention_seconds * interval '1s',
         q.retry_limit, q.retry_delay, q.retry_backoff, q.retry_delay_max, q.policy, q.dead_letter, q.heartbeat_seconds
-      FROM (${pending}) AS p
+      FROM (${jobs}) AS j
       LEFT JOIN ${sql.id(PGBOSS_SCHEMA, 'queue')} q ON q.name = ${QUEUE}
     )`
+}
+
+/**
+ * The payload (PurchaseJobData) of a purchase job, from the columns of its booking row in `row`:
+ * the deadline written as JavaScript's toISOString() writes it, which is what its readers expect.
+ */
+export function purchaseJobData (row: string): RawBuilder<unknown> {
+  const c = (column: string): RawBuilder<unknown> => sql.ref(`${row}.${column}`)
+  return sql`jsonb_strip_nulls(jsonb_build_object('event_id', ${c('event_id')}, 'user_id', ${c('user_id')}, 'quantity', ${c('quantity')},
+    'arrival', ${c('arrival')}, 'expires_at', to_char(${c('expires_at')} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))`
 }
 
 /**

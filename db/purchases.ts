@@ -2,7 +2,7 @@ import { sql } from 'kysely'
 import { BOOKING_STATUS, FAILURE_REASON, type BookingStatus } from '../purchase/vocabulary.ts'
 import type { Db } from './client.ts'
 import { PENDING } from './bookings.ts'
-import { insertPurchaseJobs } from './purchase-jobs.ts'
+import { insertQueueJobs, purchaseJobData } from './purchase-jobs.ts'
 import type { BookingRow } from './database.ts'
 
 // Storing purchases as intake accepts them, and finding them again by idempotency key.
@@ -81,7 +81,7 @@ function toStored (row: StoreRow): StoredPurchase {
  *
  * Queued purchases get an arrival number from their event's own sequence, in id (arrival) order;
  * a pending purchase's position is that number minus the event's decided_through. The same
- * statement inserts each pending purchase's job into pg-boss's job table (insertPurchaseJobs), so
+ * statement inserts each pending purchase's job into pg-boss's job table (insertQueueJobs), so
  * a booking and its job commit together with no transaction of their own: one round trip per batch
  * (docs/decisions/0011-pg-boss-hot-path-in-sql.md).
  *
@@ -135,7 +135,7 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
       ${keyed ? sql`ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING` : sql``}
       RETURNING id, event_id, user_id, quantity, status, arrival, expires_at
     ),
-    ${insertPurchaseJobs(sql`SELECT id, event_id, user_id, quantity, arrival, expires_at FROM stored WHERE status = ${PENDING}`)}
+    ${insertQueueJobs(sql`SELECT s.id, s.event_id::text AS group_id, ${purchaseJobData('s')} AS data FROM stored s WHERE s.status = ${PENDING}`)}
     -- One row per purchase, and no join (whose only plan on a pool without hash joins would
     -- rescan the stored rows once per purchase): the verdicts of those not stored, then the rows
     -- stored. A purchase in neither lost its key to a concurrent one (ON CONFLICT): not_stored.

@@ -1,13 +1,12 @@
-import { fromKysely, PgBoss, type Queue } from 'pg-boss'
+import { PgBoss, type Queue } from 'pg-boss'
 import type { Logger } from 'pino'
-import type { Trx } from '../db/database.ts'
 import { SERVICE_SESSION_SETTINGS } from '../db/driver/session.ts'
 import { PGBOSS_SCHEMA } from '../db/pgboss-tables.ts'
-import { timeOrderedId } from '../lib/ids.ts'
-import { PURCHASE_QUEUE, type CancelJobData, type PurchaseJobData } from './jobs.ts'
+import { PURCHASE_QUEUE } from './jobs.ts'
 
 // The purchase queue: one pg-boss queue carries purchases and cancellations (payloads:
-// purchase/jobs.ts), and these two functions are the only ones that put jobs on it.
+// purchase/jobs.ts). Its jobs are put on it by the statements that store their purchases and
+// cancellation requests (db/purchase-jobs.ts, docs/decisions/0011-pg-boss-hot-path-in-sql.md).
 
 export { PURCHASE_QUEUE }
 export const PURCHASE_DEAD_LETTER_QUEUE = 'purchases_dead'
@@ -89,29 +88,4 @@ export async function ensurePurchaseQueues (boss: PgBoss): Promise<void> {
     const { policy, partition, ...updatable } = PURCHASE_QUEUE_OPTIONS
     await boss.updateQueue(PURCHASE_QUEUE, updatable)
   }
-}
-
-/** A purchase stored pending (its booking row is in the same transaction) and its job's payload. */
-export interface QueuedPurchase {
-  bookingId: string
-  data: PurchaseJobData
-}
-
-/**
- * Queues the jobs of purchases whose booking rows the caller's transaction stored, so both commit
- * together. The event is each job's group: a worker that finds an event's row busy leaves all its
- * jobs queued (ignoreGroups) and goes on with the other events.
- */
-export async function enqueuePurchases (trx: Trx, boss: PgBoss, purchases: readonly QueuedPurchase[]): Promise<void> {
-  if (purchases.length === 0) return
-  const jobs = purchases.map(({ bookingId, data }) => ({ id: bookingId, data, group: { id: data.event_id } }))
-  const ids = await boss.insert(PURCHASE_QUEUE, jobs, { db: fromKysely(trx), returnId: true })
-  // insert() skips a duplicate id silently; a purchase without its job must not be answered 202.
-  if (ids?.length !== jobs.length) throw new Error(`stored ${ids?.length ?? 0} of ${jobs.length} purchase jobs`)
-}
-
-/** Queues a booking's cancellation behind the purchases before it, in the caller's transaction. */
-export async function enqueueCancellation (trx: Trx, boss: PgBoss, data: CancelJobData): Promise<void> {
-  const ids = await boss.insert(PURCHASE_QUEUE, [{ id: timeOrderedId(), data, group: { id: data.event_id } }], { db: fromKysely(trx), returnId: true })
-  if (ids?.length !== 1) throw new Error('the cancellation job was not stored')
 }

@@ -1,5 +1,4 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { PgBoss } from 'pg-boss'
 import type { BookingView } from '../../db/booking-views.ts'
 import type { Db } from '../../db/client.ts'
 import { requestCancellation } from '../../purchase/cancellation.ts'
@@ -48,14 +47,13 @@ const BUYER_OR_ADMIN: Array<Record<string, string[]>> = [{}, { admin: [] }]
 export interface BookingRouteOptions {
   db: Db
   reader: BookingReader
-  boss: PgBoss
   waiter: BookingWaiter
   adminToken: string | undefined
   /** Wakes the workers after a cancellation was queued. */
   onQueued: () => void
 }
 
-export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, reader, boss, waiter, adminToken, onQueued }) => {
+export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, reader, waiter, adminToken, onQueued }) => {
   const askerOf = bookingAccess(adminToken)
 
   app.get('/bookings/:id', {
@@ -105,7 +103,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     let row = await findOrThrow(reader, id, owner)
     if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
-      const queued = await requestCancellation(db, boss, row)
+      const queued = await requestCancellation(db, row)
       if (queued !== undefined) {
         onQueued()
         row = { ...row, ...queued }

@@ -2,6 +2,8 @@ import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { JOB_STATE, JOBS } from '../../db/pgboss-tables.ts'
+import { requestCancellationOf } from '../../db/bookings.ts'
+import type { Db } from '../../db/client.ts'
 import { claimPurchaseJobs } from '../../db/purchase-jobs.ts'
 import { storePurchases } from '../../db/purchases.ts'
 import { timeOrderedId } from '../../lib/ids.ts'
@@ -13,6 +15,25 @@ import { createEvent } from '../fixtures/events.ts'
 // what pg-boss itself does, so that a pg-boss upgrade that changes its table fails here.
 
 type Row = Record<string, unknown>
+type Asserts = Pick<typeof t, 'same' | 'equal'>
+
+/** Our job row and pg-boss's, read back: every column must match but the id and the write times. */
+async function compareWithInsert (t: Asserts, db: Db, ours: string, theirs: string): Promise<void> {
+  const { rows } = await sql<Row>`SELECT * FROM ${JOBS} WHERE id = ANY(${[ours, theirs]}::uuid[])`.execute(db)
+  const mine = rows.find((row) => row.id === ours)
+  const other = rows.find((row) => row.id === theirs)
+  if (mine === undefined || other === undefined) throw new Error('both jobs should exist')
+  t.same(mine.data, other.data, 'the same payload')
+  // Times differ by when each was written; how they relate to each other must not.
+  const shape = (row: Row): Row => {
+    const { id, data, created_on: created, start_after: start, keep_until: keep, ...rest } = row
+    const [startMs, createdMs, keepMs] = [start, created, keep].map((time) => (time as Date).getTime()) as [number, number, number]
+    return { ...rest, starts_when_created: startMs === createdMs, kept_ms: keepMs - startMs }
+  }
+  t.same(shape(mine), shape(other), 'every other column as pg-boss writes it (a column pg-boss adds or fills differently fails here)')
+  t.same(Object.keys(mine).sort(), Object.keys(other).sort())
+  t.equal(mine.state, JOB_STATE.created)
+}
 
 t.test('the job intake stores is the row pg-boss\'s insert() writes for the same purchase', async (t) => {
   const { db, boss } = await createTestDatabase(t)
@@ -20,23 +41,28 @@ t.test('the job intake stores is the row pg-boss\'s insert() writes for the same
   const ours = { id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 3, idempotency_key: null, max_wait_seconds: 120 }
   const [stored] = await storePurchases(db, [ours])
   if (stored?.verdict !== 'pending' || stored.expires_at === null) throw new Error(`expected a pending purchase with a deadline, got ${JSON.stringify(stored)}`)
-  // What the service wrote before it stored jobs itself: insert() with the payload built in JavaScript.
-  const theirsId = timeOrderedId()
+  // What the service wrote before it stored jobs itself: insert() with the payload built in
+  // JavaScript, the deadline by toISOString().
+  const theirs = timeOrderedId()
   const data = { event_id: eventId, user_id: ours.user_id, quantity: 3, arrival: Number(stored.arrival), expires_at: stored.expires_at.toISOString() }
-  await boss.insert(PURCHASE_QUEUE, [{ id: theirsId, data, group: { id: eventId } }])
+  await boss.insert(PURCHASE_QUEUE, [{ id: theirs, data, group: { id: eventId } }])
+  await compareWithInsert(t, db, ours.id, theirs)
+})
 
-  const { rows } = await sql<Row>`SELECT * FROM ${JOBS} WHERE id = ANY(${[ours.id, theirsId]}::uuid[]) ORDER BY id`.execute(db)
-  const [mine, theirs] = rows
-  if (mine === undefined || theirs === undefined) throw new Error('both jobs should exist')
-  t.same(mine.data, theirs.data, 'the same payload, the deadline written as toISOString() writes it')
-  // Times differ by when each was written; what they are relative to each other must not.
-  const shape = (row: Row): Row => {
-    const { id, data, created_on: created, start_after: start, keep_until: keep, ...rest } = row
-    return { ...rest, starts_when_created: (start as Date).getTime() === (created as Date).getTime(), kept_ms: (keep as Date).getTime() - (start as Date).getTime() }
-  }
-  t.same(shape(mine), shape(theirs), 'every other column as pg-boss writes it (a column pg-boss adds or fills differently fails here)')
-  t.same(Object.keys(mine).sort(), Object.keys(theirs).sort())
-  t.equal(mine.state, JOB_STATE.created)
+t.test('the job a cancellation request stores is the row pg-boss\'s insert() writes for it', async (t) => {
+  const { db, boss } = await createTestDatabase(t)
+  const eventId = await createEvent(db, 10, 'Compared')
+  const booking = { id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null }
+  await storePurchases(db, [booking])
+  const data = { cancel_booking_id: booking.id, event_id: eventId }
+  const ours = timeOrderedId()
+  t.match(await requestCancellationOf(db, booking.id, { id: ours, data }), { status: 'PENDING' }, 'requested')
+  t.equal(await requestCancellationOf(db, booking.id, { id: timeOrderedId(), data }), undefined, 'a second request queues nothing')
+  const theirs = timeOrderedId()
+  await boss.insert(PURCHASE_QUEUE, [{ id: theirs, data, group: { id: eventId } }])
+  await compareWithInsert(t, db, ours, theirs)
+  const { rows: [count] } = await sql<{ n: string }>`SELECT count(*) AS n FROM ${JOBS} WHERE data->>'cancel_booking_id' = ${booking.id}`.execute(db)
+  t.equal(Number(count?.n), 2, 'one job from the request (and pg-boss\'s copy): the refused second request stored none')
 })
 
 t.test('claiming deletes the oldest ready jobs, skips what it is told to and what is not due, and a rollback puts them back', async (t) => {
@@ -62,7 +88,7 @@ t.test('claiming deletes the oldest ready jobs, skips what it is told to and wha
   t.equal(Number(back?.n), 5, 'rolled back: every job is queued again')
 
   const claimed = await db.transaction().execute(async (trx) => await claimPurchaseJobs(trx, { limit: 2, ignoreGroups: [] }))
-  t.same(ids(claimed), ids(first.slice(0, 2) as Array<{ id: string }>), 'committed: the two oldest, gone from the table')
+  t.same(ids(claimed), ids(first.slice(0, 2)), 'committed: the two oldest, gone from the table')
   const { rows: left } = await sql<{ id: string }>`SELECT id FROM ${JOBS} WHERE name = ${PURCHASE_QUEUE} ORDER BY id`.execute(db)
   t.same(left.map((row) => row.id), [first[2]?.id, later[0]?.id, later[1]?.id])
 })
