@@ -36,7 +36,8 @@ const PURCHASE_QUEUE_OPTIONS: Omit<Queue, 'name'> = {
   // Only reached when a claim outlives its transaction, which our worker never does; kept short so
   // a foreign consumer that dies does not park a purchase for the default 15 minutes.
   expireInSeconds: 60,
-  // The booking row is the permanent record; finished jobs are kept a day for inspection.
+  // The booking row is the permanent record. The batched worker deletes a job as it decides it;
+  // jobs settled through pg-boss (one at a time) are kept a day for inspection.
   deleteAfterSeconds: 24 * 3600,
   // A queued purchase is never dropped for age in practice (pg-boss's default is 14 days, after
   // which a job nobody processed would vanish and its booking stay pending).
