@@ -116,7 +116,7 @@ export async function recordCancellations (trx: Trx, ids: readonly string[], at:
 /**
  * Fails pending purchases whose deadline has passed (reason "expired"), under their events' locks
  * like any decision, so one can never take a seat afterwards. Their jobs stay queued; the worker
- * completes them without a decision when it reaches them. Returns the expired ids.
+ * settles them without a decision when it reaches them. Returns the expired ids.
  *
  * Events whose row is locked right now (a batch deciding them, or a transaction outside the
  * service holding one) are skipped and swept on a later pass: waiting for one would hold the

@@ -39,7 +39,8 @@ export function countOutcomes (metrics: Metrics | undefined, decisions: readonly
  * Decides claimed jobs inside the caller's transaction, with a fixed number of statements whatever
  * their number: lock every event concerned (once each, in id order), read what the rules need
  * (readDecisionContext), decide in memory (decideJobs), then write the events' changes, the
- * purchases' outcomes and the cancellations (one statement each). The caller completes the jobs.
+ * purchases' outcomes and the cancellations (one statement each). The caller settles the jobs: a
+ * batch claimed them by deletion, and one at a time pg-boss completes each.
  *
  * A purchase that is not pending any more is skipped; a decision that finds its booking changed
  * anyway (which the locks rule out) throws, and the caller's transaction rolls back.

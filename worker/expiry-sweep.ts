@@ -16,7 +16,7 @@ export interface ExpirySweep {
 
 /**
  * Keeps deadlines when the queue is long: every EXPIRY_SWEEP_MS, purchases past their deadline fail
- * as expired without waiting for the worker to reach them (their jobs are completed, undecided,
+ * as expired without waiting for the worker to reach them (their jobs are settled, undecided,
  * when it does). `onExpired` hears of each pass that expired any.
  */
 export function startExpirySweep ({ db, log, metrics }: { db: Db, log: Logger, metrics?: Metrics }, onExpired: () => void): ExpirySweep {
