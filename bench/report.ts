@@ -43,7 +43,8 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
   const { version: postgresVersion, jit: postgresJit, jitAvailable } = server
   const { cancelStatuses, cancelledIds, users, cpuAtStart, cpuAtEnd, cpuSeconds } = run
   const intakeRps = stored / intakeSeconds
-  const queuedOnly = queuedIds.length > 0 && soldOutIds.length === 0 && invariants.sold < quota * eventCount
+  // Every request stored and queued (none refused, none answered sold out at once), and seats left.
+  const queuedOnly = stored === requests && queuedIds.length === requests && soldOutIds.length === 0 && invariants.sold < quota * eventCount
   return {
     requests,
     quota: quota * eventCount,

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely'
 import { PURCHASE_QUEUE, type QueuedJob } from '../purchase/jobs.ts'
+import type { Db } from './client.ts'
 import type { Trx } from './database.ts'
 import { JOB_STATE, JOBS, PGBOSS_SCHEMA } from './pgboss-tables.ts'
 
@@ -18,8 +19,9 @@ const JOB_NOW = sql`${sql.id(PGBOSS_SCHEMA, 'job_now')}()`
 /**
  * A CTE, `queued_jobs`, inserting one job into the purchase queue per row of `jobs` (columns id,
  * group_id: the event, data: the payload), as `boss.insert()` would with the queue's options. A
- * plain INSERT: a job id taken already, or a purchase queue that does not exist, fails the whole
- * statement, so no booking or cancellation request is ever stored without its job.
+ * plain INSERT: a job id taken already, or a purchase queue that does not exist (its options fill
+ * NOT NULL columns), fails the whole statement, so no booking or cancellation request is ever
+ * stored without its job.
  */
 export function insertQueueJobs (jobs: RawBuilder<unknown>): RawBuilder<unknown> {
   return sql`queued_jobs AS (
@@ -43,18 +45,42 @@ export function purchaseJobData (row: string): RawBuilder<unknown> {
     'arrival', ${c('arrival')}, 'expires_at', to_char(${c('expires_at')} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))`
 }
 
+// The purchase queue's own table (pg-boss 12 gives a partitioned queue one, named j<hash>), looked
+// up once per pool.
+const jobTables = new WeakMap<Db, Promise<string>>()
+async function purchaseJobTable (trx: Trx, db: Db): Promise<string> {
+  let table = jobTables.get(db)
+  if (table === undefined) {
+    table = sql<{ table_name: string }>`SELECT table_name FROM ${sql.id(PGBOSS_SCHEMA, 'queue')} WHERE name = ${QUEUE}`.execute(trx)
+      .then(({ rows: [row] }) => row?.table_name ?? Promise.reject(new Error(`pg-boss has no queue ${PURCHASE_QUEUE}`)))
+    table.catch(() => { jobTables.delete(db) })
+    jobTables.set(db, table)
+  }
+  return await table
+}
+
 /**
  * Claims up to `limit` of the purchase queue's oldest ready jobs by deleting them, in the caller's
  * transaction: pg-boss's fetch (same order, same conditions, SKIP LOCKED) and deleteJob() in one
  * statement. Until the transaction commits, the rows are locked and no other worker sees them; if it
  * rolls back (or its process dies), they are queued again as they were. A decided purchase leaves
  * no job behind: its booking row is the record. Jobs of the events in `ignoreGroups` stay queued.
+ * `db` is the transaction's pool (the queue's table is looked up once per pool).
  */
-export async function claimPurchaseJobs (trx: Trx, { limit, ignoreGroups }: { limit: number, ignoreGroups: readonly string[] }): Promise<QueuedJob[]> {
+export async function claimPurchaseJobs (
+  trx: Trx,
+  { db, limit, ignoreGroups }: { db: Db, limit: number, ignoreGroups: readonly string[] }
+): Promise<QueuedJob[]> {
+  // The claimed rows are deleted by their row addresses (ctid), in the queue's own table: with no
+  // other condition, the only plan is to fetch exactly those rows. Written as "name = ... AND id =
+  // ANY(the claimed ids)", a plan made while the table was small scanned every job of the queue by
+  // (name, created_on) (PostgreSQL 15, test/db/statement-plans.test.ts; docs/decisions/0001). The
+  // rows are locked from the claim to the commit, so their addresses cannot change in between.
+  const table = sql.id(PGBOSS_SCHEMA, await purchaseJobTable(trx, db))
   const { rows } = await sql<QueuedJob>`
-    DELETE FROM ${JOBS} j
-    WHERE j.name = ${QUEUE} AND j.id = ANY(ARRAY(
-      SELECT n.id FROM ${JOBS} n
+    DELETE FROM ${table} j
+    WHERE j.ctid = ANY(ARRAY(
+      SELECT n.ctid FROM ${table} n
       WHERE n.name = ${QUEUE} AND n.state < ${sql.lit(JOB_STATE.active)} AND NOT n.blocked AND n.start_after <= ${JOB_NOW}
         AND (n.group_id IS NULL OR n.group_id <> ALL(${ignoreGroups}::text[]))
       ORDER BY n.priority DESC, n.created_on

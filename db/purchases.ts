@@ -92,14 +92,13 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
   if (purchases.length === 0) return []
   const keyed = purchases.some((p) => p.idempotency_key !== null)
   const { rows } = await sql<StoreRow>`
-    -- The batch's events (a flood is for one or a few), read once each by id, with their arrival
-    -- sequences: not once per purchase.
+    -- The batch's events (a flood is for one or a few), read once each by id, not once per purchase.
     WITH batch_events AS MATERIALIZED (
-      SELECT e.id, e.sales_open_at, e.sales_close_at, e.available_quota, event_arrivals_sequence(e.id) AS arrivals
+      SELECT e.id, e.sales_open_at, e.sales_close_at, e.available_quota
       FROM events e WHERE e.id = ANY(${[...new Set(purchases.map((p) => p.event_id))]}::uuid[])
     ),
     judged AS (
-      SELECT p.*, e.sales_open_at, e.arrivals, ${keyed ? sql`k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
+      SELECT p.*, e.sales_open_at, ${keyed ? sql`k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
         k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,` : sql``}
         CASE
           ${keyed ? sql`WHEN k.id IS NOT NULL THEN 'replay'` : sql``}
@@ -130,7 +129,7 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
         CASE verdict WHEN 'sold_out' THEN clock_timestamp() END,
         idempotency_key, max_wait_seconds,
         now() + max_wait_seconds * interval '1 second',
-        CASE verdict WHEN 'pending' THEN nextval(arrivals) END
+        CASE verdict WHEN 'pending' THEN nextval(event_arrivals_sequence(event_id)) END
       FROM (SELECT * FROM judged WHERE verdict IN ('pending', 'sold_out') ORDER BY id OFFSET 0) AS arriving
       ${keyed ? sql`ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING` : sql``}
       RETURNING id, event_id, user_id, quantity, status, arrival, expires_at

@@ -60,8 +60,9 @@ export function createBoss ({ url, applicationName, supervise, log }: BossOption
     connectionString: url,
     application_name: applicationName,
     schema: PGBOSS_SCHEMA,
-    // pg-boss's own pg pool only carries maintenance and failure bookkeeping: intake and
-    // settlement run their pg-boss calls inside our Kysely transactions (fromKysely).
+    // pg-boss's own pg pool only carries maintenance and failure bookkeeping: intake, cancellation
+    // requests and batched settlement write its table with our SQL (db/purchase-jobs.ts), and the
+    // serial path runs its pg-boss calls inside our Kysely transactions (fromKysely).
     max: 3,
     connectionTimeoutMillis: 5000,
     // The service's session settings (db/client.ts: JIT off), as a libpq options string.

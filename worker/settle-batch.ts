@@ -30,7 +30,7 @@ export async function settlePurchaseBatch (
   try {
     const { result, decided } = await db.transaction().execute(async (trx) => {
       const { jobs, events } = await claimGate(async () => {
-        const jobs = await claimPurchaseJobs(trx, { limit: batchSize, ignoreGroups: setAside.current() })
+        const jobs = await claimPurchaseJobs(trx, { db, limit: batchSize, ignoreGroups: setAside.current() })
         return { jobs, events: await lockOrSetAside(trx, eventsOf(jobs)) }
       })
       if (jobs.length === 0) return { result: { claimed: 0, decided: 0, setAside: 0 }, decided: undefined }

@@ -94,8 +94,8 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
   // Clients waiting on GET /bookings/:id?wait= hear of decisions through this (in any API process).
   const notifyDecided = createNotifier(deps.db, BOOKINGS_DECIDED_CHANNEL, (err) => { log.warn({ err }, 'could not notify waiting clients of decisions; they will see them at their next check') })
 
-  // Per loop: the events whose row was locked elsewhere, left alone for a while. Per loop, not per
-  // process: a loop that waited too long behind its sibling's batch must not stop the sibling.
+  // Per loop: the events whose row was locked elsewhere, left alone for a while (with several loops,
+  // one that waited too long behind another's batch must not stop the other).
   const setAside = Array.from({ length: loops }, () => new SetAsideEvents())
 
   async function settleOnce (loop: number): Promise<SettleResult> {

@@ -16,7 +16,7 @@ export interface IntakeOptions {
   queueCapacity: number
   /** Most purchases stored by one statement. */
   batchMax: number
-  /** Longest a purchase waits for others to share its transaction (0: only those already parsed). */
+  /** Longest a purchase waits for others to share its statement (0: only those already parsed). */
   batchWaitMs: number
   /** Statements storing batches at once; the pool needs a connection for each. */
   batchesInFlight: number

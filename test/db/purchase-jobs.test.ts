@@ -1,6 +1,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
+import { fromKysely } from 'pg-boss'
 import { JOB_STATE, JOBS } from '../../db/pgboss-tables.ts'
 import { requestCancellationOf } from '../../db/bookings.ts'
 import type { Db } from '../../db/client.ts'
@@ -79,7 +80,7 @@ t.test('claiming deletes the oldest ready jobs, skips what it is told to and wha
 
   const ids = (jobs: Array<{ id: string }>): string[] => jobs.map((job) => job.id).sort()
   await t.rejects(db.transaction().execute(async (trx) => {
-    const claimed = await claimPurchaseJobs(trx, { limit: 10, ignoreGroups: [b] })
+    const claimed = await claimPurchaseJobs(trx, { db, limit: 10, ignoreGroups: [b] })
     t.same(ids(claimed), ids([first[0], first[2], later[0]] as Array<{ id: string }>), 'every due job but the set-aside event\'s')
     t.same(claimed.find((job) => job.id === first[0]?.id)?.data, { event_id: a, user_id: first[0]?.user_id, quantity: 1, arrival: 1 })
     throw new Error('roll back')
@@ -87,8 +88,45 @@ t.test('claiming deletes the oldest ready jobs, skips what it is told to and wha
   const { rows: [back] } = await sql<{ n: string }>`SELECT count(*) AS n FROM ${JOBS} WHERE name = ${PURCHASE_QUEUE}`.execute(db)
   t.equal(Number(back?.n), 5, 'rolled back: every job is queued again')
 
-  const claimed = await db.transaction().execute(async (trx) => await claimPurchaseJobs(trx, { limit: 2, ignoreGroups: [] }))
+  const claimed = await db.transaction().execute(async (trx) => await claimPurchaseJobs(trx, { db, limit: 2, ignoreGroups: [] }))
   t.same(ids(claimed), ids(first.slice(0, 2)), 'committed: the two oldest, gone from the table')
   const { rows: left } = await sql<{ id: string }>`SELECT id FROM ${JOBS} WHERE name = ${PURCHASE_QUEUE} ORDER BY id`.execute(db)
   t.same(left.map((row) => row.id), [first[2]?.id, later[0]?.id, later[1]?.id])
+})
+
+t.test('the claim takes the jobs pg-boss\'s own fetch() would, in the same order', async (t) => {
+  const { db, boss } = await createTestDatabase(t)
+  const [a, b, c] = [await createEvent(db, 100, 'A'), await createEvent(db, 100, 'B'), await createEvent(db, 100, 'C')]
+  const purchase = (eventId: string): Parameters<typeof storePurchases>[1][number] =>
+    ({ id: timeOrderedId(), event_id: eventId, user_id: randomUUID(), quantity: 1, idempotency_key: null, max_wait_seconds: null })
+  const stored = [purchase(a), purchase(b), purchase(a), purchase(c), purchase(a), purchase(b), purchase(a), purchase(a)]
+  await storePurchases(db, stored)
+  const id = (i: number): string => (stored[i] as { id: string }).id
+  // Every condition fetch() weighs, one job each: distinct creation times (oldest first), a job
+  // waiting for its retry and due, one not due, one blocked, one of higher priority, one already claimed.
+  await sql`UPDATE ${JOBS} j SET created_on = now() - (x.n * interval '1 second') FROM unnest(${stored.map((p) => p.id)}::uuid[]) WITH ORDINALITY AS x (id, n)
+    WHERE j.id = x.id`.execute(db)
+  await sql`UPDATE ${JOBS} SET state = 'retry', retry_count = 1 WHERE id = ${id(1)}`.execute(db)
+  await sql`UPDATE ${JOBS} SET start_after = now() + interval '1 hour' WHERE id = ${id(2)}`.execute(db)
+  await sql`UPDATE ${JOBS} SET blocked = true WHERE id = ${id(3)}`.execute(db)
+  await sql`UPDATE ${JOBS} SET priority = 1 WHERE id = ${id(7)}`.execute(db)
+  await sql`UPDATE ${JOBS} SET state = 'active', started_on = now() WHERE id = ${id(6)}`.execute(db)
+
+  const cases = [{ limit: 10, ignoreGroups: [] }, { limit: 2, ignoreGroups: [] }, { limit: 10, ignoreGroups: [b] }, { limit: 1, ignoreGroups: [a] }]
+  for (const { limit, ignoreGroups } of cases) {
+    const theirs: string[] = []
+    const ours: string[] = []
+    // Each inside a transaction that rolls back, so both see the same rows.
+    await t.rejects(db.transaction().execute(async (trx) => {
+      const jobs = await boss.fetch<unknown>(PURCHASE_QUEUE, { batchSize: limit, ignoreGroups, db: fromKysely(trx) })
+      theirs.push(...jobs.map((job) => job.id))
+      throw new Error('roll back')
+    }), /roll back/)
+    await t.rejects(db.transaction().execute(async (trx) => {
+      ours.push(...(await claimPurchaseJobs(trx, { db, limit, ignoreGroups })).map((job) => job.id))
+      throw new Error('roll back')
+    }), /roll back/)
+    t.ok(theirs.length > 0, `fetch() found jobs (limit ${limit}, ignoring ${ignoreGroups.length})`)
+    t.same(ours.sort(), theirs.sort(), `the same jobs as fetch() (limit ${limit}, ignoring ${ignoreGroups.length} events)`)
+  }
 })
