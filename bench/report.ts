@@ -43,6 +43,7 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
   const { version: postgresVersion, jit: postgresJit, jitAvailable } = server
   const { cancelStatuses, cancelledIds, users, cpuAtStart, cpuAtEnd, cpuSeconds } = run
   const intakeRps = stored / intakeSeconds
+  const intakeRatio = round(intakeRps / ceilingRps, 3)
   // Every request stored and queued (none refused, none answered sold out at once), and seats left.
   const queuedOnly = stored === requests && queuedIds.length === requests && soldOutIds.length === 0 && invariants.sold < quota * eventCount
   return {
@@ -87,12 +88,12 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     api_sampled: invariants.api_sampled,
     api_disagreements: invariants.api_disagreements,
     ceiling_rps: round(ceilingRps),
-    intake_ratio: round(intakeRps / ceilingRps, 3),
+    intake_ratio: intakeRatio,
     // The phase of a flash sale that matters is while seats remain, when every purchase is queued.
     // A sale in which every purchase was queued and seats remained at the end measured only that
     // phase (--quota at least --requests does); its intake ratio is also given under this name.
     queued_only: queuedOnly,
-    queued_only_ratio: queuedOnly ? round(intakeRps / ceilingRps, 3) : null,
+    queued_only_ratio: queuedOnly ? intakeRatio : null,
     // Settlement alone against the same run's no-op ceiling: a machine-speed yardstick.
     settle_ratio: typeof settlement.settle_rps === 'number' ? round(settlement.settle_rps / ceilingRps, 3) : null,
     // Reads: the buyers following their bookings during the sale and the drain, then every

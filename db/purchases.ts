@@ -41,13 +41,12 @@ interface StoreRow {
   arrival: string | null
   expires_at: Date | null
   sales_open_at: Date | null
-  // Only when the batch carries idempotency keys.
-  existing_id?: string | null
-  existing_event_id?: string | null
-  existing_quantity?: number | null
-  existing_max_wait_seconds?: number | null
-  existing_status?: BookingStatus | null
-  existing_reason?: string | null
+  existing_id: string | null
+  existing_event_id: string | null
+  existing_quantity: number | null
+  existing_max_wait_seconds: number | null
+  existing_status: BookingStatus | null
+  existing_reason: string | null
 }
 
 /** The statement's row as its verdict's variant; a row missing what its verdict promises throws. */
@@ -63,9 +62,9 @@ function toStored (row: StoreRow): StoredPurchase {
         id: row.existing_id ?? missing('the existing purchase'),
         event_id: row.existing_event_id ?? missing('its event'),
         quantity: row.existing_quantity ?? missing('its quantity'),
-        max_wait_seconds: row.existing_max_wait_seconds ?? null,
+        max_wait_seconds: row.existing_max_wait_seconds,
         status: row.existing_status ?? missing('its status'),
-        reason: row.existing_reason ?? null
+        reason: row.existing_reason
       }
     }
     default: return { id: row.id, verdict: row.verdict }
@@ -98,10 +97,10 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
       FROM events e WHERE e.id = ANY(${[...new Set(purchases.map((p) => p.event_id))]}::uuid[])
     ),
     judged AS (
-      SELECT p.*, e.sales_open_at, ${keyed ? sql`k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
-        k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,` : sql``}
+      SELECT p.*, e.sales_open_at, k.id AS existing_id, k.event_id AS existing_event_id, k.quantity AS existing_quantity,
+        k.max_wait_seconds AS existing_max_wait_seconds, k.status AS existing_status, k.reason AS existing_reason,
         CASE
-          ${keyed ? sql`WHEN k.id IS NOT NULL THEN 'replay'` : sql``}
+          WHEN k.id IS NOT NULL THEN 'replay'
           WHEN e.id IS NULL THEN 'unknown_event'
           WHEN e.sales_close_at <= now() THEN 'closed'
           WHEN e.sales_open_at > now() THEN 'not_open'
@@ -114,12 +113,13 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
         AS p (id, event_id, user_id, quantity, idempotency_key, max_wait_seconds)
       LEFT JOIN batch_events e ON e.id = p.event_id
       -- The key's purchase, looked up by key for each purchase (OFFSET 0 keeps the subquery per
-      -- row): no plan can turn it into a scan of the table (db/driver/session.ts, PLANNING).
-      ${keyed
-        ? sql`LEFT JOIN LATERAL (
-        SELECT k.* FROM bookings k WHERE k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL OFFSET 0
-      ) k ON true`
-        : sql``}
+      -- row): no plan can turn it into a scan of the table (db/driver/session.ts, PLANNING). A batch
+      -- without keys looks nothing up.
+      LEFT JOIN LATERAL (
+        ${keyed
+          ? sql`SELECT k.* FROM bookings k WHERE k.user_id = p.user_id AND k.idempotency_key = p.idempotency_key AND p.idempotency_key IS NOT NULL OFFSET 0`
+          : sql`SELECT NULL::uuid AS id, NULL::uuid AS event_id, NULL::int AS quantity, NULL::int AS max_wait_seconds, NULL::text AS status, NULL::text AS reason`}
+      ) k ON true
     ),
     stored AS (
       INSERT INTO bookings (id, event_id, user_id, quantity, status, reason, decided_at, idempotency_key, max_wait_seconds, expires_at, arrival)
@@ -138,12 +138,11 @@ export async function storePurchases (db: Db, purchases: readonly NewPurchase[])
     -- One row per purchase, and no join (whose only plan on a pool without hash joins would
     -- rescan the stored rows once per purchase): the verdicts of those not stored, then the rows
     -- stored. A purchase in neither lost its key to a concurrent one (ON CONFLICT): not_stored.
-    SELECT j.id, j.verdict, NULL::bigint AS arrival, NULL::timestamptz AS expires_at, j.sales_open_at${keyed
-      ? sql`, j.existing_id, j.existing_event_id, j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason`
-      : sql``}
+    SELECT j.id, j.verdict, NULL::bigint AS arrival, NULL::timestamptz AS expires_at, j.sales_open_at,
+      j.existing_id, j.existing_event_id, j.existing_quantity, j.existing_max_wait_seconds, j.existing_status, j.existing_reason
     FROM judged j WHERE j.verdict NOT IN ('pending', 'sold_out')
     UNION ALL
-    SELECT s.id, CASE s.status WHEN ${PENDING} THEN 'pending' ELSE 'sold_out' END, s.arrival, s.expires_at, NULL${keyed ? sql`, NULL, NULL, NULL, NULL, NULL, NULL` : sql``}
+    SELECT s.id, CASE s.status WHEN ${PENDING} THEN 'pending' ELSE 'sold_out' END, s.arrival, s.expires_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM stored s`.execute(db)
   const byId = new Map(rows.map((row) => [row.id, row]))
   return purchases.map(({ id }) => {

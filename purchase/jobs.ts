@@ -2,8 +2,9 @@ import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 
 // The one contract between the API and the worker: the payloads of the purchase queue's jobs
-// (db/purchase-jobs.ts writes them with the bookings and cancellation requests they carry). A purchase job's id is its booking's id, chosen at intake, so
-// the booking row and its job are the same purchase and a retried delivery is recognised by id.
+// (db/purchase-jobs.ts writes them with the bookings and cancellation requests they carry). A
+// purchase job's id is its booking's id, chosen at intake, so the booking row and its job are the
+// same purchase and a retried delivery is recognised by id.
 
 /** The pg-boss queue that carries purchases and cancellations (purchase/queue.ts sets it up). */
 export const PURCHASE_QUEUE = 'purchases'

@@ -32,7 +32,6 @@ export const API_STATUS = {
   FAILED: 'failed',
   CANCELLED: 'cancelled'
 } as const satisfies Record<BookingStatus, string>
-export type ApiStatus = typeof API_STATUS[BookingStatus]
 
 /** The final outcome of one purchase. */
 export type Decision =

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import type { Trx } from '../db/database.ts'
 import { readDecisionContext, recordCancellations, recordDecisions } from '../db/decisions.ts'
-import { applyEventChanges, lockEventsForUpdate } from '../db/events.ts'
+import { applyEventChanges } from '../db/events.ts'
 import type { Metrics } from '../lib/metrics.ts'
 import { isCancelJobData, isPurchaseJobData, type QueuedJob } from '../purchase/jobs.ts'
 import { decideJobs, type DecisionContext, type JobsDecided, type LockedEvent } from '../purchase/rules.ts'
@@ -37,8 +37,8 @@ export function countOutcomes (metrics: Metrics | undefined, decisions: readonly
 
 /**
  * Decides claimed jobs inside the caller's transaction, with a fixed number of statements whatever
- * their number: lock every event concerned (once each, in id order), read what the rules need
- * (readDecisionContext), decide in memory (decideJobs), then write the events' changes, the
+ * their number, under the locks of every event concerned (`locked`: the caller took them, once each,
+ * in id order, through lockOrSetAside): read what the rules need (readDecisionContext), decide in memory (decideJobs), then write the events' changes, the
  * purchases' outcomes and the cancellations (one statement each). The caller settles the jobs: a
  * batch claimed them by deletion, and one at a time pg-boss completes each.
  *
@@ -48,9 +48,8 @@ export function countOutcomes (metrics: Metrics | undefined, decisions: readonly
 export async function applyJobs (
   trx: Trx,
   jobs: readonly QueuedJob[],
-  { locked, verifyAll = false }: { locked?: Map<string, LockedEvent>, verifyAll?: boolean } = {}
+  { locked: events, verifyAll = false }: { locked: Map<string, LockedEvent>, verifyAll?: boolean }
 ): Promise<JobsDecided> {
-  const events = locked ?? await lockEventsForUpdate(trx, eventsOf(jobs))
   const cancelTargets: string[] = []
   const claimed: string[] = []
   const capped: Array<{ event_id: string, user_id: string }> = []

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import { expireOverdue } from '../db/decisions.ts'
 import type { Metrics } from '../lib/metrics.ts'
-import { FAILURE_REASON } from '../purchase/vocabulary.ts'
+import { API_STATUS, BOOKING_STATUS, FAILURE_REASON } from '../purchase/vocabulary.ts'
 
 // How often overdue purchases (max_wait_seconds passed) are failed as expired: a deadline is
 // kept to within about this much, even while the worker is far behind.
@@ -25,7 +25,7 @@ export function startExpirySweep ({ db, log, metrics }: { db: Db, log: Logger, m
     while (!stopped.signal.aborted) {
       try {
         const expired = await expireOverdue(db)
-        metrics?.purchasesDecided.inc({ status: 'failed', reason: FAILURE_REASON.expired }, expired.length)
+        metrics?.purchasesDecided.inc({ status: API_STATUS[BOOKING_STATUS.failed], reason: FAILURE_REASON.expired }, expired.length)
         if (expired.length > 0) {
           log.info({ expired: expired.length }, 'purchases past their deadline failed as expired')
           onExpired()

@@ -19,7 +19,7 @@ export type Answer = Submitted | AppError
 type Asked = Pick<NewPurchase, 'event_id' | 'quantity' | 'max_wait_seconds'>
 
 /** A retry must ask for the same thing as the purchase its key already names. */
-export function sameRequest (a: Asked, b: Asked): boolean {
+function sameRequest (a: Asked, b: Asked): boolean {
   return a.event_id === b.event_id && a.quantity === b.quantity && (a.max_wait_seconds ?? null) === (b.max_wait_seconds ?? null)
 }
 

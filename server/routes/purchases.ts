@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { RateLimitOptions } from '@fastify/rate-limit'
 import type { preHandlerAsyncHookHandler } from 'fastify'
 import type { Metrics } from '../../lib/metrics.ts'
-import { API_STATUS } from '../../purchase/vocabulary.ts'
+import { API_STATUS, BOOKING_STATUS, FAILURE_REASON } from '../../purchase/vocabulary.ts'
 import { rateLimited } from '../errors.ts'
 import type { Intake } from '../intake/intake.ts'
 import { ErrorResponse } from '../schemas/common.ts'
@@ -62,13 +62,13 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<PurchaseRouteOptions> = a
       idempotency_key: request.headers['idempotency-key'] ?? null,
       max_wait_seconds: max_wait_seconds ?? null
     })
-    metrics.purchasesAccepted.inc({ outcome: submitted.replayed ? 'replayed' : submitted.status === 'PENDING' ? 'queued' : submitted.reason ?? API_STATUS[submitted.status] })
+    metrics.purchasesAccepted.inc({ outcome: submitted.replayed ? 'replayed' : submitted.status === BOOKING_STATUS.pending ? 'queued' : submitted.reason ?? API_STATUS[submitted.status] })
     void reply.header('location', bookingLocation(submitted.id, userId))
     if (submitted.replayed) void reply.header('idempotent-replayed', 'true')
-    if (submitted.status === 'PENDING') {
-      return reply.code(202).send({ booking_id: submitted.id, status: 'pending', message: submitted.replayed ? 'Request already queued' : 'Request queued' })
+    if (submitted.status === BOOKING_STATUS.pending) {
+      return reply.code(202).send({ booking_id: submitted.id, status: API_STATUS[BOOKING_STATUS.pending], message: submitted.replayed ? 'Request already queued' : 'Request queued' })
     }
-    const message = submitted.reason === 'sold_out' ? 'Sold out' : DECIDED_MESSAGE[submitted.status]
+    const message = submitted.reason === FAILURE_REASON.soldOut ? 'Sold out' : DECIDED_MESSAGE[submitted.status]
     return reply.code(200).send({ booking_id: submitted.id, status: API_STATUS[submitted.status], reason: submitted.reason, message })
   })
 }
