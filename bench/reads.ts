@@ -5,6 +5,7 @@
 // with the same generator and connections, so the ratio compares the servers alone.
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
+import { httpClient } from './http-client.ts'
 
 export interface ReadOptions {
   /** Connections reading at once. */
@@ -54,12 +55,13 @@ export function followBookings (baseUrl: string, locations: readonly string[], {
   const figures = { followed: 0, polls: 0, waits: 0, unavailable: 0, errors: 0 }
   const pollTimes: number[] = []
   const started = performance.now()
+  const client = httpClient(followers)
 
   async function read (location: string, wait: boolean): Promise<string | undefined> {
     const started = performance.now()
     try {
-      const res = await fetch(`${baseUrl}${location}${wait ? `&wait=${WAIT_SECONDS}` : ''}`, { signal: AbortSignal.timeout((WAIT_SECONDS + 10) * 1000) })
-      const body = await res.text()
+      const res = await client.request('GET', `${baseUrl}${location}${wait ? `&wait=${WAIT_SECONDS}` : ''}`, { timeoutMs: (WAIT_SECONDS + 10) * 1000 })
+      const body = res.body
       if (wait) figures.waits++
       else {
         figures.polls++
@@ -97,6 +99,7 @@ export function followBookings (baseUrl: string, locations: readonly string[], {
     async stop () {
       stopping = true
       await running
+      client.close()
       const { p50, p99 } = percentiles(pollTimes)
       const seconds = (performance.now() - started) / 1000
       return { ...figures, reads_per_s: Number(((figures.polls + figures.waits) / (seconds || 1)).toFixed(1)), poll_p50_ms: p50, poll_p99_ms: p99 }

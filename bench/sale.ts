@@ -9,6 +9,7 @@ import type postgres from 'postgres'
 import type { Sample } from './chart.ts'
 import { cpuNow, rssKb, type CpuReading } from './cpu.ts'
 import { countSettled, waitUntilSettled } from './decisions.ts'
+import { httpClient } from './http-client.ts'
 import { answerRecorder, buyRequest, createEvents, crowd, crowdSize, roundRobin, runAutocannon } from './load.ts'
 import type { BenchOptions } from './options.ts'
 import { followBookings, type FollowFigures } from './reads.ts'
@@ -82,6 +83,7 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
   const cancelStatuses = new Map<number, number>()
   const cancelledIds: string[] = []
   let selling = true
+  const cancelling = httpClient(8)
   const canceller = (async () => {
     let next = 0
     while (cancelEvery > 0 && (selling || next < queuedIds.length)) {
@@ -92,8 +94,7 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
         continue
       }
       await Promise.all(chosen.map(async (id) => {
-        const res = await fetch(`${baseUrl}/bookings/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${adminToken}` } })
-        await res.arrayBuffer()
+        const res = await cancelling.request('DELETE', `${baseUrl}/bookings/${id}`, { headers: { authorization: `Bearer ${adminToken}` } })
         cancelStatuses.set(res.status, (cancelStatuses.get(res.status) ?? 0) + 1)
         if (res.status === 202 || res.status === 200) cancelledIds.push(id)
       }))
@@ -113,6 +114,7 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
     const cpuSeconds = (performance.now() - cpuReadAt) / 1000
     selling = false
     await canceller
+    cancelling.close()
     // From the first request to the last answer (autocannon's own duration is rounded up to its
     // one-second ticks, too coarse for a sale of a few seconds).
     const intakeSeconds = (lastAnswerAt - saleStart) / 1000 || sale.duration
@@ -133,6 +135,7 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
   } finally {
     selling = false
     sampling = false
+    cancelling.close()
     await following?.stop()
   }
 }
