@@ -23,7 +23,7 @@ app.post('/buy', { schema: { body: BuyBody, response: { 202: BuyAccepted } } }, 
 const decided = (id: string, userId: string): Static<typeof Booking> => ({
   booking_id: id, event_id: id, user_id: userId, quantity: 1, status: 'success', reason: null, position: null, estimated_wait_ms: null,
   max_wait_seconds: null, expires_at: null, created_at: new Date().toISOString(), decided_at: new Date().toISOString(),
-  cancel_requested_at: null, cancelled_at: null
+  cancel_requested_at: null, cancelled_at: null, hold_expires_at: null, confirmed_at: null, payment_reference: null
 })
 app.get('/bookings/:id', { schema: { params: IdParams, querystring: BookingQuery, response: { 200: Booking } } }, async (request) =>
   decided(request.params.id, request.query.user_id ?? request.params.id))

@@ -50,7 +50,7 @@ export async function findResolved (db: Db, ids: readonly string[]): Promise<str
   const { rows } = await sql<{ id: string }>`
     SELECT id FROM bookings
     WHERE id = ANY(${ids}::uuid[]) AND status <> ${BOOKING_STATUS.pending}
-      AND (cancel_requested_at IS NULL OR status IN (${BOOKING_STATUS.cancelled}, ${BOOKING_STATUS.failed}))`.execute(db)
+      AND (cancel_requested_at IS NULL OR status IN (${BOOKING_STATUS.cancelled}, ${BOOKING_STATUS.failed}, ${BOOKING_STATUS.expired}))`.execute(db)
   return rows.map((row) => row.id)
 }
 

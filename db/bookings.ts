@@ -13,18 +13,19 @@ import { insertQueueJobs } from './purchase-jobs.ts'
 // (docs/decisions/0001-plans-that-hold-as-tables-grow.md).
 export const PENDING = sql.lit(BOOKING_STATUS.pending)
 export const SUCCESS = sql.lit(BOOKING_STATUS.success)
+export const HELD = sql.lit(BOOKING_STATUS.held)
 
 /**
  * Marks a booking's cancellation as requested and queues its cancellation job (`job`: its id and
  * payload) in the same statement, so a request is never marked without its job, nor queued twice.
  * Returns the booking's status and request time; undefined if it was requested already or cannot
- * be cancelled (failed, cancelled, or gone), and then nothing is queued.
+ * be cancelled (failed, cancelled, expired, or gone), and then nothing is queued.
  */
 export async function requestCancellationOf (db: Db, id: string, job: { id: string, data: object }): Promise<Pick<BookingRow, 'status' | 'cancel_requested_at'> | undefined> {
   const { rows: [marked] } = await sql<Pick<BookingRow, 'status' | 'cancel_requested_at'>>`
     WITH marked AS (
       UPDATE bookings SET cancel_requested_at = now()
-      WHERE id = ${id} AND status IN (${BOOKING_STATUS.pending}, ${BOOKING_STATUS.success}) AND cancel_requested_at IS NULL
+      WHERE id = ${id} AND status IN (${BOOKING_STATUS.pending}, ${BOOKING_STATUS.held}, ${BOOKING_STATUS.success}) AND cancel_requested_at IS NULL
       RETURNING status, cancel_requested_at, event_id
     ),
     ${insertQueueJobs(sql`SELECT ${job.id}::uuid AS id, m.event_id::text AS group_id, ${JSON.stringify(job.data)}::text::jsonb AS data FROM marked m`)}

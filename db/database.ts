@@ -17,6 +17,7 @@ export interface EventTable {
   cancelled_seats: Generated<number>
   /** bigint: postgres.js returns it as a string. */
   decided_through: ColumnType<string, never, string>
+  hold_seconds: number | null
 }
 
 export interface BookingTable {
@@ -35,6 +36,9 @@ export interface BookingTable {
   arrival: string | null
   cancel_requested_at: Date | null
   cancelled_at: Date | null
+  hold_expires_at: Date | null
+  confirmed_at: Date | null
+  payment_reference: string | null
 }
 
 export interface WorkerRateTable {

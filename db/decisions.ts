@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import type { DecisionContext } from '../purchase/rules.ts'
-import { BOOKING_STATUS, buyerKey, DECISIONS, decisionKey, FAILURE_REASON, type BookingDecision, type BookingStatus, type Decision } from '../purchase/vocabulary.ts'
-import { PENDING, SUCCESS } from './bookings.ts'
+import { BOOKING_STATUS, buyerKey, DECISIONS, decisionKey, FAILURE_REASON, type BookingDecision, type BookingStatus, type FinalDecision } from '../purchase/vocabulary.ts'
+import { HELD, PENDING, SUCCESS } from './bookings.ts'
 import type { Db } from './client.ts'
 import type { Trx } from './database.ts'
 import { lockEventsForUpdate } from './events.ts'
@@ -33,14 +33,14 @@ export async function readDecisionContext (trx: Trx, { claimed, cancelTargets, c
     FROM bookings b
     WHERE (b.id = ANY(${claimed}::uuid[]) AND b.status <> ${BOOKING_STATUS.pending}) OR b.id = ANY(${cancelTargets}::uuid[])
     UNION ALL
-    -- One probe of (event_id, status, user_id) per buyer, their own successful bookings only. A
+    -- Two probes of (event_id, status, user_id) per buyer, their own held and successful bookings. A
     -- scalar subquery runs once per buyer with that buyer's ids by construction; written as a
     -- join, a plan made on stale statistics read every successful booking once and compared it
     -- with each buyer (test/db/statement-plans.test.ts).
     SELECT 'seats', NULL, NULL, owned.seats, owned.user_id, owned.event_id, NULL
     FROM (
       SELECT c.event_id, c.user_id,
-        (SELECT sum(b.quantity)::int FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status = ${SUCCESS}) AS seats
+        (SELECT sum(b.quantity)::int FROM bookings b WHERE b.event_id = c.event_id AND b.user_id = c.user_id AND b.status IN (${SUCCESS}, ${HELD})) AS seats
       FROM (SELECT DISTINCT * FROM unnest(${capped.map((c) => c.event_id)}::uuid[], ${capped.map((c) => c.user_id)}::uuid[]) AS c (event_id, user_id)) c
     ) owned
     WHERE owned.seats IS NOT NULL`.execute(trx)
@@ -54,7 +54,7 @@ export async function readDecisionContext (trx: Trx, { claimed, cancelTargets, c
 }
 
 /** Records a final outcome; only a pending booking changes, so a decision is never overwritten. */
-export async function recordDecision (trx: Trx, id: string, decision: Decision): Promise<boolean> {
+export async function recordDecision (trx: Trx, id: string, decision: FinalDecision): Promise<boolean> {
   const result = await trx.updateTable('bookings')
     .set({
       status: decision.status,
@@ -83,25 +83,39 @@ export async function recordDecision (trx: Trx, id: string, decision: Decision):
 export async function recordDecisions (trx: Trx, decisions: readonly BookingDecision[], at: Date | null): Promise<number> {
   if (decisions.length === 0) return 0
   const idsByOutcome = new Map(DECISIONS.map((outcome) => [decisionKey(outcome), [] as string[]]))
+  const held: Array<{ id: string, until: Date }> = []
   for (const { id, decision } of decisions) {
+    if (decision.status === BOOKING_STATUS.held) {
+      held.push({ id, until: decision.hold_expires_at })
+      continue
+    }
     const ids = idsByOutcome.get(decisionKey(decision))
     if (ids === undefined) throw new Error(`no outcome ${decisionKey(decision)}`)
     ids.push(id)
   }
+  if (held.length > 0 && at === null) throw new Error('a hold needs the clock it was decided at')
   const decidedAt = sql`coalesce(${at}::timestamptz, statement_timestamp())`
   const updates = DECISIONS.map((outcome, i) => sql`${sql.raw(`o${i}`)} AS (
       UPDATE bookings SET status = ${outcome.status}, reason = ${outcome.status === BOOKING_STATUS.failed ? outcome.reason : null}, decided_at = ${decidedAt}
       WHERE id = ANY(${idsByOutcome.get(decisionKey(outcome))}::uuid[]) AND decided_at IS NULL
       RETURNING 1)`)
+  // Holds end at their own times (each event has its own hold_seconds): the ids with their ends,
+  // found by id as above, and matched to their end by id.
+  const heldIds = held.map((h) => h.id)
+  updates.push(sql`held AS (
+      UPDATE bookings b SET status = ${BOOKING_STATUS.held}, reason = NULL, decided_at = ${decidedAt}, hold_expires_at = h.until
+      FROM unnest(${heldIds}::uuid[], ${held.map((h) => h.until)}::timestamptz[]) AS h (id, until)
+      WHERE b.id = ANY(${heldIds}::uuid[]) AND b.id = h.id AND b.decided_at IS NULL
+      RETURNING 1)`)
   const { rows: [row] } = await sql<{ n: number }>`
     WITH ${sql.join(updates)}
-    SELECT (${sql.join(DECISIONS.map((_outcome, i) => sql`(SELECT count(*) FROM ${sql.raw(`o${i}`)})`), sql` + `)})::int AS n`.execute(trx)
+    SELECT (${sql.join([...DECISIONS.map((_outcome, i) => sql`(SELECT count(*) FROM ${sql.raw(`o${i}`)})`), sql`(SELECT count(*) FROM held)`], sql` + `)})::int AS n`.execute(trx)
   return row?.n ?? 0
 }
 
 /**
- * Cancels bookings (successful ones give their seats back through applyEventChanges; pending ones
- * are withdrawn before their decision, which is then `at` too). Returns how many changed.
+ * Cancels bookings (held and successful ones give their seats back through applyEventChanges;
+ * pending ones are withdrawn before their decision, which is then `at` too). Returns how many changed.
  */
 export async function recordCancellations (trx: Trx, ids: readonly string[], at: Date | null): Promise<number> {
   if (ids.length === 0) return 0
@@ -109,7 +123,7 @@ export async function recordCancellations (trx: Trx, ids: readonly string[], at:
     UPDATE bookings
     SET status = ${BOOKING_STATUS.cancelled}, cancelled_at = coalesce(${at}::timestamptz, statement_timestamp()),
         decided_at = coalesce(decided_at, ${at}::timestamptz, statement_timestamp())
-    WHERE id = ANY(${ids}::uuid[]) AND status IN (${BOOKING_STATUS.success}, ${BOOKING_STATUS.pending})`.execute(trx)
+    WHERE id = ANY(${ids}::uuid[]) AND status IN (${BOOKING_STATUS.success}, ${BOOKING_STATUS.held}, ${BOOKING_STATUS.pending})`.execute(trx)
   return Number(result.numAffectedRows ?? 0n)
 }
 

@@ -6,8 +6,10 @@ import type { EventRow, Trx } from './database.ts'
 export type SaleStatus = 'scheduled' | 'open' | 'sold_out' | 'closed'
 
 export interface EventSummary extends EventRow {
-  /** Seats sold: taken by successful bookings now (total minus available). */
+  /** Seats sold: taken by successful bookings now (total minus available minus held). */
   sold: number
+  /** Seats held for purchases waiting for their confirmation. */
+  held: number
   /** Purchases waiting for their decision. */
   pending: number
   sale_status: SaleStatus
@@ -19,11 +21,13 @@ export interface EventSettings {
   max_per_user?: number | null
   sales_open_at?: Date | null
   sales_close_at?: Date | null
+  hold_seconds?: number | null
 }
 
 // Closed wins over not-yet-open: an event closed before it ever opened is closed. (Unqualified,
 // so that the same columns serve a SELECT, an INSERT and an UPDATE of events.)
 const summaryColumns = [
+  // Seats taken, held or sold: toSummary takes the held ones out.
   sql<number>`total_quota - available_quota`.as('sold'),
   sql<SaleStatus>`CASE WHEN sales_close_at <= now() THEN 'closed' WHEN sales_open_at > now() THEN 'scheduled'
     WHEN available_quota = 0 THEN 'sold_out' ELSE 'open' END`.as('sale_status')
@@ -31,25 +35,28 @@ const summaryColumns = [
 
 /** Pending purchases of the event: an index-only count over the small pending-only index. */
 const pendingCount = sql<string>`(SELECT count(*) FROM bookings b WHERE b.event_id = e.id AND b.status = 'PENDING')`.as('pending')
+/** Held seats of the event: over the held-only index, which holds current holds alone. */
+const heldSeats = sql<string>`(SELECT coalesce(sum(h.quantity), 0) FROM bookings h WHERE h.event_id = e.id AND h.status = 'HELD')`.as('held')
 
-const toSummary = <T extends { pending: string | number }>(row: T): T & { pending: number } => ({ ...row, pending: Number(row.pending) })
+const toSummary = <T extends { pending: string | number, held: string | number, sold: string | number }>(row: T): T & { pending: number, held: number, sold: number } =>
+  ({ ...row, pending: Number(row.pending), held: Number(row.held), sold: Number(row.sold) - Number(row.held) })
 
 export async function insertEvent (db: Db, event: EventSettings): Promise<EventSummary> {
   const row = await db.insertInto('events')
     .values({ ...event, available_quota: event.total_quota })
     .returningAll()
-    .returning([...summaryColumns, sql<number>`0`.as('pending')])
+    .returning([...summaryColumns, sql<number>`0`.as('pending'), sql<number>`0`.as('held')])
     .executeTakeFirstOrThrow()
   return toSummary(row)
 }
 
 export async function findEventById (db: Db, id: string): Promise<EventSummary | undefined> {
-  const row = await db.selectFrom('events as e').selectAll().select([...summaryColumns, pendingCount]).where('e.id', '=', id).executeTakeFirst()
+  const row = await db.selectFrom('events as e').selectAll().select([...summaryColumns, pendingCount, heldSeats]).where('e.id', '=', id).executeTakeFirst()
   return row === undefined ? undefined : toSummary(row)
 }
 
 export async function listEvents (db: Db, { limit }: { limit: number }): Promise<EventSummary[]> {
-  const rows = await db.selectFrom('events as e').selectAll().select([...summaryColumns, pendingCount])
+  const rows = await db.selectFrom('events as e').selectAll().select([...summaryColumns, pendingCount, heldSeats])
     .orderBy('e.created_at', 'desc').orderBy('e.id').limit(limit).execute()
   return rows.map(toSummary)
 }
@@ -71,12 +78,13 @@ export async function updateEvent (db: Db, id: string, update: EventUpdate): Pro
       ...('max_per_user' in update ? { max_per_user: update.max_per_user ?? null } : {}),
       ...('sales_open_at' in update ? { sales_open_at: update.sales_open_at ?? null } : {}),
       ...('sales_close_at' in update ? { sales_close_at: update.sales_close_at ?? null } : {}),
+      ...('hold_seconds' in update ? { hold_seconds: update.hold_seconds ?? null } : {}),
       version: eb('e.version', '+', 1)
     }))
     .where('e.id', '=', id)
     .where((eb) => update.total_quota === undefined ? eb.lit(true) : eb(sql<number>`e.total_quota - e.available_quota`, '<=', update.total_quota))
     .returningAll()
-    .returning([...summaryColumns, pendingCount])
+    .returning([...summaryColumns, pendingCount, heldSeats])
     .executeTakeFirst()
   if (row !== undefined) return toSummary(row)
   return await db.selectFrom('events').select('id').where('id', '=', id).executeTakeFirst() === undefined ? 'not_found' : 'below_sold'
@@ -95,7 +103,7 @@ export async function closeSales (db: Db, id: string): Promise<EventSummary | un
     }))
     .where('e.id', '=', id)
     .returningAll()
-    .returning([...summaryColumns, pendingCount])
+    .returning([...summaryColumns, pendingCount, heldSeats])
     .executeTakeFirst()
   return row === undefined ? undefined : toSummary(row)
 }
@@ -146,7 +154,7 @@ export async function lockEventsForUpdate (
   { skipLocked = false, waitAtMostMs }: { skipLocked?: boolean, waitAtMostMs?: number } = {}
 ): Promise<Map<string, LockedEvent>> {
   if (ids.length === 0) return new Map()
-  let query = trx.selectFrom('events').select(['id', 'available_quota', 'max_per_user', 'sales_close_at'])
+  let query = trx.selectFrom('events').select(['id', 'available_quota', 'max_per_user', 'sales_close_at', 'hold_seconds'])
     .where('id', '=', sql<string>`ANY(${ids}::uuid[])`)
   // The timeout is set by the statement itself, before its first lock wait (the rows are filtered,
   // then sorted, then locked), and lasts to the end of the transaction: no round trip of its own.

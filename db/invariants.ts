@@ -12,6 +12,10 @@ export interface EventBooks {
   available_quota: number
   /** Seats of successful bookings. */
   sold_seats: number
+  /** Seats of held bookings (waiting for their confirmation). */
+  held_seats: number
+  /** Held bookings whose hold ran out more than HOLD_EXPIRY_BOUND_S ago and are still held. */
+  overdue_holds: number
   /** Purchases waiting for a decision, and the seats they ask for (they hold none yet). */
   pending_purchases: number
   pending_seats: number
@@ -20,7 +24,7 @@ export interface EventBooks {
   /** Seats of cancelled bookings (more than cancelled_seats when some were withdrawn while pending). */
   cancelled_booking_seats: number
   max_per_user: number | null
-  /** Users whose successful seats exceed max_per_user. */
+  /** Users whose held and successful seats exceed max_per_user. */
   users_over_cap: number
   /** Pending purchases with no live job (created, retry or active): nothing would ever decide them. */
   stranded_purchases: number
@@ -32,12 +36,20 @@ export interface EventInvariants extends EventBooks {
   problems: string[]
 }
 
+/**
+ * How long after its hold_expires_at a held booking may still be held: the expiry sweep runs every
+ * half second (worker/expiry-sweep.ts) and expires within 2 s while the worker keeps up; this
+ * leaves room for a busy machine. A hold older than this means the sweep is not running.
+ */
+export const HOLD_EXPIRY_BOUND_S = 10
+
 /** What must hold for every event, at every moment (the database's CHECKs guard some of it too). */
 export function judgeEvent (books: EventBooks): EventInvariants {
   const problems: string[] = []
-  const { total_quota: total, available_quota: available, sold_seats: sold } = books
-  if (available + sold !== total) problems.push(`total ${total} != available ${available} + sold ${sold}`)
-  if (sold > total) problems.push(`oversold: ${sold} seats sold of ${total}`)
+  const { total_quota: total, available_quota: available, sold_seats: sold, held_seats: held } = books
+  if (available + held + sold !== total) problems.push(`total ${total} != available ${available} + held ${held} + sold ${sold}`)
+  if (sold + held > total) problems.push(`oversold: ${sold} seats sold and ${held} held of ${total}`)
+  if (books.overdue_holds > 0) problems.push(`${books.overdue_holds} holds still held more than ${HOLD_EXPIRY_BOUND_S} s after they expired`)
   if (available < 0) problems.push(`available is negative: ${available}`)
   if (books.cancelled_seats > books.cancelled_booking_seats) {
     problems.push(`${books.cancelled_seats} seats given back, but cancelled bookings held ${books.cancelled_booking_seats}`)
@@ -66,6 +78,8 @@ export async function checkEventInvariants (db: Db, { eventId, limit }: { eventI
     books AS (
       SELECT b.event_id,
         coalesce(sum(b.quantity) FILTER (WHERE b.status = ${BOOKING_STATUS.success}), 0) AS sold_seats,
+        coalesce(sum(b.quantity) FILTER (WHERE b.status = ${BOOKING_STATUS.held}), 0) AS held_seats,
+        count(*) FILTER (WHERE b.status = ${BOOKING_STATUS.held} AND b.hold_expires_at < now() - make_interval(secs => ${HOLD_EXPIRY_BOUND_S})) AS overdue_holds,
         count(*) FILTER (WHERE b.status = ${BOOKING_STATUS.pending}) AS pending_purchases,
         coalesce(sum(b.quantity) FILTER (WHERE b.status = ${BOOKING_STATUS.pending}), 0) AS pending_seats,
         coalesce(sum(b.quantity) FILTER (WHERE b.status = ${BOOKING_STATUS.cancelled}), 0) AS cancelled_booking_seats
@@ -77,7 +91,7 @@ export async function checkEventInvariants (db: Db, { eventId, limit }: { eventI
       FROM (
         SELECT b.event_id, b.user_id, sum(b.quantity) AS seats
         FROM bookings b JOIN ev ON ev.id = b.event_id AND ev.max_per_user IS NOT NULL
-        WHERE b.status = ${BOOKING_STATUS.success}
+        WHERE b.status IN (${BOOKING_STATUS.success}, ${BOOKING_STATUS.held})
         GROUP BY b.event_id, b.user_id
       ) held JOIN ev ON ev.id = held.event_id
       WHERE held.seats > ev.max_per_user
@@ -93,7 +107,8 @@ export async function checkEventInvariants (db: Db, { eventId, limit }: { eventI
       GROUP BY b.event_id
     )
     SELECT ev.id AS event_id, ev.name, ev.total_quota, ev.available_quota, ev.cancelled_seats, ev.max_per_user,
-      coalesce(books.sold_seats, 0) AS sold_seats, coalesce(books.pending_purchases, 0) AS pending_purchases,
+      coalesce(books.sold_seats, 0) AS sold_seats, coalesce(books.held_seats, 0) AS held_seats,
+      coalesce(books.overdue_holds, 0) AS overdue_holds, coalesce(books.pending_purchases, 0) AS pending_purchases,
       coalesce(books.pending_seats, 0) AS pending_seats, coalesce(books.cancelled_booking_seats, 0) AS cancelled_booking_seats,
       coalesce(over_cap.users_over_cap, 0) AS users_over_cap, coalesce(stranded.stranded_purchases, 0) AS stranded_purchases
     FROM ev
@@ -107,6 +122,8 @@ export async function checkEventInvariants (db: Db, { eventId, limit }: { eventI
     total_quota: Number(row.total_quota),
     available_quota: Number(row.available_quota),
     sold_seats: Number(row.sold_seats),
+    held_seats: Number(row.held_seats),
+    overdue_holds: Number(row.overdue_holds),
     pending_purchases: Number(row.pending_purchases),
     pending_seats: Number(row.pending_seats),
     cancelled_seats: Number(row.cancelled_seats),

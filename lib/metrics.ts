@@ -13,6 +13,8 @@ export interface Metrics {
   /** Final outcomes written by this process's worker. */
   readonly purchasesDecided: Counter<'status' | 'reason'>
   readonly bookingsCancelled: Counter
+  /** Holds that ended: confirmed by the seller, or expired (their seats back on sale). */
+  readonly holdsEnded: Counter<'outcome'>
   readonly settleBatchSize: Histogram
   readonly settleBatchDuration: Histogram
 }
@@ -71,6 +73,12 @@ export function createMetrics ({ pools, pendingByEvent, queues }: MetricsSources
   const bookingsCancelled = new Counter({
     name: `${PREFIX}bookings_cancelled_total`,
     help: 'Bookings cancelled by this process\'s worker (successful ones gave their seats back)',
+    registers: [registry]
+  })
+  const holdsEnded = new Counter({
+    name: `${PREFIX}holds_ended_total`,
+    help: 'Holds that ended in this process: confirmed (POST /bookings/{id}/confirm) or expired by its worker\'s sweep (seats back on sale). Holds begun are purchases_decided_total{status="held"}',
+    labelNames: ['outcome'] as const,
     registers: [registry]
   })
   const settleBatchSize = new Histogram({
@@ -163,5 +171,5 @@ export function createMetrics ({ pools, pendingByEvent, queues }: MetricsSources
     }
   })
 
-  return { registry, httpDuration, purchasesAccepted, purchasesDecided, bookingsCancelled, settleBatchSize, settleBatchDuration }
+  return { registry, httpDuration, purchasesAccepted, purchasesDecided, bookingsCancelled, holdsEnded, settleBatchSize, settleBatchDuration }
 }

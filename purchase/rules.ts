@@ -9,6 +9,8 @@ export interface LockedEvent {
   available_quota: number
   max_per_user: number | null
   sales_close_at: Date | null
+  /** Seats of a purchase decided now are held this long, waiting for confirmation; null: sold at once. */
+  hold_seconds: number | null
 }
 
 /** A booking as a decision needs it. */
@@ -29,7 +31,7 @@ export interface DecisionContext {
   now: Date | null
   /** Of the claimed purchases, those no longer pending; and every booking a cancellation names. */
   bookings: Map<string, BookingState>
-  /** Seats each buyer a cap applies to has now, by buyerKey(event, user). */
+  /** Seats each buyer a cap applies to has now (held and sold), by buyerKey(event, user). */
   buyerSeats: Map<string, number>
 }
 
@@ -72,13 +74,14 @@ export type JobOutcome = Decision['status'] | 'cancelled' | 'skipped'
  * - the event's sale closed: failed, sale_closed;
  * - its deadline passed: failed, expired;
  * - fewer seats left than it asks for: failed, sold_out (none left) or insufficient_quota;
- * - the event's per-user cap would be passed by the seats this buyer has plus these: failed,
- *   limit_exceeded;
- * - otherwise: success, and its seats are taken.
+ * - the event's per-user cap would be passed by the seats this buyer has (held and sold) plus
+ *   these: failed, limit_exceeded;
+ * - otherwise its seats are taken: success, or on an event with hold_seconds, held until
+ *   `context.now` + hold_seconds (db/holds.ts: confirmed or expired later).
  *
- * A cancellation of a successful booking gives its seats back (to purchases after it in this very
- * batch too); of a pending one, withdraws it (its purchase is then skipped); of a failed or
- * cancelled one, does nothing.
+ * A cancellation of a held or successful booking gives its seats back (to purchases after it in
+ * this very batch too); of a pending one, withdraws it (its purchase is then skipped); of a failed,
+ * cancelled or expired one, does nothing.
  *
  * `events` holds every event concerned, read under its row lock; `context` is what was read with them
  * (db/decisions.ts, readDecisionContext).
@@ -109,11 +112,11 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
   for (const { id, data } of ordered) {
     if (isCancelJobData(data)) {
       const target = states.get(data.cancel_booking_id)
-      if (target === undefined || (target.status !== BOOKING_STATUS.success && target.status !== BOOKING_STATUS.pending)) {
+      if (target === undefined || (target.status !== BOOKING_STATUS.success && target.status !== BOOKING_STATUS.held && target.status !== BOOKING_STATUS.pending)) {
         outcomes.set(id, 'skipped')
         continue
       }
-      if (target.status === BOOKING_STATUS.success) {
+      if (target.status !== BOOKING_STATUS.pending) {
         const c = change(target.event_id)
         c.seats += target.quantity
         c.cancelledSeats += target.quantity
@@ -155,7 +158,8 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
     if (decision.status === BOOKING_STATUS.success) {
       c.seats -= data.quantity
       if (event.max_per_user !== null) buyerSeats.set(key, (buyerSeats.get(key) ?? 0) + data.quantity)
-      states.set(id, { status: BOOKING_STATUS.success, quantity: data.quantity, user_id: data.user_id, event_id: data.event_id })
+      if (event.hold_seconds !== null) decision = { status: BOOKING_STATUS.held, hold_expires_at: new Date(clock().getTime() + event.hold_seconds * 1000) }
+      states.set(id, { status: decision.status, quantity: data.quantity, user_id: data.user_id, event_id: data.event_id })
     } else {
       states.set(id, { status: BOOKING_STATUS.failed, quantity: data.quantity, user_id: data.user_id, event_id: data.event_id })
     }

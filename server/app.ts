@@ -180,7 +180,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   await app.register(purchaseRoutes, { intake, metrics, buyLimitPerUserPerMinute: config.BUY_LIMIT_PER_USER_PER_MINUTE })
-  await app.register(bookingRoutes, { db, reader: createBookingReader(db), waiter, adminToken: config.ADMIN_TOKEN, onQueued })
+  await app.register(bookingRoutes, { db, reader: createBookingReader(db), waiter, adminToken: config.ADMIN_TOKEN, onQueued, metrics })
   await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
   await app.register(healthRoutes, { db, boss })
   await app.register(metricsRoutes, { metrics })

@@ -65,10 +65,10 @@ export async function applyJobs (
       if (events.get(data.event_id)?.max_per_user != null) capped.push({ event_id: data.event_id, user_id: data.user_id })
     }
   }
-  // The clock is needed only by a closing time or a deadline; without one, nor anything else to
-  // read, the round trip is saved and the database stamps the decisions itself.
+  // The clock is needed only by a closing time, a deadline or a hold; without one, nor anything
+  // else to read, the round trip is saved and the database stamps the decisions itself.
   const needed = claimed.length > 0 || cancelTargets.length > 0 || capped.length > 0 ||
-    [...events.values()].some((event) => event.sales_close_at !== null)
+    [...events.values()].some((event) => event.sales_close_at !== null || event.hold_seconds !== null)
   const context: DecisionContext = needed
     ? await readDecisionContext(trx, { claimed, cancelTargets, capped })
     : { now: null, bookings: new Map(), buyerSeats: new Map() }

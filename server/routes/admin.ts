@@ -10,7 +10,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ db: Db, adminToken: string
   app.get('/admin/invariants', {
     preParsing: requireAdmin(adminToken),
     schema: {
-      summary: 'Check the books of each event (admin): total = available + sold, nothing oversold, nobody over the cap, no pending purchase without its job',
+      summary: 'Check the books of each event (admin): total = available + held + sold, nothing oversold, nobody over the cap, no pending purchase without its job, no hold left long past its expiry',
       description: 'Always 200 when the check could run: `ok` says whether every rule held, and each event lists what broke. Read in one snapshot, so it is exact during a sale too. It sums the events\' bookings: an operator\'s check, not a per-second probe.',
       headers: AdminHeaders,
       querystring: InvariantsQuery,

@@ -1,16 +1,18 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { BookingView } from '../../db/booking-views.ts'
 import type { Db } from '../../db/client.ts'
+import { confirmHold } from '../../db/holds.ts'
+import type { Metrics } from '../../lib/metrics.ts'
 import { requestCancellation } from '../../purchase/cancellation.ts'
 import { API_STATUS, BOOKING_STATUS, isResolved } from '../../purchase/vocabulary.ts'
-import { AdminHeaders, bookingAccess } from '../auth.ts'
+import { AdminHeaders, bookingAccess, requireAdmin } from '../auth.ts'
 import type { BookingReader } from '../booking-reader.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
 import { AppError } from '../errors.ts'
-import { Booking, BookingQuery, bookingLocation, CancelQuery } from '../schemas/bookings.ts'
+import { Booking, BookingQuery, bookingLocation, CancelQuery, ConfirmBody } from '../schemas/bookings.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
 
-function toBookingResponse (row: BookingView) {
+function toBookingResponse (row: Omit<BookingView, 'position' | 'pace'> & Partial<Pick<BookingView, 'position' | 'pace'>>) {
   const pending = row.status === BOOKING_STATUS.pending
   return {
     booking_id: row.id,
@@ -19,14 +21,17 @@ function toBookingResponse (row: BookingView) {
     quantity: row.quantity,
     status: API_STATUS[row.status],
     reason: row.reason,
-    position: pending ? row.position : null,
-    estimated_wait_ms: pending && row.position !== null && row.pace !== null && row.pace > 0 ? Math.round((row.position + 1) / row.pace * 1000) : null,
+    position: pending ? row.position ?? null : null,
+    estimated_wait_ms: pending && row.position != null && row.pace != null && row.pace > 0 ? Math.round((row.position + 1) / row.pace * 1000) : null,
     max_wait_seconds: row.max_wait_seconds,
     expires_at: row.expires_at?.toISOString() ?? null,
     created_at: row.created_at.toISOString(),
     decided_at: row.decided_at?.toISOString() ?? null,
     cancel_requested_at: row.cancel_requested_at?.toISOString() ?? null,
-    cancelled_at: row.cancelled_at?.toISOString() ?? null
+    cancelled_at: row.cancelled_at?.toISOString() ?? null,
+    hold_expires_at: row.hold_expires_at?.toISOString() ?? null,
+    confirmed_at: row.confirmed_at?.toISOString() ?? null,
+    payment_reference: row.payment_reference
   }
 }
 
@@ -51,9 +56,10 @@ export interface BookingRouteOptions {
   adminToken: string | undefined
   /** Wakes the workers after a cancellation was queued. */
   onQueued: () => void
+  metrics?: Metrics
 }
 
-export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, reader, waiter, adminToken, onQueued }) => {
+export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, reader, waiter, adminToken, onQueued, metrics }) => {
   const askerOf = bookingAccess(adminToken)
 
   app.get('/bookings/:id', {
@@ -87,8 +93,8 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
 
   app.delete('/bookings/:id', {
     schema: {
-      summary: 'Cancel a booking: a successful one gives its seats back, a pending one is withdrawn',
-      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer); neither: 400 BOOKING_OWNER_REQUIRED; another user\'s booking: 404 BOOKING_NOT_FOUND, as an unknown id. 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled). 200: already cancelled. 409: the booking failed, there is nothing to cancel.',
+      summary: 'Cancel a booking: a held or successful one gives its seats back, a pending one is withdrawn',
+      description: 'By the buyer (?user_id=) or the admin (Authorization: Bearer); neither: 400 BOOKING_OWNER_REQUIRED; another user\'s booking: 404 BOOKING_NOT_FOUND, as an unknown id. 202: the cancellation is queued behind the purchases before it (follow the Location until status is cancelled); a held booking asked to cancel can no longer be confirmed. 200: already cancelled. 409 BOOKING_NOT_CANCELLABLE: the booking failed or its hold expired, there is nothing to cancel.',
       params: IdParams,
       querystring: CancelQuery,
       headers: AdminHeaders,
@@ -101,7 +107,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     // Another user's booking is a 404 like an unknown id, as for GET: its existence is not told.
     const owner = asker.admin ? null : asker.userId
     let row = await findOrThrow(reader, id, owner)
-    if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
+    if (row.status === BOOKING_STATUS.failed || row.status === BOOKING_STATUS.expired) throw new AppError('BOOKING_NOT_CANCELLABLE')
     if (row.status !== BOOKING_STATUS.cancelled) {
       const queued = await requestCancellation(db, row)
       if (queued !== undefined) {
@@ -110,12 +116,32 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       } else {
         // Requested already, or changed since it was read: answer with what it is now.
         row = await findOrThrow(reader, id, owner)
-        // Decided while we looked (a pending purchase that failed): nothing to cancel.
-        if (row.status === BOOKING_STATUS.failed) throw new AppError('BOOKING_NOT_CANCELLABLE')
+        // Decided while we looked (a pending purchase that failed, a hold that expired): nothing to cancel.
+        if (row.status === BOOKING_STATUS.failed || row.status === BOOKING_STATUS.expired) throw new AppError('BOOKING_NOT_CANCELLABLE')
       }
     }
     return reply.code(row.status === BOOKING_STATUS.cancelled ? 200 : 202)
       .header('location', bookingLocation(id, row.user_id))
       .send(toBookingResponse(row))
+  })
+
+  app.post('/bookings/:id/confirm', {
+    preParsing: requireAdmin(adminToken),
+    schema: {
+      summary: 'Confirm a held booking\'s payment (admin: the seller\'s payment backend): its seats are sold for good',
+      description: 'Answered at once, not queued. 200: the booking, status success, confirmed_at set (payment_reference kept). Safe to retry: confirming a confirmed booking answers 200 again with the same booking (the first payment_reference stays). 409 HOLD_EXPIRED: the hold ran out first, the seats went back on sale: refund the payment. 409 BOOKING_NOT_CONFIRMABLE: not held (pending, failed, cancelled, expired while never held, or its buyer asked to cancel). 404: no such booking. Exactly one of a confirmation and the expiry wins, however close they come.',
+      headers: AdminHeaders,
+      params: IdParams,
+      body: ConfirmBody,
+      security: [{ admin: [] }],
+      response: { 200: Booking, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
+    }
+  }, async (request) => {
+    const result = await confirmHold(db, request.params.id, request.body?.payment_reference ?? null)
+    if (result.outcome === 'not_found') throw new AppError('BOOKING_NOT_FOUND')
+    if (result.outcome === 'expired') throw new AppError('HOLD_EXPIRED')
+    if (result.outcome === 'not_confirmable') throw new AppError('BOOKING_NOT_CONFIRMABLE')
+    if (result.outcome === 'confirmed') metrics?.holdsEnded.inc({ outcome: 'confirmed' })
+    return toBookingResponse(result.booking)
   })
 }

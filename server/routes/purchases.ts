@@ -10,9 +10,11 @@ import { bookingLocation } from '../schemas/bookings.ts'
 import { BuyAccepted, BuyBody, BuyDecided, BuyHeaders } from '../schemas/purchases.ts'
 
 const DECIDED_MESSAGE = {
+  HELD: 'Seats held: confirm payment before the hold expires',
   SUCCESS: 'Purchase succeeded',
   FAILED: 'Purchase failed',
-  CANCELLED: 'Booking cancelled'
+  CANCELLED: 'Booking cancelled',
+  EXPIRED: 'Hold expired: the seats went back on sale'
 } as const
 
 export interface PurchaseRouteOptions {

@@ -19,14 +19,16 @@ export const EventInvariants = Type.Object({
   ok: Type.Boolean({ description: 'Every rule below holds' }),
   problems: Type.Array(Type.String(), { description: 'Each broken rule, in words' }),
   total_quota: Count('Seats of the event'),
-  available_quota: Type.Integer({ description: 'Seats left: must equal total_quota - sold_seats' }),
-  sold_seats: Count('Seats of successful bookings: never more than total_quota'),
+  available_quota: Type.Integer({ description: 'Seats left: must equal total_quota - held_seats - sold_seats' }),
+  sold_seats: Count('Seats of successful bookings: with held_seats, never more than total_quota'),
+  held_seats: Count('Seats of held bookings, waiting for their confirmation'),
+  overdue_holds: Count('Held bookings still held more than 10 s after their hold_expires_at: must be 0 (the expiry sweep releases them within about 2 s)'),
   pending_purchases: Count('Purchases waiting for their decision (they hold no seat yet)'),
   pending_seats: Count('Seats those purchases ask for'),
   cancelled_seats: Count('Seats given back by cancellations (the event\'s counter)'),
   cancelled_booking_seats: Count('Seats of cancelled bookings: never fewer than cancelled_seats (more when some were withdrawn while pending)'),
   max_per_user: Type.Union([Type.Integer(), Type.Null()]),
-  users_over_cap: Count('Users holding more successful seats than max_per_user: must be 0'),
+  users_over_cap: Count('Users holding more held and successful seats than max_per_user: must be 0'),
   stranded_purchases: Count('Pending purchases without a live job to decide them: must be 0')
 })
 

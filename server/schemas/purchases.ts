@@ -40,7 +40,7 @@ export const BuyAccepted = Type.Object({
 
 export const BuyDecided = Type.Object({
   booking_id: Uuid,
-  status: Type.Union([Type.Literal('success'), Type.Literal('failed'), Type.Literal('cancelled')]),
+  status: Type.Union([Type.Literal('held'), Type.Literal('success'), Type.Literal('failed'), Type.Literal('cancelled'), Type.Literal('expired')]),
   reason: Type.Union([Type.String(), Type.Null()]),
   message: Type.String()
 }, {

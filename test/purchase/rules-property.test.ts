@@ -89,7 +89,7 @@ function buildScenario (
     priorSold.push(purchase)
   }
   const events = new Map(specs.map((spec, n) => [eventId(n), {
-    total: spec.total, available_quota: spec.total - (sold[n] as number), max_per_user: spec.cap, sales_close_at: null
+    total: spec.total, available_quota: spec.total - (sold[n] as number), max_per_user: spec.cap, sales_close_at: null, hold_seconds: null
   }]))
 
   const jobs: Scenario['jobs'] = []

@@ -48,7 +48,7 @@ t.test('GET /admin/invariants', async (t) => {
           available_quota AS available, cancelled_seats AS cancelled FROM events WHERE id = ${id}`.execute(db)).rows
       t.match(event, {
         ok: true, problems: [], total_quota: 30, sold_seats: Number(row?.sold), available_quota: row?.available, cancelled_seats: row?.cancelled,
-        pending_purchases: 0, users_over_cap: 0, stranded_purchases: 0
+        held_seats: 0, overdue_holds: 0, pending_purchases: 0, users_over_cap: 0, stranded_purchases: 0
       })
     }
     t.equal(report.events.find((e: any) => e.event_id === plain).cancelled_seats, 1, 'the cancellation gave its seat back')
@@ -79,7 +79,7 @@ t.test('GET /admin/invariants', async (t) => {
     t.equal(report.ok, false)
     const event = report.events.find((e: any) => e.event_id === plain)
     t.equal(event.ok, false)
-    t.match(event.problems, [/^total 30 != available \d+ \+ sold \d+$/])
+    t.match(event.problems, [/^total 30 != available \d+ \+ held 0 \+ sold \d+$/])
     t.equal(report.events.find((e: any) => e.event_id === capped).ok, true, 'the other event is still ok')
   })
 

@@ -33,11 +33,12 @@ t.test('GET /bookings/:id', async (t) => {
       const res = await request(base, 'GET', location)
       return res.body.status === 'pending' ? undefined : res
     }, { what: 'the booking to be decided' })
-    t.same(Object.keys(final.body).sort(), ['booking_id', 'cancel_requested_at', 'cancelled_at', 'created_at', 'decided_at', 'estimated_wait_ms',
-      'event_id', 'expires_at', 'max_wait_seconds', 'position', 'quantity', 'reason', 'status', 'user_id'])
+    t.same(Object.keys(final.body).sort(), ['booking_id', 'cancel_requested_at', 'cancelled_at', 'confirmed_at', 'created_at', 'decided_at', 'estimated_wait_ms',
+      'event_id', 'expires_at', 'hold_expires_at', 'max_wait_seconds', 'payment_reference', 'position', 'quantity', 'reason', 'status', 'user_id'])
     t.match(final.body, {
       booking_id: accepted.body.booking_id, event_id: eventId, user_id: userId, quantity: 2, status: 'success', reason: null,
-      position: null, estimated_wait_ms: null, max_wait_seconds: null, expires_at: null, cancel_requested_at: null, cancelled_at: null
+      position: null, estimated_wait_ms: null, max_wait_seconds: null, expires_at: null, cancel_requested_at: null, cancelled_at: null,
+      hold_expires_at: null, confirmed_at: null, payment_reference: null
     })
     t.ok(Date.parse(final.body.decided_at) >= Date.parse(final.body.created_at))
   })

@@ -36,7 +36,7 @@ t.test('decideJobs, the batch rules without I/O', async (t) => {
   const user = '00000000-0000-4000-8000-00000000000a'
   const now = new Date('2026-11-24T12:00:00Z')
   const open = (available: number, extra: Partial<LockedEvent> = {}): Map<string, LockedEvent> =>
-    new Map([[event, { available_quota: available, max_per_user: null, sales_close_at: null, ...extra }]])
+    new Map([[event, { available_quota: available, max_per_user: null, sales_close_at: null, hold_seconds: null, ...extra }]])
   const context = (extra: Partial<DecisionContext> = {}): DecisionContext => ({ now, bookings: new Map(), buyerSeats: new Map(), ...extra })
   const p = (id: string, quantity: number, data: Record<string, unknown> = {}) => ({ id, data: { event_id: event, user_id: user, quantity, ...data } })
   // Ids sort like the UUIDv7s they stand for: by the two characters at the end.
