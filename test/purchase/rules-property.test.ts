@@ -5,8 +5,9 @@ import { decideJobs, type BookingState, type DecisionContext, type JobsDecided, 
 import { buyerKey } from '../../purchase/vocabulary.ts'
 
 // decideJobs against generated batches: random buyers from a small pool, quantities 1-5, events
-// with or without a per-user cap, cancellations of earlier purchases interleaved, the batch claimed
-// in any order. Each property is checked on RUNS batches; a failure prints the seed and the
+// with or without a per-user cap and with or without holds (hold_seconds: seats taken are HELD,
+// counted like sold ones), cancellations of earlier purchases interleaved, the batch claimed in
+// any order. Each property is checked on RUNS batches; a failure prints the seed and the
 // smallest batch that breaks it.
 
 const RUNS = 2000
@@ -24,12 +25,14 @@ type Step =
   | { kind: 'cancel', pick: number }
 
 interface Purchase { id: string, event: string, user: string, quantity: number }
+/** Seats taken: a decided purchase that got its seats, for good or held. */
+const TAKEN = ['SUCCESS', 'HELD']
 
 /** A batch as the worker meets it, and what the test needs to judge it. */
 interface Scenario {
   events: Map<string, LockedEvent & { total: number }>
-  /** Decided in earlier batches, still holding seats (cancellations may target them). */
-  priorSold: Purchase[]
+  /** Decided in earlier batches, still holding seats (cancellations may target them); held ones too. */
+  priorSold: Array<Purchase & { held: boolean }>
   /** Pending, but their jobs are not in this batch (waiting for a retry): a cancellation withdraws them. */
   priorPending: Purchase[]
   /** The batch in arrival order. */
@@ -41,7 +44,8 @@ interface Scenario {
 
 const eventArb = fc.record({
   total: fc.integer({ min: 0, max: 30 }),
-  cap: fc.option(fc.integer({ min: 1, max: 8 }), { nil: null })
+  cap: fc.option(fc.integer({ min: 1, max: 8 }), { nil: null }),
+  hold: fc.option(fc.integer({ min: 1, max: 86_400 }), { nil: null })
 })
 const buyArb = (events: number) => fc.record({
   kind: fc.constant('buy' as const),
@@ -56,7 +60,7 @@ const cancelArb = fc.record({ kind: fc.constant('cancel' as const), pick: fc.nat
 const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 3 }).chain((eventCount) => fc.record({
   events: fc.array(eventArb, { minLength: eventCount, maxLength: eventCount }),
   prior: fc.array(fc.record({
-    event: fc.nat({ max: eventCount - 1 }), user: fc.nat({ max: USERS - 1 }), quantity: fc.integer({ min: 1, max: 5 }), pending: fc.boolean()
+    event: fc.nat({ max: eventCount - 1 }), user: fc.nat({ max: USERS - 1 }), quantity: fc.integer({ min: 1, max: 5 }), pending: fc.boolean(), held: fc.boolean()
   }), { maxLength: 8 }),
   steps: fc.array(fc.oneof({ weight: 3, arbitrary: buyArb(eventCount) }, { weight: 1, arbitrary: cancelArb }), { maxLength: MAX_JOBS }),
   // The claim order: the jobs sorted by these keys.
@@ -64,19 +68,19 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 3 }).chain
 })).map(({ events: specs, prior, steps, claimKeys }) => buildScenario(specs, prior, steps, claimKeys))
 
 function buildScenario (
-  specs: ReadonlyArray<{ total: number, cap: number | null }>,
-  prior: ReadonlyArray<{ event: number, user: number, quantity: number, pending: boolean }>,
+  specs: ReadonlyArray<{ total: number, cap: number | null, hold: number | null }>,
+  prior: ReadonlyArray<{ event: number, user: number, quantity: number, pending: boolean, held: boolean }>,
   steps: readonly Step[],
   claimKeys: readonly number[]
 ): Scenario {
   let counter = 0
   const owned = new Map<string, number>()
-  const priorSold: Purchase[] = []
+  const priorSold: Scenario['priorSold'] = []
   const priorPending: Purchase[] = []
   // Earlier sales within each event's seats and cap, as the worker would have left them.
   const sold = specs.map(() => 0)
   for (const p of prior) {
-    const spec = specs[p.event] as { total: number, cap: number | null }
+    const spec = specs[p.event] as { total: number, cap: number | null, hold: number | null }
     const purchase = { id: bookingId(counter++), event: eventId(p.event), user: userId(p.user), quantity: p.quantity }
     if (p.pending) {
       priorPending.push(purchase)
@@ -86,10 +90,11 @@ function buildScenario (
     if (sold[p.event] as number + p.quantity > spec.total || (spec.cap !== null && (owned.get(key) ?? 0) + p.quantity > spec.cap)) continue
     sold[p.event] = sold[p.event] as number + p.quantity
     owned.set(key, (owned.get(key) ?? 0) + p.quantity)
-    priorSold.push(purchase)
+    // On an event with holds, an earlier purchase may still be held (or confirmed since).
+    priorSold.push({ ...purchase, held: spec.hold !== null && p.held })
   }
   const events = new Map(specs.map((spec, n) => [eventId(n), {
-    total: spec.total, available_quota: spec.total - (sold[n] as number), max_per_user: spec.cap, sales_close_at: null, hold_seconds: null
+    total: spec.total, available_quota: spec.total - (sold[n] as number), max_per_user: spec.cap, sales_close_at: null, hold_seconds: spec.hold
   }]))
 
   const jobs: Scenario['jobs'] = []
@@ -108,7 +113,7 @@ function buildScenario (
   // every booking a cancellation names (as stored before this batch), and the seats owned by each
   // (event, user) that a cap applies to and that buys in this batch.
   const stored = new Map<string, BookingState>()
-  for (const p of priorSold) stored.set(p.id, { status: 'SUCCESS', quantity: p.quantity, user_id: p.user, event_id: p.event })
+  for (const p of priorSold) stored.set(p.id, { status: p.held ? 'HELD' : 'SUCCESS', quantity: p.quantity, user_id: p.user, event_id: p.event })
   for (const p of priorPending) stored.set(p.id, { status: 'PENDING', quantity: p.quantity, user_id: p.user, event_id: p.event })
   for (const job of jobs) {
     if (job.kind === 'buy') stored.set(job.id, { status: job.withdrawn ? 'CANCELLED' : 'PENDING', quantity: job.purchase.quantity, user_id: job.purchase.user, event_id: job.purchase.event })
@@ -139,7 +144,7 @@ function buildScenario (
 
 /**
  * The rules written out once more, as plainly as possible, for one job after another in arrival
- * order: what each job's outcome should be ('SUCCESS', a failure reason, 'cancelled', 'skipped').
+ * order: what each job's outcome should be ('SUCCESS', 'HELD', a failure reason, 'cancelled', 'skipped').
  */
 function expectedOutcomes (s: Scenario): string[] {
   const left = new Map([...s.events].map(([id, e]) => [id, e.available_quota]))
@@ -147,7 +152,7 @@ function expectedOutcomes (s: Scenario): string[] {
   const booking = new Map<string, Purchase>()
   const seatsOf = new Map<string, number>()
   for (const p of s.priorSold) {
-    status.set(p.id, 'SUCCESS')
+    status.set(p.id, p.held ? 'HELD' : 'SUCCESS')
     booking.set(p.id, p)
     seatsOf.set(buyerKey(p.event, p.user), (seatsOf.get(buyerKey(p.event, p.user)) ?? 0) + p.quantity)
   }
@@ -157,11 +162,11 @@ function expectedOutcomes (s: Scenario): string[] {
     if (job.kind === 'cancel') {
       const was = status.get(job.target)
       const target = booking.get(job.target) as Purchase
-      if (was === 'SUCCESS') {
+      if (TAKEN.includes(was ?? '')) {
         left.set(target.event, (left.get(target.event) ?? 0) + target.quantity)
         seatsOf.set(buyerKey(target.event, target.user), (seatsOf.get(buyerKey(target.event, target.user)) ?? 0) - target.quantity)
       }
-      if (was === 'SUCCESS' || was === 'PENDING') {
+      if (TAKEN.includes(was ?? '') || was === 'PENDING') {
         status.set(job.target, 'CANCELLED')
         outcomes.push('cancelled')
       } else {
@@ -187,7 +192,9 @@ function expectedOutcomes (s: Scenario): string[] {
       left.set(p.event, seatsLeft - p.quantity)
       seatsOf.set(buyerKey(p.event, p.user), mine + p.quantity)
     }
-    status.set(p.id, outcome === 'SUCCESS' ? 'SUCCESS' : 'FAILED')
+    // Seats taken on an event with holds are held, not sold.
+    if (outcome === 'SUCCESS' && s.events.get(p.event)?.hold_seconds != null) outcome = 'HELD'
+    status.set(p.id, TAKEN.includes(outcome) ? outcome : 'FAILED')
     outcomes.push(outcome)
   }
   return outcomes
@@ -212,13 +219,13 @@ function finalBookings (s: Scenario, decided: JobsDecided): Array<Purchase & { s
   const decisions = new Map(decided.decisions.map((d) => [d.id, d.decision.status]))
   const cancelled = new Set(decided.cancelled)
   const all = [
-    ...s.priorSold.map((p) => ({ ...p, status: 'SUCCESS' })),
+    ...s.priorSold.map((p) => ({ ...p, status: p.held ? 'HELD' : 'SUCCESS' })),
     ...s.priorPending.map((p) => ({ ...p, status: 'PENDING' })),
     ...s.jobs.flatMap((job) => job.kind === 'buy' ? [{ ...job.purchase, status: job.withdrawn ? 'CANCELLED' : 'PENDING' }] : [])
   ]
   return all.map((p) => {
     const status = decisions.get(p.id) ?? p.status
-    return { ...p, status: cancelled.has(p.id) ? 'CANCELLED' : status, sold: status === 'SUCCESS' }
+    return { ...p, status: cancelled.has(p.id) ? 'CANCELLED' : status, sold: TAKEN.includes(status) }
   })
 }
 
@@ -234,24 +241,25 @@ function check (ok: boolean, what: () => string): void {
 }
 
 t.test('decideJobs, for any batch of purchases and cancellations', async (t) => {
-  t.test('seats sold + seats available == total seats, never negative, after every job', async (t) => {
+  t.test('seats sold + seats held + seats available == total seats, never negative, after every job', async (t) => {
     holds(t, 'seats add up', (s, decided) => {
       const changes = new Map(decided.changes.map((c) => [c.eventId, c]))
       const final = finalBookings(s, decided)
       for (const [id, event] of s.events) {
         const available = event.available_quota + (changes.get(id)?.seats ?? 0)
-        const sold = final.filter((b) => b.event === id && b.status === 'SUCCESS').reduce((n, b) => n + b.quantity, 0)
+        const taken = final.filter((b) => b.event === id && TAKEN.includes(b.status)).reduce((n, b) => n + b.quantity, 0)
         check(available >= 0, () => `event ${id}: ${available} seats available`)
-        check(sold + available === event.total, () => `event ${id}: ${sold} sold + ${available} available != ${event.total}`)
+        check(taken + available === event.total, () => `event ${id}: ${taken} sold or held + ${available} available != ${event.total}`)
+        check(event.hold_seconds !== null || !final.some((b) => b.event === id && b.status === 'HELD'), () => `event ${id} has no holds, but a booking is held`)
         const givenBack = final.filter((b) => b.event === id && b.sold && b.status === 'CANCELLED').reduce((n, b) => n + b.quantity, 0)
         check((changes.get(id)?.cancelledSeats ?? 0) === givenBack, () => `event ${id}: ${changes.get(id)?.cancelledSeats ?? 0} seats counted as given back, ${givenBack} were`)
       }
       // Replayed job by job from decideJobs's own answers, no event ever goes below zero.
       const left = new Map([...s.events].map(([id, e]) => [id, e.available_quota]))
       const outcomes = actualOutcomes(s, decided)
-      const ownerOf = new Map([...s.priorSold].map((p) => [p.id, p]))
+      const ownerOf = new Map<string, Purchase>([...s.priorSold].map((p) => [p.id, p]))
       s.jobs.forEach((job, i) => {
-        if (job.kind === 'buy' && outcomes[i] === 'SUCCESS') {
+        if (job.kind === 'buy' && TAKEN.includes(outcomes[i] ?? '')) {
           left.set(job.purchase.event, (left.get(job.purchase.event) ?? 0) - job.purchase.quantity)
           ownerOf.set(job.id, job.purchase)
           check((left.get(job.purchase.event) ?? 0) >= 0, () => `event ${job.purchase.event} below zero after ${job.id}`)
@@ -265,11 +273,11 @@ t.test('decideJobs, for any batch of purchases and cancellations', async (t) => 
     })
   })
 
-  t.test('no user ends up with more successful seats in an event than its cap', async (t) => {
+  t.test('no user ends up with more held and successful seats in an event than its cap', async (t) => {
     holds(t, 'caps hold', (s, decided) => {
       const seats = new Map<string, number>()
       for (const b of finalBookings(s, decided)) {
-        if (b.status === 'SUCCESS') seats.set(buyerKey(b.event, b.user), (seats.get(buyerKey(b.event, b.user)) ?? 0) + b.quantity)
+        if (TAKEN.includes(b.status)) seats.set(buyerKey(b.event, b.user), (seats.get(buyerKey(b.event, b.user)) ?? 0) + b.quantity)
       }
       for (const [key, n] of seats) {
         const cap = s.events.get(key.split('\n')[0] as string)?.max_per_user ?? null
@@ -287,7 +295,7 @@ t.test('decideJobs, for any batch of purchases and cancellations', async (t) => 
       check(JSON.stringify(decidedIds) === JSON.stringify(pending), () => `decided ${decidedIds.join(',')}; pending purchases, in arrival order: ${pending.join(',')}`)
       for (const job of s.jobs) {
         const outcome = decided.outcomes.get(job.id)
-        const allowed = job.kind === 'cancel' ? ['cancelled', 'skipped'] : job.withdrawn ? ['skipped'] : ['SUCCESS', 'FAILED']
+        const allowed = job.kind === 'cancel' ? ['cancelled', 'skipped'] : job.withdrawn ? ['skipped'] : ['SUCCESS', 'HELD', 'FAILED']
         check(allowed.includes(outcome ?? ''), () => `job ${job.id} (${job.kind}): outcome ${outcome}`)
       }
     })
@@ -309,6 +317,18 @@ t.test('decideJobs, for any batch of purchases and cancellations', async (t) => 
     fc.assert(fc.property(scenarioArb, (s) => {
       for (const outcome of actualOutcomes(s, decideJobs(s.claimed, s.events, s.context))) seen.add(outcome)
     }), { numRuns: RUNS })
-    t.same([...seen].sort(), ['SUCCESS', 'cancelled', 'insufficient_quota', 'limit_exceeded', 'skipped', 'sold_out'], 'every outcome occurs')
+    t.same([...seen].sort(), ['HELD', 'SUCCESS', 'cancelled', 'insufficient_quota', 'limit_exceeded', 'skipped', 'sold_out'], 'every outcome occurs')
+  })
+
+  t.test('a hold ends exactly hold_seconds after the batch\'s clock, and only on an event with holds', async (t) => {
+    holds(t, 'hold ends', (s, decided) => {
+      for (const { id, decision } of decided.decisions) {
+        if (decision.status !== 'HELD') continue
+        const job = s.jobs.find((j) => j.id === id)
+        const hold = job?.kind === 'buy' ? s.events.get(job.purchase.event)?.hold_seconds ?? null : null
+        check(hold !== null && decision.hold_expires_at.getTime() === NOW.getTime() + hold * 1000,
+          () => `${id}: held until ${decision.hold_expires_at.toISOString()} on an event holding ${hold} s`)
+      }
+    })
   })
 })
