@@ -104,7 +104,7 @@ export async function recordDecisions (trx: Trx, decisions: readonly BookingDeci
   const heldIds = held.map((h) => h.id)
   updates.push(sql`held AS (
       UPDATE bookings b SET status = ${BOOKING_STATUS.held}, reason = NULL, decided_at = ${decidedAt}, hold_expires_at = h.until
-      FROM unnest(${heldIds}::uuid[], ${held.map((h) => h.until)}::timestamptz[]) AS h (id, until)
+      FROM unnest(${heldIds}::uuid[], ${held.map((h) => h.until.toISOString())}::timestamptz[]) AS h (id, until)
       WHERE b.id = ANY(${heldIds}::uuid[]) AND b.id = h.id AND b.decided_at IS NULL
       RETURNING 1)`)
   const { rows: [row] } = await sql<{ n: number }>`
