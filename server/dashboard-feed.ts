@@ -8,7 +8,12 @@ export interface DashboardEvent {
   name: string
   total_quota: number
   available_quota: number
+  /** Seats of successful bookings: total_quota = available_quota + held + sold. */
   sold: number
+  /** Seats held for purchases waiting for the seller's confirmation. */
+  held: number
+  /** How long the event holds a purchase's seats; null: purchases are final at once (holds begun before it was cleared still count in held). */
+  hold_seconds: number | null
   pending: number
   cancelled: number
   sale_status: SaleStatus
@@ -230,7 +235,9 @@ function toDashboardEvent (event: EventSummary): DashboardEvent {
     name: event.name,
     total_quota: event.total_quota,
     available_quota: event.available_quota,
-    sold: Number(event.sold),
+    sold: event.sold,
+    held: event.held,
+    hold_seconds: event.hold_seconds,
     pending: event.pending,
     cancelled: event.cancelled_seats,
     sale_status: event.sale_status

@@ -5,11 +5,12 @@
 /**
  * @import { DashboardEvent } from './stream.js'
  * @typedef {{ booking_id: string, status: string, reason?: string | null, quantity?: number,
- *   position?: number | null, estimated_wait_ms?: number | null, message?: string }} Booking
+ *   position?: number | null, estimated_wait_ms?: number | null, hold_expires_at?: string | null,
+ *   message?: string }} Booking
  */
 
 import { byId } from './dom.js'
-import { decimal, integer } from './format.js'
+import { clock, decimal, integer } from './format.js'
 
 // The service creates this event on an empty database; the form picks it when it is there.
 const DEMO_EVENT_NAME = 'Concert Event'
@@ -54,13 +55,21 @@ function showResult (status, detail, bookingId) {
   field('detail').textContent = detail
 }
 
+/** @param {number} quantity */
+const seats = (quantity) => `${integer.format(quantity)} seat${quantity === 1 ? '' : 's'}`
+
 /** @param {Booking} booking */
 function showBooking (booking) {
   let detail = ''
   if (booking.status === 'failed') detail = booking.reason ?? ''
   else if (booking.status === 'pending' && typeof booking.position === 'number') {
     detail = `position ${integer.format(booking.position)}${typeof booking.estimated_wait_ms === 'number' ? `, about ${decimal.format(booking.estimated_wait_ms / 1000)} s` : ''}`
-  } else if (booking.status === 'success' && typeof booking.quantity === 'number') detail = `${booking.quantity} seat${booking.quantity === 1 ? '' : 's'}`
+  } else if (booking.status === 'success' && typeof booking.quantity === 'number') detail = seats(booking.quantity)
+  else if (booking.status === 'held' && typeof booking.quantity === 'number') {
+    // Kept for the buyer until then; the seller's confirmation of the payment makes them sold.
+    const until = typeof booking.hold_expires_at === 'string' ? ` until ${clock.format(Date.parse(booking.hold_expires_at))}` : ''
+    detail = `${seats(booking.quantity)}${until}, waiting for the seller's confirmation`
+  }
   showResult(booking.status, detail, booking.booking_id)
 }
 

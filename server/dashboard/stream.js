@@ -6,7 +6,8 @@
 /**
  * What the stream says, as GET /dashboard/stream's documentation describes it.
  * @typedef {{ id: string, name: string, total_quota: number, available_quota: number, sold: number,
- *   pending: number, cancelled: number, sale_status: 'scheduled' | 'open' | 'sold_out' | 'closed' }} DashboardEvent
+ *   held: number, hold_seconds: number | null, pending: number, cancelled: number,
+ *   sale_status: 'scheduled' | 'open' | 'sold_out' | 'closed' }} DashboardEvent
  * @typedef {{ events: DashboardEvent[], events_total: number, queue_depth: number }} DashboardState
  * @typedef {{ t: number, decisions_per_second: number }} Point
  * @typedef {{ tick_ms: number, window_ms: number, points: Point[] }} StreamHistory

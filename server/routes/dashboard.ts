@@ -91,7 +91,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<DashboardRouteOptions> =
     schema: {
       summary: 'The dashboard\'s live feed (server-sent events)',
       description: 'Events: `history` first ({tick_ms, window_ms, points}), then `state` ({events, events_total, queue_depth}: the newest ' +
-        `${DASHBOARD_EVENT_LIMIT} events with sold, pending, available_quota and cancelled as GET /events/{id} gives them) whenever it changes, ` +
+        `${DASHBOARD_EVENT_LIMIT} events with sold, held, pending, available_quota, cancelled and hold_seconds as GET /events/{id} gives them) whenever it changes, ` +
         '`point` ({t, decisions_per_second}) every second, and `problem` ({message}) while the database does not answer. ' +
         'One snapshot a second is read for all clients together; the stream ends when the server closes, and EventSource reconnects by itself.',
       response: {

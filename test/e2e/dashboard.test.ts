@@ -23,19 +23,23 @@ const CHROMIUM_CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '
 const chromiumPath = process.env.CHROMIUM_PATH ?? CHROMIUM_CANDIDATES.find((candidate) => existsSync(candidate))
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
-interface Counts { sold: number, pending: number, left: number, cancelled: number }
+interface Counts { sold: number, held: number, pending: number, left: number, cancelled: number }
 
 const count = (text: string | null): number => Number((text ?? '').replace(/[^\d]/g, ''))
 
-/** The counts the page shows in an event's row, as a reader sees them. */
+/** The counts the page shows in an event's row, as a reader sees them ('–', no holds, reads as 0). */
 async function shownCounts (page: Page, eventId: string): Promise<Counts> {
   const cell = async (field: string): Promise<number> => count(await page.locator(`tr[data-event-id="${eventId}"] td[data-field="${field}"]`).textContent({ timeout: 10_000 }))
-  return { sold: await cell('sold'), pending: await cell('pending'), left: await cell('left'), cancelled: await cell('cancelled') }
+  return { sold: await cell('sold'), held: await cell('held'), pending: await cell('pending'), left: await cell('left'), cancelled: await cell('cancelled') }
 }
+
+/** The background colour the page draws the first element matching `selector` with (a string: this file is checked without the DOM's types). */
+const background = async (page: Page, selector: string): Promise<string> =>
+  String(await page.evaluate(`getComputedStyle(document.querySelector(${JSON.stringify(selector)})).backgroundColor`))
 
 async function apiCounts (base: string, eventId: string): Promise<Counts> {
   const { body } = await request(base, 'GET', `/events/${eventId}`)
-  return { sold: body.sold, pending: body.pending, left: body.available_quota, cancelled: body.cancelled }
+  return { sold: body.sold, held: body.held, pending: body.pending, left: body.available_quota, cancelled: body.cancelled }
 }
 
 const noChromium = `no Chromium executable found (looked for ${CHROMIUM_CANDIDATES.join(', ')}; set CHROMIUM_PATH, or install Debian's chromium package)`
@@ -90,9 +94,42 @@ t.test('the live dashboard in headless Chromium during a sale shows what the API
       const counts = await shownCounts(page, sale.id)
       return counts.sold === final.sold && counts.pending === final.pending ? counts : undefined
     }, { timeoutMs: 30_000, what: 'the page to show the final numbers' })
-    t.same(shown, final, 'sold, pending, left and cancelled on the page are GET /events/:id\'s')
+    t.same(shown, final, 'sold, held, pending, left and cancelled on the page are GET /events/:id\'s')
+    const saleRow = page.locator(`tr[data-event-id="${sale.id}"]`)
+    t.equal(await saleRow.locator('td[data-field="held"]').textContent(), '–', 'an event without holds shows none')
+    t.equal(await saleRow.locator('.bar-held').count(), 0, 'and no held part in its seat bar')
     t.equal(count(await page.locator('#queue-depth').textContent()), 0, 'queue depth 0')
     t.equal(count(await page.locator('#events-total').textContent()), 3)
+
+    // Holds: seats taken but not sold until the seller confirms, shown apart from sold and left.
+    const matinee = (await request(base, 'POST', '/events', { headers: admin, json: { name: 'Matinee', total_quota: 20, hold_seconds: 900 } })).body as { id: string }
+    const holds = await Promise.all([2, 1, 1].map(async (quantity) =>
+      (await request(base, 'POST', '/buy', { json: { event_id: matinee.id, user_id: newUserId(), quantity } })).body.booking_id as string))
+    const held = await waitFor(async () => {
+      const counts = await apiCounts(base, matinee.id)
+      return counts.pending === 0 ? counts : undefined
+    }, { timeoutMs: 30_000, what: 'the held purchases decided' })
+    t.match(held, { sold: 0, held: 4, left: 16 })
+    const heldShown = await waitFor(async () => {
+      const counts = await shownCounts(page, matinee.id)
+      return counts.left === held.left ? counts : undefined
+    }, { timeoutMs: 30_000, what: 'the page to show the holds' })
+    t.same(heldShown, held, 'the held seats on the page are GET /events/:id\'s')
+    const matineeRow = page.locator(`tr[data-event-id="${matinee.id}"]`)
+    t.equal(await matineeRow.locator('.bar-held').count(), 1, 'the seat bar has a held part')
+    t.match(await matineeRow.locator('.bar-label').textContent(), /^0 \+ 4 held \/ 20$/, 'and its label counts the held seats')
+    const [heldColour, soldColour, leftColour] = await Promise.all([
+      background(page, `tr[data-event-id="${matinee.id}"] .bar-held`),
+      background(page, `tr[data-event-id="${sale.id}"] .bar-fill`),
+      background(page, `tr[data-event-id="${matinee.id}"] .bar`)
+    ])
+    t.ok(heldColour !== soldColour && heldColour !== leftColour, `held (${heldColour}) is coloured apart from sold (${soldColour}) and left (${leftColour})`)
+    t.equal((await request(base, 'POST', `/bookings/${holds[0] ?? ''}/confirm`, { headers: admin })).status, 200)
+    const confirmed = await waitFor(async () => {
+      const counts = await shownCounts(page, matinee.id)
+      return counts.sold === 2 ? counts : undefined
+    }, { timeoutMs: 30_000, what: 'the confirmed hold to show as sold' })
+    t.same(confirmed, await apiCounts(base, matinee.id), 'a confirmed hold moves from held to sold on the page')
 
     // The chart: points, a line, and a peak from the sale.
     const points = await waitFor(async () => {

@@ -4,7 +4,7 @@ import Fastify from 'fastify'
 import t from 'tap'
 import { registerErrorHandler } from '../../server/errors.ts'
 import { dashboardRoutes } from '../../server/routes/dashboard.ts'
-import { startTestApp } from '../fixtures/app.ts'
+import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
@@ -13,7 +13,8 @@ import { openEventStream, type EventStream } from '../fixtures/sse.ts'
 
 interface StreamState {
   events: Array<{
-    id: string, name: string, total_quota: number, available_quota: number, sold: number, pending: number, cancelled: number, sale_status: string
+    id: string, name: string, total_quota: number, available_quota: number, sold: number, held: number, hold_seconds: number | null,
+    pending: number, cancelled: number, sale_status: string
   }>
   events_total: number
   queue_depth: number
@@ -112,7 +113,7 @@ t.test('GET /dashboard/stream: live counts that agree with GET /events/:id', asy
   t.equal(history.window_ms, 5 * 60_000)
   t.equal(stream.received[0]?.event, 'history', 'the history comes first')
   const first = await stateOf(stream)
-  t.match(first.events.find((e) => e.id === eventId), { name: 'Stream sale', total_quota: 40, available_quota: 40, sold: 0, pending: 0, sale_status: 'open' })
+  t.match(first.events.find((e) => e.id === eventId), { name: 'Stream sale', total_quota: 40, available_quota: 40, sold: 0, held: 0, hold_seconds: null, pending: 0, sale_status: 'open' })
 
   // 100 purchases for 40 seats; then the stream must settle on what the API says.
   const answers = await mapConcurrent(Array.from({ length: 100 }, () => newUserId()), 10, async (user) =>
@@ -120,7 +121,7 @@ t.test('GET /dashboard/stream: live counts that agree with GET /events/:id', asy
   t.ok(answers.every((s) => s === 202 || s === 200))
   const api = await waitFor(async () => {
     const res = await request(base, 'GET', `/events/${eventId}`)
-    return res.body.pending === 0 ? res.body as { sold: number, pending: number, available_quota: number, cancelled: number } : undefined
+    return res.body.pending === 0 ? res.body as { sold: number, held: number, pending: number, available_quota: number, cancelled: number } : undefined
   }, { timeoutMs: 60_000, what: 'every purchase decided' })
   t.equal(api.sold, 40)
   const settled = await stream.next((e) => {
@@ -129,7 +130,8 @@ t.test('GET /dashboard/stream: live counts that agree with GET /events/:id', asy
     return event?.pending === 0 && event.sold === api.sold
   }, { timeoutMs: 30_000 })
   const shown = JSON.parse(settled.data) as StreamState
-  t.match(shown.events.find((e) => e.id === eventId), { sold: api.sold, pending: api.pending, available_quota: api.available_quota, cancelled: api.cancelled })
+  t.match(shown.events.find((e) => e.id === eventId),
+    { sold: api.sold, held: api.held, pending: api.pending, available_quota: api.available_quota, cancelled: api.cancelled })
   t.equal(shown.queue_depth, 0)
   t.equal(shown.events_total, 1)
 
@@ -144,6 +146,44 @@ t.test('GET /dashboard/stream: live counts that agree with GET /events/:id', asy
   const lateHistory = JSON.parse((await late.next((e) => e.event === 'history')).data) as { points: Array<{ decisions_per_second: number }> }
   t.ok(lateHistory.points.some((p) => p.decisions_per_second > 0), 'the history holds the sale')
   t.same((await stateOf(late)).events, shown.events)
+})
+
+t.test('GET /dashboard/stream: held seats apart from sold and left, as GET /events/:id gives them, until confirmed', async (t) => {
+  const database = await createTestDatabase(t)
+  const { base } = await startTestApp(t, database, { worker: true })
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
+  const created = await request(base, 'POST', '/events', { headers: admin, json: { name: 'Matinee', total_quota: 10, hold_seconds: 600 } })
+  t.equal(created.status, 201)
+  const eventId: string = created.body.id
+
+  const stream = await openEventStream(`${base}/dashboard/stream`)
+  t.match((await stateOf(stream)).events.find((e) => e.id === eventId), { sold: 0, held: 0, hold_seconds: 600, available_quota: 10 })
+
+  const apiCounts = async () => (await request(base, 'GET', `/events/${eventId}`)).body as { sold: number, held: number, available_quota: number, pending: number }
+  /** The event in the first state since `after` in which `match` holds for it. */
+  const shownOf = async (match: (event: StreamState['events'][number]) => boolean, after = 0) => {
+    const state = await stream.next((e) => e.event === 'state' && (JSON.parse(e.data) as StreamState).events.some((ev) => ev.id === eventId && match(ev)),
+      { after, timeoutMs: 30_000 })
+    return (JSON.parse(state.data) as StreamState).events.find((e) => e.id === eventId)
+  }
+
+  // Three buyers, one for two seats: each purchase that gets its seats is held, none sold yet.
+  const bookings = await Promise.all([2, 1, 1].map(async (quantity) =>
+    (await request(base, 'POST', '/buy', { json: { event_id: eventId, user_id: newUserId(), quantity } })).body.booking_id as string))
+  const decided = await waitFor(async () => { const api = await apiCounts(); return api.pending === 0 ? api : undefined }, { what: 'every purchase decided' })
+  t.match(decided, { sold: 0, held: 4, available_quota: 6 })
+  const decidedShown = await shownOf((ev) => ev.pending === 0 && ev.available_quota === 6)
+  t.match(decidedShown, { sold: 0, held: 4, available_quota: 6, total_quota: 10 }, 'held seats are sent, apart from sold')
+
+  // The seller confirms the two-seat hold: those seats move from held to sold on the dashboard.
+  const mark = stream.received.length
+  const confirmed = await request(base, 'POST', `/bookings/${bookings[0] ?? ''}/confirm`, { headers: admin, json: { payment_reference: 'pay-1' } })
+  t.equal(confirmed.status, 200)
+  t.equal(confirmed.body.status, 'success')
+  const shown = await shownOf((ev) => ev.sold === 2, mark)
+  t.match(shown, { sold: 2, held: 2, available_quota: 6 })
+  const api = await apiCounts()
+  t.match(shown, { sold: api.sold, held: api.held, available_quota: api.available_quota, pending: api.pending }, 'as GET /events/:id says')
 })
 
 t.test('closing the server ends open dashboard streams instead of waiting for them', async (t) => {
