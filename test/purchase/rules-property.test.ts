@@ -60,7 +60,11 @@ const cancelArb = fc.record({ kind: fc.constant('cancel' as const), pick: fc.nat
 const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 3 }).chain((eventCount) => fc.record({
   events: fc.array(eventArb, { minLength: eventCount, maxLength: eventCount }),
   prior: fc.array(fc.record({
-    event: fc.nat({ max: eventCount - 1 }), user: fc.nat({ max: USERS - 1 }), quantity: fc.integer({ min: 1, max: 5 }), pending: fc.boolean(), held: fc.boolean()
+    event: fc.nat({ max: eventCount - 1 }),
+    user: fc.nat({ max: USERS - 1 }),
+    quantity: fc.integer({ min: 1, max: 5 }),
+    pending: fc.boolean(),
+    held: fc.boolean()
   }), { maxLength: 8 }),
   steps: fc.array(fc.oneof({ weight: 3, arbitrary: buyArb(eventCount) }, { weight: 1, arbitrary: cancelArb }), { maxLength: MAX_JOBS }),
   // The claim order: the jobs sorted by these keys.
