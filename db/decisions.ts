@@ -83,33 +83,36 @@ export async function recordDecision (trx: Trx, id: string, decision: FinalDecis
 export async function recordDecisions (trx: Trx, decisions: readonly BookingDecision[], at: Date | null): Promise<number> {
   if (decisions.length === 0) return 0
   const idsByOutcome = new Map(DECISIONS.map((outcome) => [decisionKey(outcome), [] as string[]]))
-  const held: Array<{ id: string, until: Date }> = []
+  // Holds, by when they end: one end per event with holds in the batch (its hold_seconds).
+  const heldUntil = new Map<string, string[]>()
   for (const { id, decision } of decisions) {
     if (decision.status === BOOKING_STATUS.held) {
-      held.push({ id, until: decision.hold_expires_at })
+      const until = decision.hold_expires_at.toISOString()
+      heldUntil.set(until, [...heldUntil.get(until) ?? [], id])
       continue
     }
     const ids = idsByOutcome.get(decisionKey(decision))
     if (ids === undefined) throw new Error(`no outcome ${decisionKey(decision)}`)
     ids.push(id)
   }
-  if (held.length > 0 && at === null) throw new Error('a hold needs the clock it was decided at')
+  if (heldUntil.size > 0 && at === null) throw new Error('a hold needs the clock it was decided at')
   const decidedAt = sql`coalesce(${at}::timestamptz, statement_timestamp())`
   const updates = DECISIONS.map((outcome, i) => sql`${sql.raw(`o${i}`)} AS (
       UPDATE bookings SET status = ${outcome.status}, reason = ${outcome.status === BOOKING_STATUS.failed ? outcome.reason : null}, decided_at = ${decidedAt}
       WHERE id = ANY(${idsByOutcome.get(decisionKey(outcome))}::uuid[]) AND decided_at IS NULL
       RETURNING 1)`)
-  // Holds end at their own times (each event has its own hold_seconds): the ids with their ends,
-  // found by id as above, and matched to their end by id.
-  const heldIds = held.map((h) => h.id)
-  updates.push(sql`held AS (
-      UPDATE bookings b SET status = ${BOOKING_STATUS.held}, reason = NULL, decided_at = ${decidedAt}, hold_expires_at = h.until
-      FROM unnest(${heldIds}::uuid[], ${held.map((h) => h.until.toISOString())}::timestamptz[]) AS h (id, until)
-      WHERE b.id = ANY(${heldIds}::uuid[]) AND b.id = h.id AND b.decided_at IS NULL
+  // One more UPDATE per end, found by id like the others (a join of the ids with their ends would
+  // compare every booking updated with every end: test/db/statement-plans.test.ts).
+  const holds = [...heldUntil].map(([until, ids], i) => ({ name: sql.raw(`h${i}`), until, ids }))
+  for (const { name, until, ids } of holds) {
+    updates.push(sql`${name} AS (
+      UPDATE bookings SET status = ${BOOKING_STATUS.held}, reason = NULL, decided_at = ${decidedAt}, hold_expires_at = ${until}::timestamptz
+      WHERE id = ANY(${ids}::uuid[]) AND decided_at IS NULL
       RETURNING 1)`)
+  }
   const { rows: [row] } = await sql<{ n: number }>`
     WITH ${sql.join(updates)}
-    SELECT (${sql.join([...DECISIONS.map((_outcome, i) => sql`(SELECT count(*) FROM ${sql.raw(`o${i}`)})`), sql`(SELECT count(*) FROM held)`], sql` + `)})::int AS n`.execute(trx)
+    SELECT (${sql.join([...DECISIONS.map((_outcome, i) => sql`(SELECT count(*) FROM ${sql.raw(`o${i}`)})`), ...holds.map(({ name }) => sql`(SELECT count(*) FROM ${name})`)], sql` + `)})::int AS n`.execute(trx)
   return row?.n ?? 0
 }
 

@@ -134,7 +134,8 @@ async function followAndCancel (base: string, bought: ReadonlyArray<{ id: string
 
 async function settled (db: Db, eventId: string): Promise<true | undefined> {
   const { rows: [row] } = await sql<{ n: string }>`
-    SELECT count(*) AS n FROM bookings WHERE event_id = ${eventId}::uuid AND (status = 'PENDING' OR (cancel_requested_at IS NOT NULL AND status = 'SUCCESS'))`.execute(db)
+    SELECT count(*) AS n FROM bookings WHERE event_id = ${eventId}::uuid
+      AND (status IN ('PENDING', 'HELD') OR (cancel_requested_at IS NOT NULL AND status = 'SUCCESS'))`.execute(db)
   return Number(row?.n) === 0 ? true : undefined
 }
 
@@ -180,13 +181,18 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
     if (res.status !== 201) throw new Error(`POST /events answered ${res.status}`)
     return (res.body as { id: string }).id
   }
-  const sale = async (name: string, seats: number, purchases: number, { backlog }: { backlog: boolean }): Promise<void> => {
-    const eventId = await createEvent({ name, total_quota: seats, max_per_user: 2 })
+  const sale = async (name: string, seats: number, purchases: number, { backlog, hold }: { backlog: boolean, hold?: number }): Promise<void> => {
+    const eventId = await createEvent({ name, total_quota: seats, max_per_user: 2, ...(hold === undefined ? {} : { hold_seconds: hold }) })
     let worker = backlog ? undefined : runWorker()
     const bought = await sell(base, eventId, purchases)
     // A backlog: the worker meets every purchase at once, in batches as large as it takes.
     worker ??= runWorker()
     await followAndCancel(base, bought)
+    // With holds: every tenth held purchase confirmed, the rest left to expire (settled waits for both).
+    if (hold !== undefined) {
+      await mapConcurrent(bought.filter((_b, i) => i % 10 === 0), 10, async ({ id }) =>
+        await request(base, 'POST', `/bookings/${id}/confirm`, { headers: asAdmin }))
+    }
     await waitFor(async () => await settled(database.db, eventId), { what: `the sale "${name}" to be settled` })
     await worker.stop()
   }
@@ -215,9 +221,10 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
   // The same path again, on plans made before the growth: a backlog of 4,000 (one batch of the
   // worker's size: its claim and outcomes each name 4,000 ids), then, with fresh
   // statistics (every cached plan is made again), a live sale.
-  await sale('Second', 1000, 4000, { backlog: true })
+  // Its seats held for a second each: decided held, some confirmed, the rest expired by the sweep.
+  await sale('Second', 1000, 4000, { backlog: true, hold: 1 })
   await sql`ANALYZE`.execute(database.db)
-  await sale('Third', 100, 300, { backlog: false })
+  await sale('Third', 100, 300, { backlog: false, hold: 1 })
 
   // What operators and dashboards read: whole tables by nature, so only the first two rules.
   const operatorsFrom = statements.length
