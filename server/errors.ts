@@ -14,7 +14,7 @@ export const ERRORS = {
   HOLD_EXPIRED: { statusCode: 409, message: 'The hold ran out before this confirmation: its seats went back on sale and the booking is expired; refund the payment' },
   BOOKING_NOT_CONFIRMABLE: { statusCode: 409, message: 'Only a held booking can be confirmed; this one is not held (pending, failed, cancelled, or its buyer asked to cancel it)' },
   BOOKING_OWNER_REQUIRED: { statusCode: 400, message: 'Say whose booking this is: ?user_id=<the buyer\'s user_id>, or Authorization: Bearer <ADMIN_TOKEN>' },
-  QUOTA_BELOW_SOLD: { statusCode: 409, message: 'total_quota cannot go below the seats already sold' },
+  QUOTA_BELOW_SOLD: { statusCode: 409, message: 'total_quota cannot go below the seats already sold or held' },
   INVALID_SALE_WINDOW: { statusCode: 400, message: 'sales_open_at must be before sales_close_at' },
   PURCHASE_NOT_STORED: { statusCode: 503, message: 'The purchase could not be stored and nothing was recorded; try again', retryAfterSeconds: 1 },
   QUEUE_FULL: { statusCode: 503, message: 'System is too busy', retryAfterSeconds: 1 },

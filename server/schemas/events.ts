@@ -31,7 +31,7 @@ export const CreateEventBody = Type.Object({
 // null clears a setting (no cap, no opening time, no closing time).
 export const UpdateEventBody = Type.Object({
   name: Type.Optional(Text(200)),
-  total_quota: Type.Optional({ ...Quota, description: 'Never below the seats already sold (409 QUOTA_BELOW_SOLD)' }),
+  total_quota: Type.Optional({ ...Quota, description: 'Never below the seats already sold or held (409 QUOTA_BELOW_SOLD)' }),
   max_per_user: Type.Optional(Type.Union([MaxPerUser, Type.Null()])),
   sales_open_at: Type.Optional(Type.Union([OpenAt, Type.Null()])),
   sales_close_at: Type.Optional(Type.Union([CloseAt, Type.Null()])),
