@@ -2,10 +2,24 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type postgres from 'postgres'
 
-/** Bookings settled: decided, and no cancellation waiting. */
-export async function countSettled (sql: postgres.Sql, eventIds: readonly string[]): Promise<number> {
+/**
+ * Bookings decided by the worker (a hold too: the worker decided it), and no cancellation waiting:
+ * what the sale's chart counts as decided.
+ */
+export async function countDecided (sql: postgres.Sql, eventIds: readonly string[]): Promise<number> {
   const [row] = await sql<[{ n: string }]>`
     SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds as string[]}::uuid[]) AND status <> 'PENDING'
+      AND (cancel_requested_at IS NULL OR status NOT IN ('SUCCESS', 'HELD'))`
+  return Number(row.n)
+}
+
+/**
+ * Bookings settled: decided, no cancellation waiting, and not held: a hold ends confirmed,
+ * released or expired, so a sale with holds has drained only once every hold has ended.
+ */
+export async function countSettled (sql: postgres.Sql, eventIds: readonly string[]): Promise<number> {
+  const [row] = await sql<[{ n: string }]>`
+    SELECT count(*) AS n FROM bookings WHERE event_id = ANY(${eventIds as string[]}::uuid[]) AND status NOT IN ('PENDING', 'HELD')
       AND (cancel_requested_at IS NULL OR status <> 'SUCCESS')`
   return Number(row.n)
 }

@@ -8,8 +8,11 @@
 //  2. sale: events are created (with a per-user cap, `--max-per-user`), then `--requests`
 //     purchases from a crowd of `--users` (some buy more than once) are fired at `--concurrency`
 //     as fast as the server accepts them (autocannon), at `npm start` (API and worker in one
-//     process), while `--cancel-percent` of the queued purchases are cancelled;
-//  3. drain: the bench waits until every stored purchase has a final status (or `--wait` runs out);
+//     process), while `--cancel-percent` of the queued purchases are cancelled; the events hold a
+//     purchase's seats `--hold-seconds` (0: no holds), and of the holds the seller confirms
+//     `--confirm-percent`, their buyers release `--release-percent`, the rest expire (bench/holds.ts);
+//  3. drain: the bench waits until every stored purchase has a final status and every hold has
+//     ended (or `--wait` runs out);
 //  4. invariants, from the database and the API (bench/invariants.ts); any failure exits 1;
 //  5. settlement: `--backlog` purchases are stored by the API alone (`npm run server`), then the
 //     worker alone (`npm run worker`) is started and timed deciding them: decisions per second
@@ -29,7 +32,7 @@ import { parseBenchOptions } from './options.ts'
 import { summarizeProfiles } from './profile.ts'
 import { printTable } from './report.ts'
 
-// Where each step lives: options.ts (flags), ceiling.ts (1), sale.ts and load.ts (2-3),
+// Where each step lives: options.ts (flags), ceiling.ts (1), sale.ts, load.ts and holds.ts (2-3),
 // invariants.ts (4), settlement.ts (5), mode.ts (2-5 for one worker mode, on a database of its
 // own from run-database.ts and a service started by service.ts), cpu.ts, report.ts (JSON, table).
 const options = parseBenchOptions()
@@ -57,7 +60,7 @@ try {
     results.push(result)
     await writeFile(`${stem}.json`, JSON.stringify(result, null, 2) + '\n')
     await writeFile(`${stem}.svg`, await renderChart(samples, ceilingRps,
-      `Flash sale: ${modeRequests} requests, ${result.quota as number} seats, concurrency ${concurrency}, worker ${mode}`))
+      `Flash sale: ${modeRequests} requests, ${result.quota as number} seats${options.holdSeconds > 0 ? ` held ${options.holdSeconds} s` : ''}, concurrency ${concurrency}, worker ${mode}`))
     result.written = [`${stem}.json`, `${stem}.svg`]
     if (profileDir !== undefined) {
       result.profiles = profileDir

@@ -99,13 +99,19 @@ export async function runAutocannon (options: autocannon.Options, limit: { amoun
   })
 }
 
-export async function createEvents (baseUrl: string, token: string, count: number, seats: number, label: string, cap: number): Promise<string[]> {
+/** The events' rules: a per-user cap (0: none), and how long a purchase's seats are held (0: no holds). */
+export interface EventRules { maxPerUser: number, holdSeconds?: number }
+
+export async function createEvents (baseUrl: string, token: string, count: number, seats: number, label: string,
+  { maxPerUser, holdSeconds = 0 }: EventRules): Promise<string[]> {
   const ids: string[] = []
   for (let i = 0; i < count; i++) {
     const res = await fetch(`${baseUrl}/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify({ name: `${label} #${i + 1}`, total_quota: seats, ...(cap > 0 ? { max_per_user: cap } : {}) })
+      body: JSON.stringify({
+        name: `${label} #${i + 1}`, total_quota: seats, ...(maxPerUser > 0 ? { max_per_user: maxPerUser } : {}), ...(holdSeconds > 0 ? { hold_seconds: holdSeconds } : {})
+      })
     })
     if (res.status !== 201) throw new Error(`creating an event failed: ${res.status} ${await res.text()}`)
     ids.push(((await res.json()) as { id: string }).id)
@@ -127,7 +133,7 @@ export async function warmUp (options: BenchOptions, baseUrl: string, db: postgr
   let pickEvent = (): string => randomUUID()
   let eventIds: string[] = []
   if (db !== undefined) {
-    eventIds = await createEvents(baseUrl, token as string, 1, Math.ceil(warmupRequests / 5), label, options.maxPerUser)
+    eventIds = await createEvents(baseUrl, token as string, 1, Math.ceil(warmupRequests / 5), label, { maxPerUser: options.maxPerUser })
     pickEvent = () => eventIds[0] as string
   }
   const answers = answerRecorder()

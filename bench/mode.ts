@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import postgres from 'postgres'
 import { saleDecisions } from './decisions.ts'
-import { checkInvariants, checkInvariantsEndpoint } from './invariants.ts'
+import { checkHolds, checkInvariants, checkInvariantsEndpoint } from './invariants.ts'
 import { warmUp } from './load.ts'
 import type { BenchOptions } from './options.ts'
 import { poolWaits, readBack } from './reads.ts'
@@ -78,6 +78,9 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
       ? 0
       : Number((await db<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${answers.soldOutIds}::uuid[]) AND (status <> 'FAILED' OR reason <> 'sold_out')`)[0].n)
     if (soldOutWrong > 0) invariants.failures.push(`${soldOutWrong} purchases answered "sold out" at once are not stored as failed/sold_out`)
+    // How every hold ended, against what the seller and the buyers were answered.
+    const holds = sale.holds === undefined ? undefined : await checkHolds(db, eventIds, sale.holds)
+    invariants.failures.push(...holds?.failures ?? [])
     // The operators' own check (GET /admin/invariants) must agree: every event ok, the same seats sold.
     const endpointProblems = await checkInvariantsEndpoint(baseUrl, token, eventIds, invariants.sold)
     invariants.failures.push(...endpointProblems)
@@ -95,7 +98,7 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
       settlement = await timeSettlement(options, log, { db, env: serviceEnv, token, mode, quota, startedAt, profileDir, failures: invariants.failures })
     }
     return modeResult(options, {
-      params, sale, decisions, invariants, endpointProblems, settlement, readAfter, waits, readUnavailable, readErrors, server,
+      params, sale, decisions, invariants, holds, endpointProblems, settlement, readAfter, waits, readUnavailable, readErrors, server,
       serverName: database?.server ?? 'the one --url runs on'
     })
   } finally {

@@ -28,8 +28,16 @@ const HELP = `npm run bench -- [options]
                         more than once and meet the cap (default: a third of the requests)
   --cancel-percent P    while the sale runs, cancel this share of the queued purchases (DELETE, as
                         the admin), so seats come back mid-sale (default 5)
+  --hold-seconds N      the sale's events hold a purchase's seats N s (1-86400) until the seller
+                        confirms; 0 = events without holds, the sale as it was before holds, whose
+                        figures compare with older records (default 3, so a run ends a few s later)
+  --confirm-percent P   share of the holds the seller confirms (POST /bookings/:id/confirm) as soon
+                        as it sees them held (default 60)
+  --release-percent P   share of the holds their buyer releases (DELETE /bookings/:id); the rest are
+                        left to expire (default 10, so 30% expire)
   --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
-  --wait S              longest wait for every accepted purchase to be decided (default 180)
+  --wait S              longest wait for every accepted purchase to be decided and every hold to
+                        end (default 180)
   --ceiling-seconds S   how long to load the no-op ceiling server (default 5)
   --sample N            accepted purchases whose GET /bookings/:id?user_id= is compared with the database (default 200)
   --followers N         buyers told 202 following their bookings during the sale, half polling every
@@ -63,6 +71,10 @@ export interface BenchOptions {
   /** --users, when given. */
   users: number | undefined
   cancelPercent: number
+  /** The sale's events' hold_seconds; 0: no holds. */
+  holdSeconds: number
+  confirmPercent: number
+  releasePercent: number
   workerModes: string[]
   waitS: number
   ceilingS: number
@@ -86,6 +98,12 @@ export function fail (message: string): never {
 function int (name: string, value: string | undefined, min: number): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer >= ${min} (got ${value})`)
+  return n
+}
+
+function percent (name: string, value: string | undefined): number {
+  const n = Number(value)
+  if (!(n >= 0 && n <= 100)) fail(`--${name} must be 0-100 (got ${value})`)
   return n
 }
 
@@ -133,6 +151,9 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
       'max-per-user': { type: 'string', default: '4' },
       users: { type: 'string' },
       'cancel-percent': { type: 'string', default: '5' },
+      'hold-seconds': { type: 'string', default: '3' },
+      'confirm-percent': { type: 'string', default: '60' },
+      'release-percent': { type: 'string', default: '10' },
       'worker-mode': { type: 'string', default: 'batched,serial' },
       wait: { type: 'string', default: '180' },
       'ceiling-seconds': { type: 'string', default: '5' },
@@ -153,8 +174,12 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
     process.stdout.write(HELP + '\n')
     process.exit(0)
   }
-  const cancelPercent = Number(opts['cancel-percent'])
-  if (!(cancelPercent >= 0 && cancelPercent <= 100)) fail(`--cancel-percent must be 0-100 (got ${opts['cancel-percent']})`)
+  const cancelPercent = percent('cancel-percent', opts['cancel-percent'])
+  const confirmPercent = percent('confirm-percent', opts['confirm-percent'])
+  const releasePercent = percent('release-percent', opts['release-percent'])
+  if (confirmPercent + releasePercent > 100) fail(`--confirm-percent and --release-percent must add up to at most 100 (got ${confirmPercent} + ${releasePercent})`)
+  const holdSeconds = int('hold-seconds', opts['hold-seconds'], 0)
+  if (holdSeconds > 86_400) fail(`--hold-seconds must be at most 86400, the service's longest hold (got ${holdSeconds})`)
   const workerModes = (opts['worker-mode'] ?? '').split(',').map((mode) => mode.trim()).filter((mode) => mode !== '')
   if (workerModes.length === 0 || workerModes.some((mode) => !(WORKER_MODES as readonly string[]).includes(mode))) {
     fail(`--worker-mode must list modes among ${WORKER_MODES.join(', ')} (got ${opts['worker-mode']})`)
@@ -179,6 +204,9 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
     maxPerUser: int('max-per-user', opts['max-per-user'], 0),
     users: opts.users === undefined ? undefined : int('users', opts.users, 1),
     cancelPercent,
+    holdSeconds,
+    confirmPercent,
+    releasePercent,
     workerModes,
     waitS: int('wait', opts.wait, 1),
     ceilingS: int('ceiling-seconds', opts['ceiling-seconds'], 1),

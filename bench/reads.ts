@@ -13,7 +13,7 @@ export interface ReadOptions {
 }
 
 /** Latency percentiles (ms, one decimal) of a list of durations. */
-function percentiles (durations: number[]): { p50: number | null, p99: number | null } {
+export function percentiles (durations: number[]): { p50: number | null, p99: number | null } {
   if (durations.length === 0) return { p50: null, p99: null }
   const sorted = [...durations].sort((a, b) => a - b)
   const at = (q: number): number => Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number).toFixed(1))

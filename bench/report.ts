@@ -5,7 +5,7 @@ import os from 'node:os'
 import type { Sample } from './chart.ts'
 import { cpuPerRequest } from './cpu.ts'
 import { spanSeconds, type SaleDecisions } from './decisions.ts'
-import type { InvariantReport } from './invariants.ts'
+import type { HoldReport, InvariantReport } from './invariants.ts'
 import type { ModeParams } from './mode.ts'
 import type { BenchOptions } from './options.ts'
 import type { poolWaits, ReadBackFigures } from './reads.ts'
@@ -21,6 +21,8 @@ export interface ModeFigures {
   sale: SaleFigures
   decisions: SaleDecisions
   invariants: InvariantReport
+  /** How the holds ended (none with --hold-seconds 0). */
+  holds: HoldReport | undefined
   endpointProblems: string[]
   settlement: Record<string, unknown>
   readAfter: ReadBackFigures | undefined
@@ -33,7 +35,8 @@ export interface ModeFigures {
 
 /** One mode's JSON record (its samples go to the chart, not the file). */
 export function modeResult (options: BenchOptions, figures: ModeFigures): ModeResult {
-  const { params: { mode, requests, quota, ceilingRps, readCeilingRps, startedAt }, sale: run, decisions, invariants, endpointProblems, settlement } = figures
+  const { params: { mode, requests, quota, ceilingRps, readCeilingRps, startedAt }, sale: run, decisions, invariants, holds, endpointProblems } = figures
+  const { settlement } = figures
   const { readAfter, waits, readUnavailable, readErrors, server, serverName } = figures
   const { concurrency, eventCount, maxPerUser, waitS, followers, warmupRequests } = options
   const { answers: { queuedIds, soldOutIds, statusCounts }, sale, stored, intakeSeconds, decidedDuringIntake, samples, followed, maxRssKb } = run
@@ -84,6 +87,7 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     cancelled_bookings: invariants.cancelled,
     cancelled_seats: invariants.cancelled_seats,
     cancellations_lost: invariants.cancellations_lost,
+    ...holdFields(options, run, holds, invariants.held),
     duplicate_ids: invariants.duplicate_ids,
     api_sampled: invariants.api_sampled,
     api_disagreements: invariants.api_disagreements,
@@ -132,8 +136,49 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     started_at: startedAt.toISOString(),
     endpoint_invariants_ok: endpointProblems.length === 0,
     invariants_ok: invariants.failures.length === 0 && timeToAllDecided !== null,
-    failures: timeToAllDecided === null ? [...invariants.failures, `not every purchase was decided within ${waitS} s`] : invariants.failures,
+    failures: timeToAllDecided === null
+      ? [...invariants.failures, `not every purchase was decided${options.holdSeconds > 0 ? ' and every hold ended' : ''} within ${waitS} s`]
+      : invariants.failures,
     samples
+  }
+}
+
+/**
+ * The holds: what the seller and the buyers were answered (bench/holds.ts) and how the holds ended
+ * in the database (checkHolds). With --hold-seconds 0 the counts are 0 and the rest null.
+ */
+function holdFields ({ holdSeconds, confirmPercent, releasePercent }: BenchOptions, { holds: asked }: SaleFigures, ended: HoldReport | undefined,
+  heldEnd: number): Record<string, number | null> {
+  return {
+    hold_seconds: holdSeconds,
+    confirm_percent: asked === undefined ? null : confirmPercent,
+    release_percent: asked === undefined ? null : releasePercent,
+    // Bookings held at some point, how they ended, and the seats still held after the drain (0).
+    holds: ended?.holds ?? 0,
+    holds_confirmed: ended?.confirmed ?? 0,
+    holds_released: ended?.released ?? 0,
+    holds_expired: ended?.expired ?? 0,
+    holds_unended: ended?.unended ?? 0,
+    held_end: heldEnd,
+    // Holds the seller saw (the rest expire unseen), those the admin's canceller had taken first.
+    holds_seen: asked?.seen ?? 0,
+    holds_left_to_canceller: asked?.leftToCanceller ?? 0,
+    confirm_requests: asked?.confirmRequests ?? 0,
+    confirm_ok: asked?.confirmedIds.length ?? 0,
+    confirm_409_expired: asked?.confirmExpiredIds.length ?? 0,
+    confirm_409_not_confirmable: asked?.confirmRefusedIds.length ?? 0,
+    confirm_p50_ms: asked?.confirmP50Ms ?? null,
+    confirm_p99_ms: asked?.confirmP99Ms ?? null,
+    release_requests: asked?.releaseRequests ?? 0,
+    release_accepted: asked?.releasedIds.length ?? 0,
+    release_refused: asked?.releaseRefused ?? 0,
+    // The checks' counts: each is 0 when the holds held.
+    holds_confirmed_and_expired: ended?.confirmed_and_expired ?? 0,
+    sold_unconfirmed: ended?.sold_unconfirmed ?? 0,
+    confirms_unrecorded: ended?.confirms_unrecorded ?? 0,
+    confirms_unanswered: ended?.confirms_unanswered ?? 0,
+    confirm_409_not_expired: ended?.confirm_409_not_expired ?? 0,
+    releases_lost: ended?.releases_lost ?? 0
   }
 }
 
@@ -151,14 +196,22 @@ export function printTable (results: ReadonlyArray<Record<string, unknown>>, wai
     ['intake (stored and committed)', (r) => `${v(r, 'intake_rps')} req/s (${pct(r.intake_ratio as number)})`],
     ['intake latency p50 / p99', (r) => `${v(r, 'intake_p50_ms')} / ${v(r, 'intake_p99_ms')} ms`],
     ['queued purchases decided per s', (r) => `${v(r, 'decide_rps')} (${v(r, 'decided_during_intake')} decided during intake)`],
-    ['all decided after', (r) => r.time_to_all_decided_s === null ? `NOT within ${waitS} s` : `${v(r, 'time_to_all_decided_s')} s`],
+    ['all decided (and holds ended) after', (r) => r.time_to_all_decided_s === null ? `NOT within ${waitS} s` : `${v(r, 'time_to_all_decided_s')} s`],
     ['last decision after last answer', (r) => `${v(r, 'last_decision_after_last_acceptance_s')} s`],
     ['settlement alone: decided / backlog', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_decided')} / ${v(r, 'settle_backlog')}${r.settle_drained === true ? '' : ' (time-boxed)'}`],
     ['settlement alone: decisions per s', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_rps')} in ${v(r, 'settle_seconds')} s (${v(r, 'settle_ratio')}x the ceiling)`],
-    ['sold / seats', (r) => `${v(r, 'sold')} / ${v(r, 'quota')}`],
+    ['sold / held / seats', (r) => `${v(r, 'sold')} / ${v(r, 'held_end')} / ${v(r, 'quota')}`],
     ['users / cap / limit_exceeded / over cap', (r) => `${v(r, 'users')} / ${r.max_per_user === 0 ? 'none' : v(r, 'max_per_user')} / ${v(r, 'limit_exceeded')} / ${v(r, 'over_cap')}`],
     ['cancellations: asked / accepted / 409', (r) => `${v(r, 'cancel_requests')} / ${v(r, 'cancel_accepted')} / ${v(r, 'cancel_refused')}`],
     ['cancelled bookings / seats back / lost', (r) => `${v(r, 'cancelled_bookings')} / ${v(r, 'cancelled_seats')} / ${v(r, 'cancellations_lost')}`],
+    ['holds: seconds / held / seen by the seller', (r) => r.hold_seconds === 0 ? 'none' : `${v(r, 'hold_seconds')} s / ${v(r, 'holds')} / ${v(r, 'holds_seen')}`],
+    ['holds: confirmed / released / expired / not ended', (r) => r.hold_seconds === 0
+      ? '-'
+      : `${v(r, 'holds_confirmed')} / ${v(r, 'holds_released')} / ${v(r, 'holds_expired')} / ${v(r, 'holds_unended')}`],
+    ['confirms: asked / 200 / 409 expired / 409 other', (r) => r.hold_seconds === 0
+      ? '-'
+      : `${v(r, 'confirm_requests')} / ${v(r, 'confirm_ok')} / ${v(r, 'confirm_409_expired')} / ${v(r, 'confirm_409_not_confirmable')}, p50 / p99 ${v(r, 'confirm_p50_ms')} / ${v(r, 'confirm_p99_ms')} ms`],
+    ['releases: asked / accepted / 409', (r) => r.hold_seconds === 0 ? '-' : `${v(r, 'release_requests')} / ${v(r, 'release_accepted')} / ${v(r, 'release_refused')}`],
     ['oversold / quota mismatch / lost / dup ids', (r) => `${v(r, 'oversold')} / ${v(r, 'quota_mismatch')} / ${v(r, 'lost')} / ${v(r, 'duplicate_ids')}`],
     ['API agrees with database', (r) => `${(r.api_sampled as number) - (r.api_disagreements as number)} of ${v(r, 'api_sampled')}`],
     ['reads while following (polls / ?wait=)', (r) => `${v(r, 'follow_polls')} / ${v(r, 'follow_waits')} for ${v(r, 'follow_bookings')} bookings (${v(r, 'follow_reads_per_s')}/s), poll p50 / p99 ${v(r, 'follow_poll_p50_ms')} / ${v(r, 'follow_poll_p99_ms')} ms`],

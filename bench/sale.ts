@@ -1,14 +1,17 @@
 // Usage: imported by bench/flash-sale.ts: steps 2 and 3 of a mode's run, the sale and the drain.
 //
 // The crowd buys as fast as the service accepts (autocannon), while a sampler charts stored and
-// decided purchases every 250 ms, the admin cancels a share of the queued ones, and some buyers
-// follow their bookings; then the bench waits until every stored purchase is decided.
+// decided purchases every 250 ms, the admin cancels a share of the queued ones, some buyers follow
+// their bookings, and (with --hold-seconds) the seller confirms a share of the holds and their
+// buyers release another (bench/holds.ts); then the bench waits until every stored purchase is
+// decided and every hold has ended.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type autocannon from 'autocannon'
 import type postgres from 'postgres'
 import type { Sample } from './chart.ts'
 import { cpuNow, rssKb, type CpuReading } from './cpu.ts'
-import { countSettled, waitUntilSettled } from './decisions.ts'
+import { countDecided, waitUntilSettled } from './decisions.ts'
+import { followHolds, type HoldFigures } from './holds.ts'
 import { httpClient } from './http-client.ts'
 import { answerRecorder, buyRequest, createEvents, crowd, crowdSize, roundRobin, runAutocannon } from './load.ts'
 import type { BenchOptions } from './options.ts'
@@ -48,13 +51,15 @@ export interface SaleFigures {
   cancelStatuses: Map<number, number>
   cancelledIds: string[]
   followed: FollowFigures | undefined
+  /** What the seller and the buyers did with the holds (none with --hold-seconds 0). */
+  holds: HoldFigures | undefined
 }
 
-/** Runs the sale on fresh events, then waits (at most --wait) until every stored purchase is decided. */
+/** Runs the sale on fresh events, then waits (at most --wait) until every stored purchase is decided and every hold ended. */
 export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
   const { options, mode, requests, quota, baseUrl, adminToken, db, servicePid, clusterDir, startedAt, log } = setup
-  const { eventCount, maxPerUser, cancelPercent, concurrency } = options
-  const eventIds = await createEvents(baseUrl, adminToken, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`, maxPerUser)
+  const { eventCount, maxPerUser, cancelPercent, concurrency, holdSeconds, confirmPercent, releasePercent } = options
+  const eventIds = await createEvents(baseUrl, adminToken, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`, { maxPerUser, holdSeconds })
   // The sale, sampled every 250 ms: stored (from the answers) and decided (from the database).
   const answers = answerRecorder()
   const { queuedIds, soldOutIds, statusCounts } = answers
@@ -66,7 +71,7 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
   let sampling = true
   const sampler = (async () => {
     while (sampling) {
-      const decided = await countSettled(db, eventIds)
+      const decided = await countDecided(db, eventIds)
       const t = (performance.now() - saleStart) / 1000
       samples.push({ t: round(t, 2), accepted: queuedIds.length + soldOutIds.length, decided })
       const rss = await rssKb(servicePid)
@@ -79,16 +84,24 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
 
   // Cancellations during the sale: every so many queued purchases is cancelled by the admin (a
   // successful one gives its seats back, so the sold-out fast path must reopen), a few at a time.
+  // A booking the seller has already taken charge of (bench/holds.ts) is left to it.
   const cancelEvery = cancelPercent > 0 ? Math.max(1, Math.round(100 / cancelPercent)) : 0
   const cancelStatuses = new Map<number, number>()
   const cancelledIds: string[] = []
+  const claimed = new Set<string>()
   let selling = true
   const cancelling = httpClient(8)
   const canceller = (async () => {
     let next = 0
     while (cancelEvery > 0 && (selling || next < queuedIds.length)) {
       const chosen: string[] = []
-      for (; next < queuedIds.length && chosen.length < 8; next++) if (next % cancelEvery === cancelEvery - 1) chosen.push(queuedIds[next] as string)
+      for (; next < queuedIds.length && chosen.length < 8; next++) {
+        const id = queuedIds[next] as string
+        if (next % cancelEvery === cancelEvery - 1 && !claimed.has(id)) {
+          claimed.add(id)
+          chosen.push(id)
+        }
+      }
       if (chosen.length === 0) {
         await sleep(20)
         continue
@@ -104,9 +117,12 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
   // Buyers told 202 follow their bookings, from the first answer until all are decided (a 200
   // is an outcome already: sold out at once).
   let following = options.followers > 0 ? followBookings(baseUrl, answers.queuedLocations, { followers: options.followers }) : undefined
+  // The seller and the buyers of the holds, from the first decision until every hold has ended.
+  let holding = holdSeconds > 0 ? followHolds({ db, baseUrl, adminToken, eventIds, confirmPercent, releasePercent, claimed }) : undefined
   try {
     const users = crowdSize(options, requests)
-    log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
+    const holdsSaid = holdSeconds > 0 ? `, seats held ${holdSeconds} s (${confirmPercent}% confirmed, ${releasePercent}% released, the rest left to expire)` : ''
+    log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}${holdsSaid}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
     const buying = buyRequest(options, baseUrl, roundRobin(eventIds), answers.onResponse, crowd(users))
     const sale = await runAutocannon(buying, { amount: requests, seconds: options.durationS })
     const lastAnswerAt = answers.lastAnswerAt() || saleStart
@@ -120,22 +136,26 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
     const intakeSeconds = (lastAnswerAt - saleStart) / 1000 || sale.duration
     const stored = queuedIds.length + soldOutIds.length
     // How much settlement kept pace while the crowd was still arriving.
-    const decidedDuringIntake = await countSettled(db, eventIds)
+    const decidedDuringIntake = await countDecided(db, eventIds)
 
-    // Drain: wait for every stored purchase to be decided.
+    // Drain: wait for every stored purchase to be decided, and every hold to end.
     await waitUntilSettled(db, eventIds, stored, options.waitS)
     sampling = false
     await sampler
     const followed = await following?.stop()
     following = undefined
+    const holds = await holding?.stop()
+    holding = undefined
     return {
       eventIds, answers, sale, users, samples, maxRssKb, cpuAtStart, cpuAtEnd, cpuSeconds,
-      intakeSeconds, stored, decidedDuringIntake, cancelStatuses, cancelledIds, followed
+      intakeSeconds, stored, decidedDuringIntake, cancelStatuses, cancelledIds, followed, holds
     }
   } finally {
     selling = false
     sampling = false
     cancelling.close()
     await following?.stop()
+    // Only on the way out of a failed sale: its own error is the one to report.
+    await holding?.stop().catch(() => undefined)
   }
 }

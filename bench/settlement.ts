@@ -32,8 +32,8 @@ export async function timeSettlement (options: BenchOptions, log: (line: string)
   let worker: BenchService | undefined
   try {
     // Settlement alone is the performance issue's measure, purchases decided per second, taken on
-    // plain events (no cap): a cap adds a lookup of each buyer's seats per batch (bench/README.md, "Where the time goes").
-    const eventIds = await createEvents(api.base, token, options.eventCount, quota, `Bench backlog ${startedAt.toISOString()} ${mode}`, 0)
+    // plain events (no cap, no holds): a cap adds a lookup of each buyer's seats per batch (bench/README.md, "Where the time goes").
+    const eventIds = await createEvents(api.base, token, options.eventCount, quota, `Bench backlog ${startedAt.toISOString()} ${mode}`, { maxPerUser: 0 })
     const ids: string[] = []
     log(`settlement (${mode}): storing a backlog of ${backlog} purchases with no worker running...`)
     const fill = await runAutocannon(buyRequest(options, api.base, roundRobin(eventIds), (status, body) => {

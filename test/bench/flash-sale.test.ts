@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -6,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import postgres from 'postgres'
 import t from 'tap'
+import { paymentReference, type HoldFigures } from '../../bench/holds.ts'
+import { checkHolds } from '../../bench/invariants.ts'
 import { PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
@@ -17,7 +20,9 @@ const REQUIRED_FIELDS = ['requests', 'quota', 'concurrency', 'accepted', 'reject
   'queued_only', 'queued_only_ratio', 'settle_ratio',
   'read_ceiling_rps', 'read_rps', 'read_ratio', 'read_p50_ms', 'read_p99_ms', 'read_unavailable', 'read_errors', 'follow_bookings',
   'follow_polls', 'follow_waits', 'worker_mode', 'node_version', 'postgres_version', 'postgres_server', 'postgres_jit', 'started_at',
-  'endpoint_invariants_ok']
+  'endpoint_invariants_ok', 'hold_seconds', 'confirm_percent', 'release_percent', 'holds', 'holds_confirmed', 'holds_released', 'holds_expired',
+  'holds_unended', 'held_end', 'holds_seen', 'confirm_requests', 'confirm_ok', 'confirm_409_expired', 'confirm_409_not_confirmable',
+  'confirm_p99_ms', 'release_requests', 'release_accepted']
 
 // In a run of the suite on an embedded server, the bench runs as `npm run bench` does by default (an
 // embedded server of its own per mode); on a server the suite was given, on that server
@@ -28,14 +33,7 @@ const serverArgs = external ? ['--database-url', process.env.TEST_DATABASE_URL a
 interface BenchRun { code: number | null, results: Array<Record<string, unknown>>, result: Record<string, unknown>, out: string, stdout: string }
 
 async function runBench (t: { teardown: (fn: () => unknown) => void }, args: string[]): Promise<BenchRun> {
-  const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
-  t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
-  const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'flash-sale.ts'), '--json', '--quiet', '--out', out, '--ceiling-seconds', '1', '--warmup', '200', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  const { code, stdout, stderr, out } = await spawnBench(t, args)
   // One JSON line per worker mode, last on stdout.
   const results: Array<Record<string, unknown>> = []
   for (const line of stdout.trim().split('\n').reverse()) {
@@ -45,6 +43,19 @@ async function runBench (t: { teardown: (fn: () => unknown) => void }, args: str
   const result = results.at(-1)
   if (result === undefined) throw new Error(`no JSON last line (exit ${code}): ${stdout}\n${stderr}`)
   return { code, results, result, out, stdout }
+}
+
+async function spawnBench (t: { teardown: (fn: () => unknown) => void }, args: string[]):
+  Promise<{ code: number | null, stdout: string, stderr: string, out: string }> {
+  const out = await mkdtemp(path.join(os.tmpdir(), 'boxoffice-bench-test-'))
+  t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'flash-sale.ts'), '--json', '--quiet', '--out', out, '--ceiling-seconds', '1', '--warmup', '200', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  return { code, stdout, stderr, out }
 }
 
 /** The bench's databases on the suite's server (a run on --database-url makes one per mode). */
@@ -57,10 +68,12 @@ async function benchDatabases (): Promise<string[]> {
   }
 }
 
-t.test('a small flash sale in both worker modes: every field reported, every invariant held, JSON and SVG written', async (t) => {
+t.test('a small flash sale without holds in both worker modes: every field reported, every invariant held, JSON and SVG written', async (t) => {
   const databasesBefore = external ? await benchDatabases() : []
+  // --hold-seconds 0: the sale as it was before holds, whose figures compare with older records.
   const { code, results, out, stdout } = await runBench(t, ['--requests', '300', '--quota', '40', '--concurrency', '20', '--quantity', '1:3,2:1',
-    '--serial-requests', '300', '--backlog', '300', '--backlog-seconds', '20', '--followers', '8', '--reads', '600', '--readers', '16', ...serverArgs])
+    '--serial-requests', '300', '--backlog', '300', '--backlog-seconds', '20', '--followers', '8', '--reads', '600', '--readers', '16',
+    '--hold-seconds', '0', ...serverArgs])
   t.equal(code, 0, 'exits 0')
   t.same(results.map((r) => r.worker_mode), ['batched', 'serial'], 'both modes, batched first')
   for (const result of results) {
@@ -71,6 +84,7 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
     })
     t.equal((result.accepted as number) + (result.sold_out_at_once as number), 300, 'every request stored: queued or sold out at once')
     t.equal(result.sold, 40, 'sold exactly the quota')
+    t.match(result, { hold_seconds: 0, holds: 0, holds_seen: 0, confirm_requests: 0, release_requests: 0, held_end: 0, confirm_percent: null }, 'no holds')
     t.match(result, { settle_backlog: 300, settle_decided: 300, settle_drained: true }, 'the backlog was settled alone, in full')
     t.ok((result.settle_rps as number) > 0)
     t.ok((result.ceiling_rps as number) > 0)
@@ -103,10 +117,92 @@ t.test('a small flash sale in both worker modes: every field reported, every inv
   }
 })
 
+t.test('hold options are checked before anything runs', async (t) => {
+  for (const [args, message] of [
+    [['--confirm-percent', '95', '--release-percent', '10'], '--confirm-percent and --release-percent must add up to at most 100 (got 95 + 10)'],
+    [['--hold-seconds', '86401'], '--hold-seconds must be at most 86400']
+  ] as const) {
+    const { code, stderr } = await spawnBench(t, [...args])
+    t.equal(code, 2, `${args.join(' ')} exits 2`)
+    t.match(stderr, message)
+  }
+})
+
+t.test('a small sale with holds: a share confirmed, a share released, the rest expired, every hold ended', async (t) => {
+  // The default mix's holds and shares, shorter holds; settlement alone has no holds and is left out.
+  const { code, result } = await runBench(t, ['--worker-mode', 'batched', '--requests', '300', '--quota', '40', '--concurrency', '20',
+    '--quantity', '1:3,2:1', '--hold-seconds', '2', '--backlog', '0', '--followers', '4', '--reads', '100', '--readers', '8', '--wait', '60', ...serverArgs])
+  t.equal(code, 0, 'exits 0')
+  for (const field of REQUIRED_FIELDS) t.ok(field in result, `reports ${field}`)
+  t.match(result, {
+    hold_seconds: 2, confirm_percent: 60, release_percent: 10, stored: 300, decided: 300, oversold: 0, quota_mismatch: 0, lost: 0, held_end: 0,
+    holds_unended: 0, holds_confirmed_and_expired: 0, sold_unconfirmed: 0, confirms_unrecorded: 0, confirms_unanswered: 0, confirm_409_not_expired: 0,
+    releases_lost: 0, invariants_ok: true, endpoint_invariants_ok: true, failures: []
+  })
+  const n = (field: string): number => result[field] as number
+  t.ok(n('holds') >= 20, `the 40 seats were held (${n('holds')} holds)`)
+  t.equal(n('holds_confirmed') + n('holds_released') + n('holds_expired'), n('holds'), 'every hold ended confirmed, released or expired')
+  t.ok(n('holds_confirmed') > 0 && n('holds_released') > 0 && n('holds_expired') > 0,
+    `each end happened: ${n('holds_confirmed')} confirmed, ${n('holds_released')} released, ${n('holds_expired')} expired`)
+  t.equal(n('confirm_ok'), n('holds_confirmed'), 'every confirmed hold was answered 200, and every 200 confirmed one')
+  t.equal(n('confirm_requests'), n('confirm_ok') + n('confirm_409_expired') + n('confirm_409_not_confirmable'), 'every confirmation answered 200 or 409')
+  t.ok(n('holds_seen') <= n('holds') && n('confirm_requests') + n('release_requests') <= n('holds_seen'), 'the seller acted only on holds it saw')
+  t.ok(n('holds_released') >= n('release_accepted'), 'every release accepted ended its hold (the admin\'s cancellations release holds too)')
+  t.ok(n('sold') >= n('holds_confirmed') && n('sold') <= 40, 'the seats sold are the confirmed holds\' (one or two each)')
+})
+
+t.test('the holds\' checks report what the database does not bear out', async (t) => {
+  const { url } = await createTestDatabase(t)
+  const sql = postgres(url, { max: 1, onnotice: () => {} })
+  t.teardown(async () => { await sql.end() })
+  const [event] = await sql<[{ id: string }]>`
+    INSERT INTO events (name, total_quota, available_quota, hold_seconds) VALUES ('holds checked', 10, 10, 60) RETURNING id`
+  // One hold of each end, as the service leaves them; then what the seller was truly answered.
+  const booking = async (status: string, columns: { confirmed?: boolean, held?: boolean } = {}): Promise<string> => {
+    const id = randomUUID()
+    const { confirmed = false, held = true } = columns
+    await sql`
+      INSERT INTO bookings (id, event_id, user_id, quantity, status, decided_at, hold_expires_at, confirmed_at, payment_reference, cancelled_at)
+      VALUES (${id}, ${event.id}, ${randomUUID()}, 1, ${status}, now(), ${held ? sql`now() + interval '1 minute'` : null},
+        ${confirmed ? sql`now()` : null}, ${confirmed ? paymentReference(id) : null}, ${status === 'CANCELLED' ? sql`now()` : null})`
+    return id
+  }
+  const confirmed = await booking('SUCCESS', { confirmed: true })
+  const expired = await booking('EXPIRED')
+  const released = await booking('CANCELLED')
+  const told: HoldFigures = {
+    seen: 3, leftToCanceller: 0, confirmRequests: 2, confirmedIds: [confirmed], confirmExpiredIds: [expired], confirmRefusedIds: [], confirmErrors: 0,
+    confirmP50Ms: null, confirmP99Ms: null, releaseRequests: 1, releasedIds: [released], releaseRefused: 0, releaseErrors: 0
+  }
+  t.match(await checkHolds(sql, [event.id], told), { holds: 3, confirmed: 1, released: 1, expired: 1, unended: 0, failures: [] }, 'the true answers pass')
+
+  // Answers the rows contradict: each is counted and said.
+  const wrong = await checkHolds(sql, [event.id], {
+    ...told, confirmedIds: [expired], confirmExpiredIds: [confirmed], releasedIds: [confirmed], confirmErrors: 1, releaseErrors: 2
+  })
+  t.match(wrong, { confirms_unrecorded: 1, confirms_unanswered: 1, confirm_409_not_expired: 1, releases_lost: 1 })
+  t.same(wrong.failures, [
+    '1 confirmations answered 200 are not confirmed in the database with their payment reference',
+    '1 bookings are confirmed that no confirmation answered 200',
+    '1 confirmations answered 409 are of bookings that did not expire',
+    '1 accepted releases did not end their hold',
+    '1 confirmations failed or answered neither 200 nor 409',
+    '2 releases failed or answered neither 202, 200 nor 409'
+  ])
+
+  // Rows that break the rules: a hold never ended, and seats of a hold event sold without one.
+  await booking('HELD')
+  await booking('SUCCESS', { held: false })
+  t.match(await checkHolds(sql, [event.id], told), {
+    holds: 4, unended: 1, sold_unconfirmed: 1,
+    failures: ['1 held bookings ended neither confirmed, released nor expired', '1 bookings of events with holds were sold without a confirmation']
+  })
+})
+
 /**
  * The kind of worker the bench exists to catch: it decides without the event's lock, reading the
  * seats left, pausing, then writing back its own stale arithmetic. Run four at once. (It knows
- * nothing of cancellations: the bench runs it without any, or would wait for them to its --wait.)
+ * nothing of cancellations nor holds: the bench runs it without either, or would wait for them to its --wait.)
  */
 function startBrokenWorkers ({ db, boss }: TestDatabase): () => Promise<void> {
   let stopping = false
@@ -132,7 +228,8 @@ t.test('a worker that skips the lock makes the bench fail', async (t) => {
   const stopBroken = startBrokenWorkers(database)
   t.teardown(stopBroken)
   const { code, result } = await runBench(t, ['--url', base, '--database-url', database.url, '--admin-token', ADMIN_TOKEN, '--worker-mode', 'batched',
-    '--requests', '200', '--quota', '60', '--concurrency', '20', '--wait', '60', '--cancel-percent', '0', '--followers', '4', '--reads', '200', '--readers', '8'])
+    '--requests', '200', '--quota', '60', '--concurrency', '20', '--wait', '60', '--cancel-percent', '0', '--hold-seconds', '0', '--followers', '4',
+    '--reads', '200', '--readers', '8'])
   t.equal(code, 1, 'exits non-zero')
   t.equal(result.invariants_ok, false)
   t.ok((result.quota_mismatch as number) > 0 || (result.oversold as number) > 0, `caught it: sold ${String(result.sold)}, quota mismatch ${String(result.quota_mismatch)}, oversold ${String(result.oversold)}`)
