@@ -38,7 +38,8 @@ const pendingCount = sql<string>`(SELECT count(*) FROM bookings b WHERE b.event_
 /** Held seats of the event: over the held-only index, which holds current holds alone. */
 const heldSeats = sql<string>`(SELECT coalesce(sum(h.quantity), 0) FROM bookings h WHERE h.event_id = e.id AND h.status = 'HELD')`.as('held')
 
-const toSummary = <T extends { pending: string | number, held: string | number, sold: string | number }>(row: T): T & { pending: number, held: number, sold: number } =>
+type Counted = { pending: string | number, held: string | number, sold: string | number }
+const toSummary = <T extends Counted>(row: T): T & { pending: number, held: number, sold: number } =>
   ({ ...row, pending: Number(row.pending), held: Number(row.held), sold: Number(row.sold) - Number(row.held) })
 
 export async function insertEvent (db: Db, event: EventSettings): Promise<EventSummary> {

@@ -65,6 +65,9 @@ export interface JobsDecided {
 
 export type JobOutcome = Decision['status'] | 'cancelled' | 'skipped'
 
+/** What a cancellation acts on: seats taken (held or sold) come back, a pending purchase is withdrawn. */
+const CANCELLABLE: readonly BookingStatus[] = [BOOKING_STATUS.pending, BOOKING_STATUS.held, BOOKING_STATUS.success]
+
 /**
  * The rules, free of I/O. Decides the claimed jobs one by one in arrival order (by id), each
  * against what its event has left after the jobs before it, all at the clock `context.now`:
@@ -112,7 +115,7 @@ export function decideJobs (jobs: readonly QueuedJob[], events: ReadonlyMap<stri
   for (const { id, data } of ordered) {
     if (isCancelJobData(data)) {
       const target = states.get(data.cancel_booking_id)
-      if (target === undefined || (target.status !== BOOKING_STATUS.success && target.status !== BOOKING_STATUS.held && target.status !== BOOKING_STATUS.pending)) {
+      if (target === undefined || !CANCELLABLE.includes(target.status)) {
         outcomes.set(id, 'skipped')
         continue
       }
