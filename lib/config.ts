@@ -6,6 +6,9 @@ import { Type, type Static } from '@sinclair/typebox'
 export const WORKER_MODES = ['batched', 'serial'] as const
 export type WorkerMode = typeof WORKER_MODES[number]
 
+/** none: the body's user_id is the buyer (demos, tests); jwt: a token from the seller's identity provider. */
+export const BUYER_AUTH_MODES = ['none', 'jwt'] as const
+
 // Every variable the service reads, with its default. `.env.example` and the table in
 // docs/configuration.md list the same variables with the same defaults; tests keep all three in
 // step (test/lib/config.test.ts, test/lib/config-docs.test.ts). One switch is left out on purpose:
@@ -22,6 +25,12 @@ export const ConfigSchema = Type.Object({
   DATA_DIR: Type.String({ default: '.data', minLength: 1 }),
   EMBEDDED_PG_PORT: Type.Integer({ default: 0, minimum: 0, maximum: 65535 }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  BUYER_AUTH: Type.Union(BUYER_AUTH_MODES.map((mode) => Type.Literal(mode)), { default: 'none' }),
+  BUYER_JWT_ISSUER: Type.Optional(Type.String({ minLength: 1 })),
+  BUYER_JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  BUYER_JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  BUYER_JWT_JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  BUYER_JWT_JWKS_COOLDOWN_MS: Type.Integer({ default: 30000, minimum: 0, maximum: 3600000 }),
   QUEUE_CAPACITY: Type.Integer({ default: 100000, minimum: 1 }),
   RATE_LIMIT_PER_IP_PER_MINUTE: Type.Integer({ default: 6000, minimum: 0 }),
   BUY_LIMIT_PER_USER_PER_MINUTE: Type.Integer({ default: 60, minimum: 0 }),
@@ -67,7 +76,21 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, { dotenv = tru
       }
     }
   })
+  const problems = buyerAuthProblems(config)
+  if (problems.length > 0) throw new Error(problems.join('; '))
   return Object.freeze(config)
+}
+
+/** What BUYER_AUTH=jwt needs beside it (the schema checks each variable alone). */
+function buyerAuthProblems (config: Static<typeof ConfigSchema>): string[] {
+  if (config.BUYER_AUTH !== 'jwt') return []
+  const problems: string[] = []
+  if (config.BUYER_JWT_ISSUER === undefined) problems.push('BUYER_AUTH=jwt needs BUYER_JWT_ISSUER (the identity provider\'s iss)')
+  if (config.BUYER_JWT_AUDIENCE === undefined) problems.push('BUYER_AUTH=jwt needs BUYER_JWT_AUDIENCE (the aud its tokens carry for this service)')
+  if ((config.BUYER_JWT_PUBLIC_KEY === undefined) === (config.BUYER_JWT_JWKS_URL === undefined)) {
+    problems.push('BUYER_AUTH=jwt needs exactly one of BUYER_JWT_PUBLIC_KEY (a PEM public key) and BUYER_JWT_JWKS_URL')
+  }
+  return problems
 }
 
 /** Loads the configuration or exits with every problem listed on one line. */

@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto'
-import { v7 } from 'uuid'
+import { v5, v7 } from 'uuid'
 
 // uuid's v7() asks the crypto module for 16 fresh bytes per id; under a flood that call was the
 // API's largest single cost after garbage collection (bench --profile). The bytes come from a pool
@@ -37,4 +37,16 @@ export function timeOrderedId (): string {
     if (sequence === 0) lastMs += 1
   }
   return v7({ msecs: lastMs, seq: sequence, random })
+}
+
+// The namespace of buyer ids (a random UUID, fixed forever: changing it changes every buyer's id).
+const BUYER_NAMESPACE = 'a3f5c1e2-6b7d-4c8e-9f10-2b3c4d5e6f70'
+
+/**
+ * The buyer id of an identity provider's user: a UUIDv5 (RFC 9562, SHA-1 of this namespace and
+ * `<iss> <newline> <sub>`), so the same (issuer, subject) is always the same user_id, and two
+ * issuers' subjects never meet. `sub` alone is not an identity (OpenID Connect Core 5.7).
+ */
+export function buyerId (issuer: string, subject: string): string {
+  return v5(`${issuer}\n${subject}`, BUYER_NAMESPACE)
 }

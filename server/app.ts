@@ -14,6 +14,7 @@ import { createNotifier } from '../db/client.ts'
 import { PURCHASES_QUEUED_CHANNEL } from '../purchase/queue.ts'
 import { createBookingReader } from './booking-reader.ts'
 import { createBookingWaiter } from './booking-waiter.ts'
+import { createBuyerVerifier } from './buyer-auth.ts'
 import { createIntake } from './intake/intake.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { bookingRoutes } from './routes/bookings.ts'
@@ -38,7 +39,8 @@ export interface AppDeps {
   boss: PgBoss
   log: Logger
   config: Pick<Config, 'ADMIN_TOKEN' | 'QUEUE_CAPACITY' | 'INTAKE_BATCH_MAX' | 'INTAKE_BATCH_WAIT_MS' | 'DB_POOL_MAX' |
-    'RATE_LIMIT_PER_IP_PER_MINUTE' | 'BUY_LIMIT_PER_USER_PER_MINUTE' | 'TRUST_PROXY_HOPS' | 'MAX_EVENT_LOOP_DELAY_MS'>
+    'RATE_LIMIT_PER_IP_PER_MINUTE' | 'BUY_LIMIT_PER_USER_PER_MINUTE' | 'TRUST_PROXY_HOPS' | 'MAX_EVENT_LOOP_DELAY_MS' |
+    'BUYER_AUTH' | 'BUYER_JWT_ISSUER' | 'BUYER_JWT_AUDIENCE' | 'BUYER_JWT_PUBLIC_KEY' | 'BUYER_JWT_JWKS_URL' | 'BUYER_JWT_JWKS_COOLDOWN_MS'>
   /** The process's metrics (shared with its worker in `npm start`). */
   metrics: Metrics
   /** Called after each commit that queued purchases or cancellations (the in-process worker starts at once). */
@@ -63,6 +65,8 @@ const INTAKE_BATCHES_IN_FLIGHT = 4
 /** Builds the HTTP app; never listens (app/service.ts and the tests do). */
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const { db, boss, log, config, onPurchaseAccepted, metrics } = deps
+  // Before anything listens: a buyer key that cannot be used stops the start.
+  const buyers = createBuyerVerifier(config)
   const httpLog: FastifyBaseLogger = log.child({ component: 'http' })
   const app = Fastify({
     loggerInstance: httpLog,
@@ -171,7 +175,12 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
         version: API_VERSION,
         description: 'Flash-sale ticketing: every purchase is stored durably before its 202, decided one by one in arrival order under its event\'s lock, and never oversold. Follow a booking with GET /bookings/{id}?user_id= (the Location of its answer names the buyer).'
       },
-      components: { securitySchemes: { admin: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } } }
+      components: {
+        securitySchemes: {
+          admin: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' },
+          ...(buyers === undefined ? {} : { buyer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A token from the seller\'s identity provider (BUYER_AUTH=jwt)' } })
+        }
+      }
     },
     // Shared schemas (ErrorResponse) keep their names in the document.
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` }
@@ -179,8 +188,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
-  await app.register(purchaseRoutes, { intake, metrics, buyLimitPerUserPerMinute: config.BUY_LIMIT_PER_USER_PER_MINUTE })
-  await app.register(bookingRoutes, { db, reader: createBookingReader(db), waiter, adminToken: config.ADMIN_TOKEN, onQueued, metrics })
+  await app.register(purchaseRoutes, { intake, metrics, buyLimitPerUserPerMinute: config.BUY_LIMIT_PER_USER_PER_MINUTE, buyers })
+  await app.register(bookingRoutes, { db, reader: createBookingReader(db), waiter, adminToken: config.ADMIN_TOKEN, onQueued, metrics, buyers })
   await app.register(eventRoutes, { db, adminToken: config.ADMIN_TOKEN })
   await app.register(healthRoutes, { db, boss })
   await app.register(metricsRoutes, { metrics })

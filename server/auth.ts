@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import type { BuyerVerifier } from './buyer-auth.ts'
 import { AppError } from './errors.ts'
 
 /** The header admin routes document: `Authorization: Bearer <ADMIN_TOKEN>`. */
@@ -41,12 +42,20 @@ export type BookingAsker = { readonly admin: true } | { readonly admin: false, r
 /**
  * The proof GET and DELETE /bookings/:id ask for, checked before the booking is read: the admin
  * token, or ?user_id= naming its buyer (whether it does is the route's to check, with the row).
- * A token that is not the admin's is a 401, not ignored; neither proof is a 400.
+ * A token that is not the admin's is a 401, not ignored; neither proof is a 400. With buyer tokens
+ * (BUYER_AUTH=jwt, `buyers`), any other bearer token must be a buyer's: the buyer is the token's,
+ * and a ?user_id= naming someone else is a 403.
  */
-export function bookingAccess (adminToken: string | undefined): (request: FastifyRequest, userId: string | undefined) => BookingAsker {
+export function bookingAccess (adminToken: string | undefined, buyers?: BuyerVerifier):
+  (request: FastifyRequest, userId: string | undefined) => Promise<BookingAsker> {
   const isAdmin = adminCheck(adminToken)
-  return (request, userId) => {
+  return async (request, userId) => {
     if (isAdmin(request)) return { admin: true }
+    if (buyers !== undefined) {
+      const buyer = await buyers.verify(request.headers.authorization)
+      if (userId !== undefined && userId.toLowerCase() !== buyer) throw new AppError('BUYER_MISMATCH')
+      return { admin: false, userId: buyer }
+    }
     if (request.headers.authorization !== undefined) throw new AppError('UNAUTHORIZED')
     if (userId === undefined) throw new AppError('BOOKING_OWNER_REQUIRED')
     // PostgreSQL's uuid type is case-blind; a comparison in JavaScript must be too.

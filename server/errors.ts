@@ -25,7 +25,10 @@ export const ERRORS = {
   DASHBOARD_FULL: { statusCode: 503, message: 'Too many dashboards are open on this server; try again shortly', retryAfterSeconds: 10 },
   ADMIN_DISABLED: { statusCode: 401, message: 'Admin routes are disabled: the server has no ADMIN_TOKEN configured' },
   RATE_LIMITED: { statusCode: 429, message: 'Too many requests; slow down and retry after the time in Retry-After' },
-  UNAUTHORIZED: { statusCode: 401, message: 'Missing or invalid admin token (Authorization: Bearer <ADMIN_TOKEN>)' }
+  UNAUTHORIZED: { statusCode: 401, message: 'Missing or invalid admin token (Authorization: Bearer <ADMIN_TOKEN>)' },
+  BUYER_TOKEN_INVALID: { statusCode: 401, message: 'Invalid buyer token. Send Authorization: Bearer <a token from the identity provider>' },
+  BUYER_MISMATCH: { statusCode: 403, message: 'user_id is not the buyer the token names; leave it out, or send the id the service derives from the token' },
+  BUYER_KEYS_UNAVAILABLE: { statusCode: 503, message: 'The identity provider\'s keys could not be fetched to check the buyer token; try again shortly', retryAfterSeconds: 5 }
 } as const satisfies Record<string, { statusCode: number, message: string, retryAfterSeconds?: number }>
 
 export type ErrorCode = keyof typeof ERRORS

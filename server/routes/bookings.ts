@@ -8,6 +8,7 @@ import { API_STATUS, BOOKING_STATUS, isResolved } from '../../purchase/vocabular
 import { AdminHeaders, bookingAccess, requireAdmin } from '../auth.ts'
 import type { BookingReader } from '../booking-reader.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
+import type { BuyerVerifier } from '../buyer-auth.ts'
 import { AppError } from '../errors.ts'
 import { Booking, BookingQuery, bookingLocation, CancelQuery, ConfirmBody } from '../schemas/bookings.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
@@ -48,6 +49,8 @@ async function findOrThrow (reader: BookingReader, id: string, ownedBy: string |
 
 // In OpenAPI: no credential (the buyer's ?user_id= is a query parameter), or the admin's bearer token.
 const BUYER_OR_ADMIN: Array<Record<string, string[]>> = [{}, { admin: [] }]
+// With buyer tokens: the buyer's token, or the admin's.
+const BUYER_TOKEN_OR_ADMIN: Array<Record<string, string[]>> = [{ buyer: [] }, { admin: [] }]
 
 export interface BookingRouteOptions {
   db: Db
@@ -57,10 +60,13 @@ export interface BookingRouteOptions {
   /** Wakes the workers after a cancellation was queued. */
   onQueued: () => void
   metrics?: Metrics
+  /** BUYER_AUTH=jwt: buyers prove who they are with a token instead of ?user_id=. */
+  buyers?: BuyerVerifier
 }
 
-export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, reader, waiter, adminToken, onQueued, metrics }) => {
-  const askerOf = bookingAccess(adminToken)
+export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = async (app, { db, reader, waiter, adminToken, onQueued, metrics, buyers }) => {
+  const askerOf = bookingAccess(adminToken, buyers)
+  const security = buyers === undefined ? BUYER_OR_ADMIN : BUYER_TOKEN_OR_ADMIN
 
   app.get('/bookings/:id', {
     schema: {
@@ -69,13 +75,13 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       params: IdParams,
       querystring: BookingQuery,
       headers: AdminHeaders,
-      security: BUYER_OR_ADMIN,
+      security,
       response: { 200: Booking, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const id = request.params.id
     // Before anything waits: a request for a booking that is not the asker's is answered at once.
-    const asker = askerOf(request, request.query.user_id)
+    const asker = await askerOf(request, request.query.user_id)
     const ownedBy = asker.admin ? null : asker.userId
     let row = await findOrThrow(reader, id, ownedBy)
     const waitSeconds = Number(request.query.wait ?? 0)
@@ -98,12 +104,12 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       params: IdParams,
       querystring: CancelQuery,
       headers: AdminHeaders,
-      security: BUYER_OR_ADMIN,
+      security,
       response: { 200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const id = request.params.id
-    const asker = askerOf(request, request.query.user_id)
+    const asker = await askerOf(request, request.query.user_id)
     // Another user's booking is a 404 like an unknown id, as for GET: its existence is not told.
     const owner = asker.admin ? null : asker.userId
     let row = await findOrThrow(reader, id, owner)

@@ -5,7 +5,7 @@ export const MAX_QUANTITY = 10
 export const IDEMPOTENCY_KEY_MAX_LENGTH = 255
 export const MAX_WAIT_SECONDS_LIMIT = 86_400
 
-export const BuyBody = Type.Object({
+const BuyFields = {
   event_id: Uuid,
   user_id: Uuid,
   quantity: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_QUANTITY, default: 1, description: 'Seats in this purchase; all or nothing' })),
@@ -14,12 +14,23 @@ export const BuyBody = Type.Object({
     maximum: MAX_WAIT_SECONDS_LIMIT,
     description: 'A deadline: if the purchase is still undecided this many seconds after it was stored, it fails with reason "expired" and never takes a seat afterwards'
   }))
-}, {
+}
+
+export const BuyBody = Type.Object(BuyFields, {
   additionalProperties: false,
   examples: [
     { event_id: '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e', user_id: '6f1c2b7e-8d4a-4f3b-9a2e-1c5d7e9f0a3b' },
     { event_id: '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e', user_id: '6f1c2b7e-8d4a-4f3b-9a2e-1c5d7e9f0a3b', quantity: 2, max_wait_seconds: 120 }
   ]
+})
+
+/** With buyer tokens (BUYER_AUTH=jwt): the buyer is the token's, so user_id may be left out. */
+export const BuyBodyWithToken = Type.Object({
+  ...BuyFields,
+  user_id: Type.Optional({ ...Uuid, description: 'Optional: the buyer is the one the bearer token names; if given, it must be that buyer\'s id as the service derives it (else 403 BUYER_MISMATCH)' })
+}, {
+  additionalProperties: false,
+  examples: [{ event_id: '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e', quantity: 2 }]
 })
 
 export const BuyHeaders = Type.Object({
