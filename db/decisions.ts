@@ -19,7 +19,10 @@ type ContextRow =
  * What the deciding transaction reads once it holds the events' locks, in one statement: the clock,
  * the claimed purchases that are no longer pending (cancelled or expired while queued), the
  * bookings that claimed cancellations name, and the seats each buyer a cap applies to has.
- * Nothing of it can change until commit: every status change happens under the event's lock.
+ * Nothing of it can change until commit: every change to seats happens under the event's lock. The
+ * one status change outside it, a hold's confirmation (db/holds.ts), moves no seat (held to sold,
+ * which the cap counts alike) and is refused once a cancellation is asked, so a cancellation
+ * target read here keeps the seats it had.
  */
 export async function readDecisionContext (trx: Trx, { claimed, cancelTargets, capped }: {
   claimed: readonly string[]

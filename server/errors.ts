@@ -11,7 +11,7 @@ export const ERRORS = {
   SALE_CLOSED: { statusCode: 409, message: 'Sales for this event are closed; nothing was stored' },
   IDEMPOTENCY_KEY_REUSED: { statusCode: 409, message: 'This Idempotency-Key was already used by this user for a different purchase (event_id, quantity or max_wait_seconds differ); use a new key for a new purchase' },
   BOOKING_NOT_CANCELLABLE: { statusCode: 409, message: 'Only a pending, held or successful booking can be cancelled; this one failed or its hold expired' },
-  HOLD_EXPIRED: { statusCode: 409, message: 'The hold ran out before this confirmation: its seats went back on sale and the booking is expired; refund the payment' },
+  HOLD_EXPIRED: { statusCode: 409, message: 'The hold ran out before this confirmation: its seats go back on sale and the booking is not sold; refund the payment' },
   BOOKING_NOT_CONFIRMABLE: { statusCode: 409, message: 'Only a held booking can be confirmed; this one is not held (pending, failed, cancelled, or its buyer asked to cancel it)' },
   BOOKING_OWNER_REQUIRED: { statusCode: 400, message: 'Say whose booking this is: ?user_id=<the buyer\'s user_id>, or Authorization: Bearer <ADMIN_TOKEN>' },
   QUOTA_BELOW_SOLD: { statusCode: 409, message: 'total_quota cannot go below the seats already sold or held' },

@@ -135,7 +135,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     preParsing: requireAdmin(adminToken),
     schema: {
       summary: 'Confirm a held booking\'s payment (admin: the seller\'s payment backend): its seats are sold for good',
-      description: 'Answered at once, not queued. 200: the booking, status success, confirmed_at set (payment_reference kept). Safe to retry: confirming a confirmed booking answers 200 again with the same booking (the first payment_reference stays). 409 HOLD_EXPIRED: the hold ran out first, the seats went back on sale: refund the payment. 409 BOOKING_NOT_CONFIRMABLE: not held (pending, failed, cancelled, expired while never held, or its buyer asked to cancel). 404: no such booking. Exactly one of a confirmation and the expiry wins, however close they come.',
+      description: 'Answered at once, not queued. 200: the booking, status success, confirmed_at set (payment_reference kept). Safe to retry: confirming a confirmed booking answers 200 again with the same booking (the first payment_reference stays). 409 HOLD_EXPIRED: the hold ran out first, its seats go back on sale and it is not sold: refund the payment. 409 BOOKING_NOT_CONFIRMABLE: not held (pending, failed, cancelled, sold without a hold, or its buyer asked to cancel). 404: no such booking. Exactly one of a confirmation and the expiry wins, however close they come.',
       headers: AdminHeaders,
       params: IdParams,
       body: ConfirmBody,

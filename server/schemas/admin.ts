@@ -22,7 +22,7 @@ export const EventInvariants = Type.Object({
   available_quota: Type.Integer({ description: 'Seats left: must equal total_quota - held_seats - sold_seats' }),
   sold_seats: Count('Seats of successful bookings: with held_seats, never more than total_quota'),
   held_seats: Count('Seats of held bookings, waiting for their confirmation'),
-  overdue_holds: Count('Held bookings still held more than 10 s after their hold_expires_at: must be 0 (the expiry sweep releases them within about 2 s)'),
+  overdue_holds: Count('Held bookings still held more than 30 s after their hold_expires_at: must be 0 (the expiry sweep releases them within about 2 s)'),
   pending_purchases: Count('Purchases waiting for their decision (they hold no seat yet)'),
   pending_seats: Count('Seats those purchases ask for'),
   cancelled_seats: Count('Seats given back by cancellations (the event\'s counter)'),

@@ -32,8 +32,8 @@ export const ConfirmBody = Type.Union([
     payment_reference: Type.Optional(Type.String({
       minLength: 1,
       maxLength: 255,
-      pattern: '^[ -~]+$',
-      description: 'The payment it confirms, e.g. the payment provider\'s id (1-255 printable ASCII characters): stored and shown with the booking'
+      pattern: '^[!-~][ -~]*$',
+      description: 'The payment it confirms, e.g. the payment provider\'s id (1-255 printable ASCII characters, not starting with a space): stored and shown with the booking. A retried confirmation keeps the first one'
     }))
   }, { additionalProperties: false, examples: [{ payment_reference: 'pi_3QfZ8t2eZvKYlo2C0a1b2c3d' }] }),
   Type.Null()
