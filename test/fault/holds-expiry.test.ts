@@ -85,8 +85,20 @@ t.test('100,000 holds expiring in the same second are all released, with the API
   const api = await startService(t, 'api', { DATABASE_URL: database.url, ADMIN_TOKEN })
   const started = Date.now()
   await startService(t, 'worker', { DATABASE_URL: database.url })
+  // Buyers keep reading the event while the seats come back: every read answered.
+  let releasing = true
+  const reads: number[] = []
+  const reading = (async () => {
+    while (releasing) {
+      reads.push((await request(api.base, 'GET', `/events/${eventId}`)).status)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  })()
   await waitFor(async () => (await books(db, eventId)).held === 0 ? true : undefined, { timeoutMs: 120_000, intervalMs: 100, what: 'every hold expired' })
   const seconds = (Date.now() - started) / 1000
+  releasing = false
+  await reading
+  t.ok(reads.length > 0 && reads.every((status) => status === 200), `${reads.length} reads of the event meanwhile, all answered 200`)
   t.same(await books(db, eventId), { held: 0, expired: HOLDS, available: HOLDS, total: HOLDS })
   const check = await request(api.base, 'GET', `/admin/invariants?event_id=${eventId}`, { headers: admin })
   t.match(check.body, { ok: true, events: [{ held_seats: 0, overdue_holds: 0 }] })
