@@ -35,6 +35,8 @@ interface Scenario {
   priorSold: Array<Purchase & { held: boolean }>
   /** Pending, but their jobs are not in this batch (waiting for a retry): a cancellation withdraws them. */
   priorPending: Purchase[]
+  /** Holds that ran out before this batch (their seats back): a cancellation of one does nothing. */
+  priorExpired: Purchase[]
   /** The batch in arrival order. */
   jobs: Array<{ id: string } & ({ kind: 'buy', purchase: Purchase, withdrawn: boolean } | { kind: 'cancel', target: string })>
   /** The same jobs in the order they were claimed. */
@@ -64,7 +66,8 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 3 }).chain
     user: fc.nat({ max: USERS - 1 }),
     quantity: fc.integer({ min: 1, max: 5 }),
     pending: fc.boolean(),
-    held: fc.boolean()
+    held: fc.boolean(),
+    expired: fc.nat({ max: 3 }).map((n) => n === 0)
   }), { maxLength: 8 }),
   steps: fc.array(fc.oneof({ weight: 3, arbitrary: buyArb(eventCount) }, { weight: 1, arbitrary: cancelArb }), { maxLength: MAX_JOBS }),
   // The claim order: the jobs sorted by these keys.
@@ -73,7 +76,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 3 }).chain
 
 function buildScenario (
   specs: ReadonlyArray<{ total: number, cap: number | null, hold: number | null }>,
-  prior: ReadonlyArray<{ event: number, user: number, quantity: number, pending: boolean, held: boolean }>,
+  prior: ReadonlyArray<{ event: number, user: number, quantity: number, pending: boolean, held: boolean, expired: boolean }>,
   steps: readonly Step[],
   claimKeys: readonly number[]
 ): Scenario {
@@ -81,6 +84,7 @@ function buildScenario (
   const owned = new Map<string, number>()
   const priorSold: Scenario['priorSold'] = []
   const priorPending: Purchase[] = []
+  const priorExpired: Purchase[] = []
   // Earlier sales within each event's seats and cap, as the worker would have left them.
   const sold = specs.map(() => 0)
   for (const p of prior) {
@@ -88,6 +92,10 @@ function buildScenario (
     const purchase = { id: bookingId(counter++), event: eventId(p.event), user: userId(p.user), quantity: p.quantity }
     if (p.pending) {
       priorPending.push(purchase)
+      continue
+    }
+    if (spec.hold !== null && p.expired) {
+      priorExpired.push(purchase)
       continue
     }
     const key = buyerKey(purchase.event, purchase.user)
@@ -102,7 +110,7 @@ function buildScenario (
   }]))
 
   const jobs: Scenario['jobs'] = []
-  const targets: string[] = [...priorSold, ...priorPending].map((p) => p.id)
+  const targets: string[] = [...priorSold, ...priorPending, ...priorExpired].map((p) => p.id)
   for (const step of steps) {
     const id = bookingId(counter++)
     if (step.kind === 'buy') {
@@ -119,6 +127,7 @@ function buildScenario (
   const stored = new Map<string, BookingState>()
   for (const p of priorSold) stored.set(p.id, { status: p.held ? 'HELD' : 'SUCCESS', quantity: p.quantity, user_id: p.user, event_id: p.event })
   for (const p of priorPending) stored.set(p.id, { status: 'PENDING', quantity: p.quantity, user_id: p.user, event_id: p.event })
+  for (const p of priorExpired) stored.set(p.id, { status: 'EXPIRED', quantity: p.quantity, user_id: p.user, event_id: p.event })
   for (const job of jobs) {
     if (job.kind === 'buy') stored.set(job.id, { status: job.withdrawn ? 'CANCELLED' : 'PENDING', quantity: job.purchase.quantity, user_id: job.purchase.user, event_id: job.purchase.event })
   }
@@ -143,7 +152,7 @@ function buildScenario (
     }])
     .sort((a, b) => a[0] - b[0])
     .map(([, job]) => job)
-  return { events, priorSold, priorPending, jobs, claimed, context: { now: NOW, bookings, buyerSeats: capped } }
+  return { events, priorSold, priorPending, priorExpired, jobs, claimed, context: { now: NOW, bookings, buyerSeats: capped } }
 }
 
 /**
@@ -161,6 +170,7 @@ function expectedOutcomes (s: Scenario): string[] {
     seatsOf.set(buyerKey(p.event, p.user), (seatsOf.get(buyerKey(p.event, p.user)) ?? 0) + p.quantity)
   }
   for (const p of s.priorPending) { status.set(p.id, 'PENDING'); booking.set(p.id, p) }
+  for (const p of s.priorExpired) { status.set(p.id, 'EXPIRED'); booking.set(p.id, p) }
   const outcomes: string[] = []
   for (const job of s.jobs) {
     if (job.kind === 'cancel') {
@@ -225,6 +235,7 @@ function finalBookings (s: Scenario, decided: JobsDecided): Array<Purchase & { s
   const all = [
     ...s.priorSold.map((p) => ({ ...p, status: p.held ? 'HELD' : 'SUCCESS' })),
     ...s.priorPending.map((p) => ({ ...p, status: 'PENDING' })),
+    ...s.priorExpired.map((p) => ({ ...p, status: 'EXPIRED' })),
     ...s.jobs.flatMap((job) => job.kind === 'buy' ? [{ ...job.purchase, status: job.withdrawn ? 'CANCELLED' : 'PENDING' }] : [])
   ]
   return all.map((p) => {
