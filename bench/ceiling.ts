@@ -1,14 +1,15 @@
 // Usage: imported by bench/flash-sale.ts: step 1, this machine's ceiling.
 //
 // The no-op server (bench/noop-server.ts) loaded with the same generator, concurrency, bodies and
-// per-answer work as the sale, POST /buy and then GET /bookings/:id: what the real service's
-// intake and reads are reported against.
+// per-answer work as the sale (with --buyer-tokens, the same tokens sent), POST /buy and then
+// GET /bookings/:id: what the real service's intake and reads are reported against.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import path from 'node:path'
 import { freePort } from '../db/embedded.ts'
 import { bookingLocation } from '../server/schemas/bookings.ts'
-import { answerRecorder, buyRequest, crowd, crowdSize, runAutocannon, warmUp } from './load.ts'
+import type { Buyer, IdentityProvider } from './buyer-tokens.ts'
+import { answerRecorder, buyRequest, crowdSize, gatherCrowd, runAutocannon, warmUp } from './load.ts'
 import type { BenchOptions } from './options.ts'
 import { readCeiling } from './reads.ts'
 
@@ -35,26 +36,37 @@ async function stopChild (child: ChildProcess): Promise<void> {
   clearTimeout(timer)
 }
 
-/** Both ceilings, in requests per second, measured while nothing else runs. */
-export async function measureCeilings (options: BenchOptions, log: (line: string) => void): Promise<{ ceilingRps: number, readCeilingRps: number }> {
+/**
+ * Both ceilings, in requests per second, measured while nothing else runs. With buyer tokens
+ * (`identity`) the crowd sends its tokens here too, so the generator's work per request is the
+ * sale's; the no-op server ignores them.
+ */
+export async function measureCeilings (options: BenchOptions, log: (line: string) => void, identity: IdentityProvider | undefined):
+  Promise<{ ceilingRps: number, readCeilingRps: number }> {
   const { ceilingS, concurrency, readers } = options
   const port = await freePort()
-  const noop = spawn(process.execPath, [path.join(import.meta.dirname, 'noop-server.ts')], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const noop = spawn(process.execPath, [path.join(import.meta.dirname, 'noop-server.ts')], {
+    env: { ...process.env, ...identity?.serviceEnv, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe']
+  })
   try {
     await waitForLine(noop, 'ready')
     const base = `http://127.0.0.1:${port}`
     log(`ceiling: loading a no-op POST /buy for ${ceilingS} s at concurrency ${concurrency}...`)
     const fakeEvent = randomUUID()
-    await warmUp(options, base, undefined, undefined, '')
-    const buying = buyRequest(options, base, () => fakeEvent, answerRecorder().onResponse, crowd(crowdSize(options, options.requests)))
+    await warmUp(options, base, undefined, undefined, '', identity)
+    const buyers = await gatherCrowd(crowdSize(options, options.requests), identity)
+    const buying = buyRequest(options, base, () => fakeEvent, answerRecorder().onResponse, buyers.pick)
     const ceiling = await runAutocannon(buying, { seconds: ceilingS })
     const ceilingRps = ceiling['2xx'] / (ceiling.duration || ceilingS)
     log(`ceiling: ${Math.round(ceilingRps)} req/s`)
     // The read ceiling: the no-op GET /bookings/:id, at the readers' concurrency, over as many
-    // different Locations as the sale's buyers will read.
-    const locations = Array.from({ length: 1000 }, () => bookingLocation(randomUUID(), randomUUID()))
+    // different Locations as the sale's buyers will read, each with its buyer's token if any.
+    const reads = Array.from({ length: 1000 }, (_v, i) => {
+      const { userId, authorization } = buyers.buyers[i % buyers.buyers.length] as Buyer
+      return { path: bookingLocation(randomUUID(), userId), authorization }
+    })
     log(`read ceiling: loading a no-op GET /bookings/:id for ${ceilingS} s at concurrency ${readers}...`)
-    const readCeilingRps = await readCeiling(base, locations, { readers }, ceilingS)
+    const readCeilingRps = await readCeiling(base, reads, { readers }, ceilingS)
     log(`read ceiling: ${Math.round(readCeilingRps)} req/s`)
     return { ceilingRps, readCeilingRps }
   } finally {

@@ -20,11 +20,15 @@
 //  Reads (bench/reads.ts): during the sale and the drain, `--followers` buyers follow their queued
 //  bookings (the Location of each 202, plain polling or ?wait=); after it, `--reads` reads of the
 //  Locations from `--readers` connections, against a no-op GET ceiling measured first.
+//  With --buyer-tokens (bench/buyer-tokens.ts) the service runs with BUYER_AUTH=jwt: every crowd
+//  user signs in first and sends its token with each purchase (no user_id) and each read as a buyer;
+//  the ceilings get the same headers.
 // Without --url it runs the real service on a fresh database per mode and stops both after: an
 // embedded PostgreSQL, or a new database on the server of `--database-url`, dropped after.
 // Writes bench/results/<time>-<mode>.json and .svg; --json prints each mode's JSON, one line each.
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { startIdentityProvider } from './buyer-tokens.ts'
 import { measureCeilings } from './ceiling.ts'
 import { renderChart } from './chart.ts'
 import { runMode } from './mode.ts'
@@ -42,8 +46,10 @@ const log = (line: string): void => { if (!options.quiet) process.stderr.write(l
 let exitCode: number
 try {
   const startedAt = new Date()
+  // With --buyer-tokens, the identity provider every crowd signs in with, and every service trusts.
+  const identity = options.buyerTokens ? await startIdentityProvider() : undefined
   // 1. The ceiling, measured first, while nothing else runs.
-  const { ceilingRps, readCeilingRps } = await measureCeilings(options, log)
+  const { ceilingRps, readCeilingRps } = await measureCeilings(options, log, identity)
 
   await mkdir(options.out, { recursive: true })
   const stamp = startedAt.toISOString().replaceAll(':', '-').replace(/\..*/, '')
@@ -55,12 +61,12 @@ try {
     const modeQuota = Math.max(1, Math.round(quota * modeRequests / requests))
     const stem = path.join(options.out, `flash-sale-${stamp}-${mode}`)
     const profileDir = options.profile ? `${stem}-profiles` : undefined
-    const params = { mode, requests: modeRequests, quota: modeQuota, ceilingRps, readCeilingRps, startedAt, profileDir }
+    const params = { mode, requests: modeRequests, quota: modeQuota, ceilingRps, readCeilingRps, startedAt, profileDir, identity }
     const { samples, ...result } = await runMode(options, log, params)
     results.push(result)
     await writeFile(`${stem}.json`, JSON.stringify(result, null, 2) + '\n')
     await writeFile(`${stem}.svg`, await renderChart(samples, ceilingRps,
-      `Flash sale: ${modeRequests} requests, ${result.quota as number} seats${options.holdSeconds > 0 ? ` held ${options.holdSeconds} s` : ''}, concurrency ${concurrency}, worker ${mode}`))
+      `Flash sale: ${modeRequests} requests${options.buyerTokens ? ' with buyer tokens' : ''}, ${result.quota as number} seats${options.holdSeconds > 0 ? ` held ${options.holdSeconds} s` : ''}, concurrency ${concurrency}, worker ${mode}`))
     result.written = [`${stem}.json`, `${stem}.svg`]
     if (profileDir !== undefined) {
       result.profiles = profileDir

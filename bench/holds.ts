@@ -3,7 +3,7 @@
 //
 // On an event with hold_seconds, a purchase that gets its seats is held until the seller confirms
 // it (POST /bookings/:id/confirm, as the admin), its buyer releases it (DELETE /bookings/:id, as the
-// buyer) or it expires. The bench learns of holds from the database, not from the API: the seller
+// buyer: with --buyer-tokens, with its token) or it expires. The bench learns of holds from the database, not from the API: the seller
 // would hear of them from its own payment flow, and reading every booking over HTTP to find them
 // would double the requests the service answers. One indexed query every 100 ms reads only the
 // holds decided since the last one (bookings_held_by_event_idx: event, hold_expires_at, held only).
@@ -22,6 +22,8 @@ export interface HoldSetup {
   eventIds: readonly string[]
   confirmPercent: number
   releasePercent: number
+  /** A buyer's Authorization header by its user_id, with buyer tokens (the release is the buyer's). */
+  authorizationOf: (userId: string) => string | undefined
   /**
    * Bookings someone in the bench has taken charge of: the admin's canceller adds those it cancels,
    * the seller those it sees held. Whoever sees a booking first owns it, so a booking is never both
@@ -157,12 +159,14 @@ class HoldFollower {
     }
   }
 
-  /** The buyer releases its hold: DELETE at the Location its 202 named. */
+  /** The buyer releases its hold: DELETE at the Location its 202 named, with its token if it has one. */
   async #release (id: string, userId: string): Promise<void> {
     const figures = this.#figures
     figures.releaseRequests++
+    const authorization = this.#setup.authorizationOf(userId)
     try {
-      const res = await this.#client.request('DELETE', `${this.#setup.baseUrl}${bookingLocation(id, userId)}`)
+      const res = await this.#client.request('DELETE', `${this.#setup.baseUrl}${bookingLocation(id, userId)}`,
+        { headers: authorization === undefined ? {} : { authorization } })
       if (res.status === 202 || res.status === 200) figures.releasedIds.push(id)
       else if (res.status === 409) figures.releaseRefused++
       else figures.releaseErrors++

@@ -8,6 +8,9 @@
 // - every accepted purchase exists and has a final status ("lost" otherwise)
 // - no booking id handed out twice
 // - GET /bookings/:id?user_id=<its buyer> agrees with the database for a sample of accepted purchases
+//   (asked as the buyer: with buyer tokens, with its token)
+// - with buyer tokens (countOtherBuyers), every booking's user_id is one the service derived from a
+//   token of the crowd's
 // - no user holds more seats of an event than its cap
 // - every accepted cancellation ended cancelled (or its purchase failed: nothing to cancel)
 // - seats given back (the events' cancelled counter) never more than the cancelled bookings held
@@ -42,7 +45,7 @@ export interface InvariantReport {
   failures: string[]
 }
 
-export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedIds, sampleSize, maxPerUser = 0, cancelledIds = [] }: {
+export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedIds, sampleSize, maxPerUser = 0, cancelledIds = [], authorizationOf }: {
   baseUrl: string
   eventIds: readonly string[]
   acceptedIds: readonly string[]
@@ -51,6 +54,8 @@ export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedId
   maxPerUser?: number
   /** Bookings whose cancellation was accepted (202 or 200). */
   cancelledIds?: readonly string[]
+  /** With buyer tokens: a buyer's Authorization header by its user_id, to read its booking as the buyer. */
+  authorizationOf?: (userId: string) => string | undefined
 }): Promise<InvariantReport> {
   const failures: string[] = []
   const events = await sql<Array<{ id: string, total_quota: number, available_quota: number, sold: string | null, held: string | null }>>`
@@ -108,7 +113,8 @@ export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedId
       disagreements++
       continue
     }
-    const res = await fetch(`${baseUrl}${bookingLocation(id, row.user_id)}`)
+    const authorization = authorizationOf?.(row.user_id)
+    const res = await fetch(`${baseUrl}${bookingLocation(id, row.user_id)}`, authorization === undefined ? undefined : { headers: { authorization } })
     const body = await res.json() as { status?: string, reason?: string | null }
     if (res.status !== 200 || body.status !== row.status.toLowerCase() || body.reason !== row.reason) disagreements++
   }
@@ -157,6 +163,17 @@ export async function checkInvariants (sql: Sql, { baseUrl, eventIds, acceptedId
     cancellations_lost: cancellationsLost,
     failures
   }
+}
+
+/**
+ * With buyer tokens: bookings of the events whose user_id is none of `buyerIds` (the ids the service
+ * derives from the crowd's tokens), so 0 when every purchase was stored under its token's buyer.
+ */
+export async function countOtherBuyers (sql: Sql, eventIds: readonly string[], buyerIds: readonly string[]): Promise<number> {
+  const [row] = await sql<[{ n: string }]>`
+    SELECT count(*) AS n FROM bookings b LEFT JOIN unnest(${buyerIds as string[]}::uuid[]) AS crowd(user_id) ON crowd.user_id = b.user_id
+    WHERE b.event_id = ANY(${eventIds as string[]}::uuid[]) AND crowd.user_id IS NULL`
+  return Number(row.n)
 }
 
 export interface HoldReport {

@@ -1,21 +1,56 @@
 // Usage: imported by bench/flash-sale.ts: the load generator's side of a sale.
 //
-// autocannon firing POST /buy from a crowd of users, what it keeps of each answer, and the events
-// the sale buys from (created through the API, as an operator would).
+// autocannon firing POST /buy from a crowd of users (with --buyer-tokens, signed in: each sends its
+// token), what it keeps of each answer, and the events the sale buys from (created through the API,
+// as an operator would).
 import { randomUUID } from 'node:crypto'
 import autocannon from 'autocannon'
 import type postgres from 'postgres'
+import type { Buyer, IdentityProvider } from './buyer-tokens.ts'
 import { waitUntilSettled } from './decisions.ts'
 import type { BenchOptions } from './options.ts'
 
 /** The crowd's distinct users for a sale of `n` requests: --users, else a third of them. */
 export const crowdSize = (options: BenchOptions, n: number): number => options.users ?? Math.max(1, Math.floor(n / 3))
 
-/** A crowd of `size` users, drawn at random: with fewer users than requests, some buy again. */
-export function crowd (size: number): () => string {
-  const users = Array.from({ length: size }, () => randomUUID())
-  return () => users[Math.floor(Math.random() * users.length)] as string
+export interface Crowd {
+  readonly buyers: readonly Buyer[]
+  /** A buyer drawn at random: with fewer buyers than requests, some buy again. */
+  pick: () => Buyer
+  /** The Authorization header of the crowd's buyer with this user_id (undefined without buyer tokens). */
+  authorizationOf: (userId: string) => string | undefined
+  /** The same, for the buyer a Location (`?user_id=`, as a purchase's answer names it) belongs to. */
+  authorizationAt: (location: string) => string | undefined
 }
+
+/**
+ * A crowd of `size` users. With an identity provider (--buyer-tokens) each has signed in: a token,
+ * and the user_id the service derives from it; otherwise each is a user_id alone.
+ */
+export async function gatherCrowd (size: number, identity: IdentityProvider | undefined): Promise<Crowd> {
+  const subjects = Array.from({ length: size }, () => randomUUID())
+  if (identity === undefined) {
+    const buyers = subjects.map((userId) => ({ userId, authorization: undefined }))
+    return {
+      buyers,
+      pick: () => buyers[Math.floor(Math.random() * buyers.length)] as Buyer,
+      authorizationOf: () => undefined,
+      authorizationAt: () => undefined
+    }
+  }
+  const buyers = await identity.signIn(subjects)
+  const tokens = new Map(buyers.map((buyer) => [buyer.userId, buyer.authorization]))
+  const authorizationOf = (userId: string): string | undefined => tokens.get(userId)
+  return {
+    buyers,
+    pick: () => buyers[Math.floor(Math.random() * buyers.length)] as Buyer,
+    authorizationOf,
+    authorizationAt: (location) => authorizationOf(new URLSearchParams(location.slice(location.indexOf('?') + 1)).get('user_id') ?? '')
+  }
+}
+
+/** A new user each time, with no token: the settlement backlog's buyers without --buyer-tokens. */
+const newcomer = (): Buyer => ({ userId: randomUUID(), authorization: undefined })
 
 /**
  * What the load generator keeps of each answer: its status, and the booking id of a 200 or 202 (so
@@ -70,8 +105,12 @@ export function answerRecorder (): AnswerRecorder {
   }
 }
 
+/**
+ * POST /buy from `pickBuyer`'s buyers. A buyer with a token sends it and names no user_id, as a
+ * client of a service with buyer tokens would: the service derives it from the token.
+ */
 export function buyRequest ({ concurrency, pickQuantity }: BenchOptions, baseUrl: string, pickEvent: () => string, onResponse?: OnResponse,
-  pickUser: () => string = randomUUID): autocannon.Options {
+  pickBuyer: () => Buyer = newcomer): autocannon.Options {
   return {
     url: baseUrl,
     connections: concurrency,
@@ -79,7 +118,12 @@ export function buyRequest ({ concurrency, pickQuantity }: BenchOptions, baseUrl
       method: 'POST',
       path: '/buy',
       headers: { 'content-type': 'application/json' },
-      setupRequest: (req) => ({ ...req, body: JSON.stringify({ event_id: pickEvent(), user_id: pickUser(), quantity: pickQuantity() }) }),
+      setupRequest: (req) => {
+        const { userId, authorization } = pickBuyer()
+        return authorization === undefined
+          ? { ...req, body: JSON.stringify({ event_id: pickEvent(), user_id: userId, quantity: pickQuantity() }) }
+          : { ...req, headers: { ...req.headers, authorization }, body: JSON.stringify({ event_id: pickEvent(), quantity: pickQuantity() }) }
+      },
       ...(onResponse === undefined
         ? {}
         : { onResponse: (status: number, body: string, _context: object, headers?: AnswerHeaders) => { onResponse(status, body, headers ?? {}) } })
@@ -127,7 +171,8 @@ export async function createEvents (baseUrl: string, token: string, count: numbe
  * of them, so both answers (queued and sold out at once) are exercised; the sale starts once every
  * one of them is decided.
  */
-export async function warmUp (options: BenchOptions, baseUrl: string, db: postgres.Sql | undefined, token: string | undefined, label: string): Promise<void> {
+export async function warmUp (options: BenchOptions, baseUrl: string, db: postgres.Sql | undefined, token: string | undefined, label: string,
+  identity: IdentityProvider | undefined): Promise<void> {
   const { warmupRequests } = options
   if (warmupRequests === 0) return
   let pickEvent = (): string => randomUUID()
@@ -137,15 +182,16 @@ export async function warmUp (options: BenchOptions, baseUrl: string, db: postgr
     pickEvent = () => eventIds[0] as string
   }
   const answers = answerRecorder()
-  const buying = buyRequest(options, baseUrl, pickEvent, answers.onResponse, crowd(crowdSize(options, warmupRequests)))
+  const { pick } = await gatherCrowd(crowdSize(options, warmupRequests), identity)
+  const buying = buyRequest(options, baseUrl, pickEvent, answers.onResponse, pick)
   await runAutocannon(buying, { amount: warmupRequests, seconds: 60 })
   if (db === undefined) return
   const stored = answers.queuedIds.length + answers.soldOutIds.length
   await waitUntilSettled(db, eventIds, stored, 60)
 }
 
-export const roundRobin = (ids: readonly string[]): () => string => {
+export const roundRobin = <T>(items: readonly T[]): () => T => {
   let next = 0
-  return () => ids[next++ % ids.length] as string
+  return () => items[next++ % items.length] as T
 }
 

@@ -5,8 +5,9 @@
 // alone (bench/settlement.ts); the figures become one JSON record (bench/report.ts).
 import { randomBytes } from 'node:crypto'
 import postgres from 'postgres'
+import type { IdentityProvider } from './buyer-tokens.ts'
 import { saleDecisions } from './decisions.ts'
-import { checkHolds, checkInvariants, checkInvariantsEndpoint } from './invariants.ts'
+import { checkHolds, checkInvariants, checkInvariantsEndpoint, countOtherBuyers } from './invariants.ts'
 import { warmUp } from './load.ts'
 import type { BenchOptions } from './options.ts'
 import { poolWaits, readBack } from './reads.ts'
@@ -24,11 +25,13 @@ export interface ModeParams {
   readCeilingRps: number
   startedAt: Date
   profileDir: string | undefined
+  /** With --buyer-tokens: the provider the service trusts and the crowds sign in with. */
+  identity: IdentityProvider | undefined
 }
 
 /** One worker mode: the sale (steps 2-4) and, without --url, the settlement backlog (step 5). */
 export async function runMode (options: BenchOptions, log: (line: string) => void, params: ModeParams): Promise<ModeResult> {
-  const { mode, requests, quota, startedAt, profileDir } = params
+  const { mode, requests, quota, startedAt, profileDir, identity } = params
   let database: RunDatabase | undefined
   let service: BenchService | undefined
   let sql: postgres.Sql | undefined
@@ -45,7 +48,9 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
       // (the per-user limit stays: the crowd's users buy a few times each).
       Object.assign(serviceEnv, {
         DATABASE_URL: databaseUrl, ADMIN_TOKEN: adminToken, WORKER_MODE: mode,
-        QUEUE_CAPACITY: String(Math.max(requests, options.backlog) * 2 + 100_000), RATE_LIMIT_PER_IP_PER_MINUTE: '0'
+        QUEUE_CAPACITY: String(Math.max(requests, options.backlog) * 2 + 100_000), RATE_LIMIT_PER_IP_PER_MINUTE: '0',
+        // With buyer tokens, the sale's service and settlement alone's API trust the bench's provider.
+        ...identity?.serviceEnv
       })
       service = await startBenchService('all', serviceEnv, { profileDir, quiet: options.quiet })
       baseUrl = service.base
@@ -55,16 +60,17 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
     // Which server every figure comes from, and whether it would JIT-compile (its own default).
     const [server] = await db<[{ version: string, jit: string, jitAvailable: boolean }]>`
       SELECT current_setting('server_version') AS version, current_setting('jit') AS jit, pg_jit_available() AS "jitAvailable"`
-    await warmUp(options, baseUrl, db, token, `Bench warm-up ${startedAt.toISOString()} ${mode}`)
+    await warmUp(options, baseUrl, db, token, `Bench warm-up ${startedAt.toISOString()} ${mode}`, identity)
     const sale = await runSale({
-      options, mode, requests, quota, baseUrl, adminToken: token, db, servicePid: service?.child.pid, clusterDir: database?.clusterDir, startedAt, log
+      options, mode, requests, quota, baseUrl, adminToken: token, db, servicePid: service?.child.pid, clusterDir: database?.clusterDir, startedAt, identity, log
     })
-    const { answers, eventIds, followed } = sale
+    const { answers, eventIds, followed, crowd } = sale
 
-    // Then every buyer reads the outcome back, as fast as the service answers.
+    // Then every buyer reads the outcome back (with its token, if it has one), as fast as the service answers.
     log(`reads (${mode}): ${options.readCount} reads of the buyers' Locations from ${options.readers} connections...`)
     const readAfter = options.readCount > 0 && answers.locations.length > 0
-      ? await readBack(baseUrl, answers.locations, options.readCount, { readers: options.readers }, Math.max(options.durationS, 60))
+      ? await readBack(baseUrl, answers.locations.map((path) => ({ path, authorization: crowd.authorizationAt(path) })), options.readCount,
+        { readers: options.readers }, Math.max(options.durationS, 60))
       : undefined
     const waits = await poolWaits(baseUrl)
     const decisions = await saleDecisions(db, eventIds, answers.queuedIds)
@@ -72,12 +78,16 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
     // 4. The invariants, from the database and the API.
     const storedIds = [...answers.queuedIds, ...answers.soldOutIds]
     const invariants = await checkInvariants(db, {
-      baseUrl, eventIds, acceptedIds: storedIds, sampleSize: options.sampleSize, maxPerUser: options.maxPerUser, cancelledIds: sale.cancelledIds
+      baseUrl, eventIds, acceptedIds: storedIds, sampleSize: options.sampleSize, maxPerUser: options.maxPerUser, cancelledIds: sale.cancelledIds,
+      authorizationOf: crowd.authorizationOf
     })
     const soldOutWrong = answers.soldOutIds.length === 0
       ? 0
       : Number((await db<[{ n: string }]>`SELECT count(*) AS n FROM bookings WHERE id = ANY(${answers.soldOutIds}::uuid[]) AND (status <> 'FAILED' OR reason <> 'sold_out')`)[0].n)
     if (soldOutWrong > 0) invariants.failures.push(`${soldOutWrong} purchases answered "sold out" at once are not stored as failed/sold_out`)
+    // With buyer tokens, every purchase is stored under the buyer its token names, as the service derives it.
+    const otherBuyers = identity === undefined ? null : await countOtherBuyers(db, eventIds, crowd.buyers.map((buyer) => buyer.userId))
+    if (otherBuyers !== null && otherBuyers > 0) invariants.failures.push(`${otherBuyers} bookings are not of a buyer the crowd's tokens name`)
     // How every hold ended, against what the seller and the buyers were answered.
     const holds = sale.holds === undefined ? undefined : await checkHolds(db, eventIds, sale.holds)
     invariants.failures.push(...holds?.failures ?? [])
@@ -95,10 +105,12 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
     if (options.url === undefined && options.backlog > 0) {
       await stopOrThrow(service, 'the service')
       service = undefined
-      settlement = await timeSettlement(options, log, { db, env: serviceEnv, token, mode, quota, startedAt, profileDir, failures: invariants.failures })
+      settlement = await timeSettlement(options, log, {
+        db, env: serviceEnv, token, mode, quota, startedAt, profileDir, identity, failures: invariants.failures
+      })
     }
     return modeResult(options, {
-      params, sale, decisions, invariants, holds, endpointProblems, settlement, readAfter, waits, readUnavailable, readErrors, server,
+      params, sale, decisions, invariants, otherBuyers, holds, endpointProblems, settlement, readAfter, waits, readUnavailable, readErrors, server,
       serverName: database?.server ?? 'the one --url runs on'
     })
   } finally {

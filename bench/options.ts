@@ -35,6 +35,9 @@ const HELP = `npm run bench -- [options]
                         as it sees them held (default 60)
   --release-percent P   share of the holds their buyer releases (DELETE /bookings/:id); the rest are
                         left to expire (default 10, so 30% expire)
+  --buyer-tokens        buyers sign in: the service runs with BUYER_AUTH=jwt and the bench's own key,
+                        each crowd user gets an ES256 token signed before the sale and sends it with
+                        every purchase (no user_id in the body) and every read (default off)
   --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
   --wait S              longest wait for every accepted purchase to be decided and every hold to
                         end (default 180)
@@ -75,6 +78,8 @@ export interface BenchOptions {
   holdSeconds: number
   confirmPercent: number
   releasePercent: number
+  /** Buyers sign in: BUYER_AUTH=jwt, each crowd user sends its token (bench/buyer-tokens.ts). */
+  buyerTokens: boolean
   workerModes: string[]
   waitS: number
   ceilingS: number
@@ -154,6 +159,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
       'hold-seconds': { type: 'string', default: '3' },
       'confirm-percent': { type: 'string', default: '60' },
       'release-percent': { type: 'string', default: '10' },
+      'buyer-tokens': { type: 'boolean', default: false },
       'worker-mode': { type: 'string', default: 'batched,serial' },
       wait: { type: 'string', default: '180' },
       'ceiling-seconds': { type: 'string', default: '5' },
@@ -187,6 +193,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
   if (opts.url !== undefined && (opts['database-url'] === undefined || opts['admin-token'] === undefined)) {
     fail('--url needs --database-url (for the invariant checks) and --admin-token (to create the events)')
   }
+  if (opts.url !== undefined && opts['buyer-tokens']) fail('--buyer-tokens signs with a key of its own, which a server at --url does not trust: leave out --url')
   if (opts.url !== undefined && workerModes.length > 1) fail('--url measures the server that runs there: give one --worker-mode (its WORKER_MODE)')
   return {
     requests: int('requests', opts.requests, 1),
@@ -207,6 +214,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
     holdSeconds,
     confirmPercent,
     releasePercent,
+    buyerTokens: opts['buyer-tokens'],
     workerModes,
     waitS: int('wait', opts.wait, 1),
     ceilingS: int('ceiling-seconds', opts['ceiling-seconds'], 1),

@@ -1,8 +1,9 @@
 // The read path as buyers use it (bench/flash-sale.ts runs these): each buyer told 202 follows the
 // booking its answer named (the Location) until it is decided, by plain polling or with ?wait=,
-// while the sale runs; afterwards every buyer reads its outcome back. Measured against a
-// no-op GET /bookings/:id (bench/noop-server.ts: the same schemas and reply, no database), loaded
-// with the same generator and connections, so the ratio compares the servers alone.
+// while the sale runs; afterwards every buyer reads its outcome back (with --buyer-tokens, each
+// sends its token). Measured against a no-op GET /bookings/:id (bench/noop-server.ts: the same
+// schemas and reply, no database), loaded with the same generator, connections and headers, so the
+// ratio compares the servers alone.
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { httpClient } from './http-client.ts'
@@ -10,6 +11,12 @@ import { httpClient } from './http-client.ts'
 export interface ReadOptions {
   /** Connections reading at once. */
   readers: number
+}
+
+/** A buyer's read: a Location, and with buyer tokens the buyer's Authorization header. */
+export interface BuyerRead {
+  path: string
+  authorization: string | undefined
 }
 
 /** Latency percentiles (ms, one decimal) of a list of durations. */
@@ -47,9 +54,11 @@ const WAIT_SECONDS = 5
 /**
  * `followers` buyers follow the bookings in `locations` (which grows as the sale answers), each
  * taking the next one not followed yet: half poll its Location every 200 ms until it is decided,
- * half ask with ?wait=5 until it is. Runs until stop().
+ * half ask with ?wait=5 until it is, with the buyer's token when `authorizationAt` has one. Runs
+ * until stop().
  */
-export function followBookings (baseUrl: string, locations: readonly string[], { followers }: { followers: number }): Following {
+export function followBookings (baseUrl: string, locations: readonly string[],
+  { followers, authorizationAt }: { followers: number, authorizationAt: (location: string) => string | undefined }): Following {
   let stopping = false
   let next = 0
   const figures = { followed: 0, polls: 0, waits: 0, unavailable: 0, errors: 0 }
@@ -57,10 +66,10 @@ export function followBookings (baseUrl: string, locations: readonly string[], {
   const started = performance.now()
   const client = httpClient(followers)
 
-  async function read (location: string, wait: boolean): Promise<string | undefined> {
+  async function read (location: string, wait: boolean, headers: Record<string, string>): Promise<string | undefined> {
     const started = performance.now()
     try {
-      const res = await client.request('GET', `${baseUrl}${location}${wait ? `&wait=${WAIT_SECONDS}` : ''}`, { timeoutMs: (WAIT_SECONDS + 10) * 1000 })
+      const res = await client.request('GET', `${baseUrl}${location}${wait ? `&wait=${WAIT_SECONDS}` : ''}`, { headers, timeoutMs: (WAIT_SECONDS + 10) * 1000 })
       const body = res.body
       if (wait) figures.waits++
       else {
@@ -86,8 +95,10 @@ export function followBookings (baseUrl: string, locations: readonly string[], {
       }
       next++
       figures.followed++
+      const authorization = authorizationAt(location)
+      const headers: Record<string, string> = authorization === undefined ? {} : { authorization }
       for (;;) {
-        const status = await read(location, waits)
+        const status = await read(location, waits, headers)
         if (status !== 'pending' || stopping) break
         if (!waits) await sleep(POLL_EVERY_MS)
       }
@@ -116,8 +127,8 @@ export interface ReadBackFigures {
   errors: number
 }
 
-/** Loads GET requests for `paths` (cycled) at `readers` connections: `amount` requests, or for `seconds`. */
-async function loadGets (baseUrl: string, paths: readonly string[], { readers }: ReadOptions, limit: { amount?: number, seconds: number }):
+/** Loads GET requests for `reads` (cycled) at `readers` connections: `amount` requests, or for `seconds`. */
+async function loadGets (baseUrl: string, reads: readonly BuyerRead[], { readers }: ReadOptions, limit: { amount?: number, seconds: number }):
   Promise<{ result: autocannon.Result, statuses: Map<number, number>, seconds: number }> {
   let next = 0
   const statuses = new Map<number, number>()
@@ -131,7 +142,10 @@ async function loadGets (baseUrl: string, paths: readonly string[], { readers }:
       ...(limit.amount !== undefined ? { amount: limit.amount } : { duration: limit.seconds }),
       requests: [{
         method: 'GET',
-        setupRequest: (req) => ({ ...req, path: paths[next++ % paths.length] }),
+        setupRequest: (req) => {
+          const { path, authorization } = reads[next++ % reads.length] as BuyerRead
+          return authorization === undefined ? { ...req, path } : { ...req, path, headers: { ...req.headers, authorization } }
+        },
         // As the sale's load does with its answers: the status is counted, the body parsed.
         onResponse: (status: number, body: string) => {
           lastAnswerAt = performance.now()
@@ -150,15 +164,15 @@ async function loadGets (baseUrl: string, paths: readonly string[], { readers }:
 }
 
 /** The ceiling: the no-op server's GET /bookings/:id, for `seconds`. Requests per second. */
-export async function readCeiling (noopUrl: string, paths: readonly string[], options: ReadOptions, seconds: number): Promise<number> {
-  const { result, seconds: elapsed } = await loadGets(noopUrl, paths, options, { seconds })
+export async function readCeiling (noopUrl: string, reads: readonly BuyerRead[], options: ReadOptions, seconds: number): Promise<number> {
+  const { result, seconds: elapsed } = await loadGets(noopUrl, reads, options, { seconds })
   return result['2xx'] / (elapsed || seconds)
 }
 
 /** Every buyer reads its outcome back: `amount` GETs of the Locations, `readers` at a time. */
-export async function readBack (baseUrl: string, locations: readonly string[], amount: number, options: ReadOptions,
+export async function readBack (baseUrl: string, reads: readonly BuyerRead[], amount: number, options: ReadOptions,
   seconds: number): Promise<ReadBackFigures> {
-  const { result, statuses, seconds: elapsed } = await loadGets(baseUrl, locations, options, { amount, seconds })
+  const { result, statuses, seconds: elapsed } = await loadGets(baseUrl, reads, options, { amount, seconds })
   const answered = [...statuses.values()].reduce((a, b) => a + b, 0)
   return {
     reads: answered,

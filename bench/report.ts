@@ -21,6 +21,8 @@ export interface ModeFigures {
   sale: SaleFigures
   decisions: SaleDecisions
   invariants: InvariantReport
+  /** With buyer tokens: the sale's bookings under a user_id no token of the crowd names (null without). */
+  otherBuyers: number | null
   /** How the holds ended (none with --hold-seconds 0). */
   holds: HoldReport | undefined
   endpointProblems: string[]
@@ -36,7 +38,7 @@ export interface ModeFigures {
 /** One mode's JSON record (its samples go to the chart, not the file). */
 export function modeResult (options: BenchOptions, figures: ModeFigures): ModeResult {
   const { params: { mode, requests, quota, ceilingRps, readCeilingRps, startedAt }, sale: run, decisions, invariants, holds, endpointProblems } = figures
-  const { settlement } = figures
+  const { settlement, otherBuyers } = figures
   const { readAfter, waits, readUnavailable, readErrors, server, serverName } = figures
   const { concurrency, eventCount, maxPerUser, waitS, followers, warmupRequests } = options
   const { answers: { queuedIds, soldOutIds, statusCounts }, sale, stored, intakeSeconds, decidedDuringIntake, samples, followed, maxRssKb } = run
@@ -56,6 +58,8 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     concurrency,
     warmup_requests: warmupRequests,
     quantity_mix: options.quantity,
+    // Buyers signed in (--buyer-tokens): every purchase and read as a buyer carried an ES256 token.
+    buyer_tokens: options.buyerTokens,
     accepted: queuedIds.length,
     sold_out_at_once: soldOutIds.length,
     stored,
@@ -79,6 +83,7 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     lost: invariants.lost,
     max_per_user: maxPerUser,
     users,
+    bookings_of_other_buyers: otherBuyers,
     limit_exceeded: invariants.limit_exceeded,
     over_cap: invariants.over_cap,
     cancel_requests: [...cancelStatuses.values()].reduce((a, b) => a + b, 0),
@@ -202,6 +207,7 @@ export function printTable (results: ReadonlyArray<Record<string, unknown>>, wai
     ['settlement alone: decisions per s', (r) => r.settle_backlog === 0 ? '-' : `${v(r, 'settle_rps')} in ${v(r, 'settle_seconds')} s (${v(r, 'settle_ratio')}x the ceiling)`],
     ['sold / held / seats', (r) => `${v(r, 'sold')} / ${v(r, 'held_end')} / ${v(r, 'quota')}`],
     ['users / cap / limit_exceeded / over cap', (r) => `${v(r, 'users')} / ${r.max_per_user === 0 ? 'none' : v(r, 'max_per_user')} / ${v(r, 'limit_exceeded')} / ${v(r, 'over_cap')}`],
+    ['bookings of buyers no token names', (r) => r.buyer_tokens === true ? v(r, 'bookings_of_other_buyers') : '- (no tokens)'],
     ['cancellations: asked / accepted / 409', (r) => `${v(r, 'cancel_requests')} / ${v(r, 'cancel_accepted')} / ${v(r, 'cancel_refused')}`],
     ['cancelled bookings / seats back / lost', (r) => `${v(r, 'cancelled_bookings')} / ${v(r, 'cancelled_seats')} / ${v(r, 'cancellations_lost')}`],
     ['holds: seconds / held / seen by the seller', (r) => r.hold_seconds === 0 ? 'none' : `${v(r, 'hold_seconds')} s / ${v(r, 'holds')} / ${v(r, 'holds_seen')}`],
@@ -224,7 +230,7 @@ export function printTable (results: ReadonlyArray<Record<string, unknown>>, wai
     ['node / postgres (server, its JIT)', (r) => `${v(r, 'node_version')} / ${v(r, 'postgres_version')} (${v(r, 'postgres_server')}, JIT ${v(r, 'postgres_jit')})`],
     ['invariants', (r) => r.invariants_ok === true ? 'ALL HELD' : `FAILED: ${(r.failures as string[]).join('; ')}`]
   ]
-  const header: [string, ...string[]] = ['worker mode', ...results.map((r) => String(r.worker_mode))]
+  const header: [string, ...string[]] = ['worker mode', ...results.map((r) => `${String(r.worker_mode)}${r.buyer_tokens === true ? ', buyer tokens' : ''}`)]
   const lines = [header, ...rows.map(([label, cell]) => [label, ...results.map(cell)])]
   const widths = header.map((_h, i) => Math.max(...lines.map((line) => (line[i] ?? '').length)))
   process.stdout.write(lines.map((line) => line.map((cell, i) => cell.padEnd(widths[i] as number)).join('  ').trimEnd()).join('\n') + '\n')

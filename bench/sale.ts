@@ -1,19 +1,20 @@
 // Usage: imported by bench/flash-sale.ts: steps 2 and 3 of a mode's run, the sale and the drain.
 //
-// The crowd buys as fast as the service accepts (autocannon), while a sampler charts stored and
-// decided purchases every 250 ms, the admin cancels a share of the queued ones, some buyers follow
-// their bookings, and (with --hold-seconds) the seller confirms a share of the holds and their
-// buyers release another (bench/holds.ts); then the bench waits until every stored purchase is
-// decided and every hold has ended.
+// The crowd (with --buyer-tokens, signed in first) buys as fast as the service accepts (autocannon),
+// while a sampler charts stored and decided purchases every 250 ms, the admin cancels a share of the
+// queued ones, some buyers follow their bookings, and (with --hold-seconds) the seller confirms a
+// share of the holds and their buyers release another (bench/holds.ts); then the bench waits until
+// every stored purchase is decided and every hold has ended.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type autocannon from 'autocannon'
 import type postgres from 'postgres'
+import type { IdentityProvider } from './buyer-tokens.ts'
 import type { Sample } from './chart.ts'
 import { cpuNow, rssKb, type CpuReading } from './cpu.ts'
 import { countDecided, waitUntilSettled } from './decisions.ts'
 import { followHolds, type HoldFigures } from './holds.ts'
 import { httpClient } from './http-client.ts'
-import { answerRecorder, buyRequest, createEvents, crowd, crowdSize, roundRobin, runAutocannon } from './load.ts'
+import { answerRecorder, buyRequest, createEvents, crowdSize, gatherCrowd, roundRobin, runAutocannon, type Crowd } from './load.ts'
 import type { BenchOptions } from './options.ts'
 import { followBookings, type FollowFigures } from './reads.ts'
 import { round } from './report.ts'
@@ -32,11 +33,15 @@ export interface SaleSetup {
   /** The server's files, for PostgreSQL's CPU (when this machine can read them). */
   clusterDir: string | undefined
   startedAt: Date
+  /** With --buyer-tokens: the provider the crowd signs in with. */
+  identity: IdentityProvider | undefined
   log: (line: string) => void
 }
 
 export interface SaleFigures {
   eventIds: string[]
+  /** Who bought (with buyer tokens, each with its token: the reads after the sale are made as them). */
+  crowd: Crowd
   answers: ReturnType<typeof answerRecorder>
   sale: autocannon.Result
   users: number
@@ -57,9 +62,13 @@ export interface SaleFigures {
 
 /** Runs the sale on fresh events, then waits (at most --wait) until every stored purchase is decided and every hold ended. */
 export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
-  const { options, mode, requests, quota, baseUrl, adminToken, db, servicePid, clusterDir, startedAt, log } = setup
+  const { options, mode, requests, quota, baseUrl, adminToken, db, servicePid, clusterDir, startedAt, identity, log } = setup
   const { eventCount, maxPerUser, cancelPercent, concurrency, holdSeconds, confirmPercent, releasePercent } = options
   const eventIds = await createEvents(baseUrl, adminToken, eventCount, quota, `Bench sale ${startedAt.toISOString()} ${mode}`, { maxPerUser, holdSeconds })
+  // The crowd signs in before the clock starts: a buyer logs in before the sale opens.
+  const users = crowdSize(options, requests)
+  if (identity !== undefined) log(`sale (${mode}): signing ${users} buyers' tokens...`)
+  const crowd = await gatherCrowd(users, identity)
   // The sale, sampled every 250 ms: stored (from the answers) and decided (from the database).
   const answers = answerRecorder()
   const { queuedIds, soldOutIds, statusCounts } = answers
@@ -116,14 +125,17 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
 
   // Buyers told 202 follow their bookings, from the first answer until all are decided (a 200
   // is an outcome already: sold out at once).
-  let following = options.followers > 0 ? followBookings(baseUrl, answers.queuedLocations, { followers: options.followers }) : undefined
+  let following = options.followers > 0
+    ? followBookings(baseUrl, answers.queuedLocations, { followers: options.followers, authorizationAt: crowd.authorizationAt })
+    : undefined
   // The seller and the buyers of the holds, from the first decision until every hold has ended.
-  let holding = holdSeconds > 0 ? followHolds({ db, baseUrl, adminToken, eventIds, confirmPercent, releasePercent, claimed }) : undefined
+  let holding = holdSeconds > 0
+    ? followHolds({ db, baseUrl, adminToken, eventIds, confirmPercent, releasePercent, authorizationOf: crowd.authorizationOf, claimed })
+    : undefined
   try {
-    const users = crowdSize(options, requests)
     const holdsSaid = holdSeconds > 0 ? `, seats held ${holdSeconds} s (${confirmPercent}% confirmed, ${releasePercent}% released, the rest left to expire)` : ''
-    log(`sale (${mode}): ${requests} requests from ${users} users, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}${holdsSaid}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
-    const buying = buyRequest(options, baseUrl, roundRobin(eventIds), answers.onResponse, crowd(users))
+    log(`sale (${mode}): ${requests} requests from ${users} users${identity === undefined ? '' : ' with tokens'}, ${eventCount} event(s) x ${quota} seats${maxPerUser > 0 ? `, at most ${maxPerUser} per user` : ''}${holdsSaid}, concurrency ${concurrency}, ${cancelPercent}% of queued purchases cancelled`)
+    const buying = buyRequest(options, baseUrl, roundRobin(eventIds), answers.onResponse, crowd.pick)
     const sale = await runAutocannon(buying, { amount: requests, seconds: options.durationS })
     const lastAnswerAt = answers.lastAnswerAt() || saleStart
     const cpuAtEnd = await cpuNow(servicePid, clusterDir)
@@ -147,7 +159,7 @@ export async function runSale (setup: SaleSetup): Promise<SaleFigures> {
     const holds = await holding?.stop()
     holding = undefined
     return {
-      eventIds, answers, sale, users, samples, maxRssKb, cpuAtStart, cpuAtEnd, cpuSeconds,
+      eventIds, crowd, answers, sale, users, samples, maxRssKb, cpuAtStart, cpuAtEnd, cpuSeconds,
       intakeSeconds, stored, decidedDuringIntake, cancelStatuses, cancelledIds, followed, holds
     }
   } finally {

@@ -1,8 +1,9 @@
 // Usage: imported by bench/flash-sale.ts: step 5, settlement alone, timed.
 import type postgres from 'postgres'
+import type { IdentityProvider } from './buyer-tokens.ts'
 import { decisionSpan, spanSeconds, waitUntilSettled } from './decisions.ts'
-import { checkInvariants } from './invariants.ts'
-import { buyRequest, createEvents, roundRobin, runAutocannon } from './load.ts'
+import { checkInvariants, countOtherBuyers } from './invariants.ts'
+import { buyRequest, createEvents, gatherCrowd, roundRobin, runAutocannon } from './load.ts'
 import type { BenchOptions } from './options.ts'
 import { round } from './report.ts'
 import { startBenchService, stopOrThrow, type BenchService } from './service.ts'
@@ -16,6 +17,8 @@ export interface SettlementSetup {
   quota: number
   startedAt: Date
   profileDir: string | undefined
+  /** With --buyer-tokens: the provider the API trusts; each purchase of the backlog is then a buyer of its own, signed in. */
+  identity: IdentityProvider | undefined
   /** Where broken invariants are reported. */
   failures: string[]
 }
@@ -26,8 +29,11 @@ export interface SettlementSetup {
  * decision to its last (the database's clock), for at most `--backlog-seconds`.
  */
 export async function timeSettlement (options: BenchOptions, log: (line: string) => void, setup: SettlementSetup): Promise<Record<string, unknown>> {
-  const { db, env, token, mode, quota, startedAt, profileDir, failures } = setup
+  const { db, env, token, mode, quota, startedAt, profileDir, identity, failures } = setup
   const { backlog, backlogS, quiet } = options
+  // Without tokens every purchase names a new user_id; with them, a buyer of its own signs in for each.
+  if (identity !== undefined) log(`settlement (${mode}): signing ${backlog} buyers' tokens...`)
+  const buyers = identity === undefined ? undefined : await gatherCrowd(backlog, identity)
   let api: BenchService | undefined = await startBenchService('api', env, { profileDir, quiet })
   let worker: BenchService | undefined
   try {
@@ -38,7 +44,7 @@ export async function timeSettlement (options: BenchOptions, log: (line: string)
     log(`settlement (${mode}): storing a backlog of ${backlog} purchases with no worker running...`)
     const fill = await runAutocannon(buyRequest(options, api.base, roundRobin(eventIds), (status, body) => {
       if (status === 202) ids.push((JSON.parse(body) as { booking_id: string }).booking_id)
-    }), { amount: backlog, seconds: Math.max(options.durationS, 120) })
+    }, buyers === undefined ? undefined : roundRobin(buyers.buyers)), { amount: backlog, seconds: Math.max(options.durationS, 120) })
     if (ids.length < backlog) failures.push(`settlement backlog: only ${ids.length} of ${backlog} purchases were stored (${fill.non2xx} refused)`)
     await stopOrThrow(api, 'the API')
     api = undefined
@@ -52,6 +58,8 @@ export async function timeSettlement (options: BenchOptions, log: (line: string)
     // Whatever was decided must still add up: no seat sold twice, quota used == seats sold.
     const check = await checkInvariants(db, { baseUrl: '', eventIds, acceptedIds: [], sampleSize: 0 })
     failures.push(...check.failures.map((f) => `settlement: ${f}`))
+    const otherBuyers = buyers === undefined ? 0 : await countOtherBuyers(db, eventIds, buyers.buyers.map((buyer) => buyer.userId))
+    if (otherBuyers > 0) failures.push(`settlement: ${otherBuyers} bookings are not of a buyer the tokens name`)
     log(`settlement (${mode}): ${span.n} decided in ${seconds.toFixed(2)} s`)
     return {
       settle_backlog: ids.length,
