@@ -36,7 +36,7 @@ const HELP = `npm run bench -- [options]
   --release-percent P   share of the holds their buyer releases (DELETE /bookings/:id); the rest are
                         left to expire (default 10, so 30% expire)
   --buyer-tokens        buyers sign in: the service runs with BUYER_AUTH=jwt and the bench's own key,
-                        each crowd user gets an ES256 token signed before the sale and sends it with
+                        each crowd user gets an RS256 token signed before the sale and sends it with
                         every purchase (no user_id in the body) and every read (default off)
   --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
   --wait S              longest wait for every accepted purchase to be decided and every hold to

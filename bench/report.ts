@@ -58,7 +58,7 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     concurrency,
     warmup_requests: warmupRequests,
     quantity_mix: options.quantity,
-    // Buyers signed in (--buyer-tokens): every purchase and read as a buyer carried an ES256 token.
+    // Buyers signed in (--buyer-tokens): every purchase and read as a buyer carried an RS256 token.
     buyer_tokens: options.buyerTokens,
     accepted: queuedIds.length,
     sold_out_at_once: soldOutIds.length,

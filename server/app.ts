@@ -66,7 +66,7 @@ const INTAKE_BATCHES_IN_FLIGHT = 4
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const { db, boss, log, config, onPurchaseAccepted, metrics } = deps
   // Before anything listens: a buyer key that cannot be used stops the start.
-  const buyers = createBuyerVerifier(config)
+  const buyers = await createBuyerVerifier(config)
   const httpLog: FastifyBaseLogger = log.child({ component: 'http' })
   const app = Fastify({
     loggerInstance: httpLog,

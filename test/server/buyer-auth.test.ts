@@ -105,7 +105,7 @@ t.test('buyer tokens checked against a PEM public key', async (t) => {
       ['wrong audience', bearer(await token(privateKey, 'ES256', { sub: 'alice', aud: 'another-service' })), /wrong audience/],
       ['no subject', bearer(await token(privateKey, 'ES256')), /sub/],
       ['signed with another key', bearer(await token(stranger, 'ES256', { sub: 'alice' })), /bad signature/],
-      ['an RSA key for an EC key', bearer(await token(rsa, 'RS256', { sub: 'alice' })), /does not fit/],
+      ['an RSA key for an EC key', bearer(await token(rsa, 'RS256', { sub: 'alice' })), /algorithm not allowed/],
       ['alg none', bearer(`${base64url({ alg: 'none', typ: 'JWT' })}.${base64url({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })}.`), /algorithm not allowed|malformed/],
       ['HS256', bearer(await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('10m').sign(hmac)), /algorithm not allowed/]
     ]
