@@ -180,7 +180,7 @@ t.test('holds', async (t) => {
 
     const late = await confirm(base, id, { payment_reference: 'too late' })
     t.match(late, { status: 409, body: { code: 'HOLD_EXPIRED' } })
-    t.match(late.body.message, /went back on sale/)
+    t.match(late.body.message, /go back on sale/)
     const cancel = await request(base, 'DELETE', `/bookings/${id}?user_id=${userId}`)
     t.match(cancel, { status: 409, body: { code: 'BOOKING_NOT_CANCELLABLE' } })
     const next = await buy(base, eventId)
