@@ -9,7 +9,7 @@ import { ADMIN_TOKEN } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
-import { startService } from '../fixtures/service.ts'
+import { startService, workerInTransaction } from '../fixtures/service.ts'
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
@@ -36,11 +36,6 @@ async function books (db: Db, eventId: string): Promise<{ held: number, expired:
   return { held: Number(row.held), expired: Number(row.expired), available: row.available, total: row.total }
 }
 
-async function workerInTransaction (db: Db): Promise<boolean> {
-  const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
-    WHERE datname = current_database() AND application_name = 'boxoffice-worker' AND xact_start IS NOT NULL`.execute(db)
-  return rows[0]?.n !== '0'
-}
 
 t.test('the worker killed with SIGKILL while it expires 50,000 holds, restarted each time: each expires once, its seat back once', { timeout: 180_000 }, async (t) => {
   const HOLDS = 50_000

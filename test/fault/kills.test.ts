@@ -11,7 +11,7 @@ import { createTestDatabase } from '../fixtures/database.ts'
 import { createEvent, newUserId } from '../fixtures/events.ts'
 import { mapConcurrent, request, waitFor } from '../fixtures/http.ts'
 import { jobRows, jobStateCounts } from '../fixtures/jobs.ts'
-import { startService } from '../fixtures/service.ts'
+import { startService, workerInTransaction } from '../fixtures/service.ts'
 
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
 
@@ -28,12 +28,6 @@ async function books (db: Db, eventId: string): Promise<{ statuses: Record<strin
   }
 }
 
-/** Whether a worker process of this test's database has a transaction of its own pool open right now (pg-boss's pool is `boxoffice-worker-queue`). */
-async function workerInTransaction (db: Db): Promise<boolean> {
-  const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_stat_activity
-    WHERE datname = current_database() AND application_name = 'boxoffice-worker' AND xact_start IS NOT NULL`.execute(db)
-  return rows[0]?.n !== '0'
-}
 
 t.test('the worker killed with SIGKILL 10 times during a sale, restarted each time: every purchase decided exactly once, no seat sold twice', { timeout: 120_000 }, async (t) => {
   const KILLS = 10

@@ -30,6 +30,14 @@ async function decided (base: string, id: string): Promise<any> {
   }, { what: `booking ${id} decided` })
 }
 
+type Bought = Awaited<ReturnType<typeof buy>>
+
+/** `n` purchases of one seat each on `eventId`, bought and decided `limit` at a time: the bookings as bought and as decided. */
+async function buyAndDecide (base: string, eventId: string, n: number, limit = 20): Promise<{ bookings: Bought[], views: any[] }> {
+  const bookings = await mapConcurrent(Array.from({ length: n }), limit, async () => await buy(base, eventId))
+  return { bookings, views: await mapConcurrent(bookings, limit, async (b) => await decided(base, b.id)) }
+}
+
 async function event (base: string, id: string): Promise<any> {
   return (await request(base, 'GET', `/events/${id}`)).body
 }
@@ -215,8 +223,7 @@ t.test('races', async (t) => {
   t.test('confirmations fired at the expiry instant: each ends confirmed with a 200 or expired with a 409, never both, seats add up', async (t) => {
     const n = 60
     const eventId = await createEvent(base, { total_quota: n, hold_seconds: 2 })
-    const bookings = await mapConcurrent(Array.from({ length: n }), 20, async () => await buy(base, eventId))
-    const held = await mapConcurrent(bookings, 20, async (b) => await decided(base, b.id))
+    const { views: held } = await buyAndDecide(base, eventId, n)
     t.ok(held.every((b) => b.status === 'held'), 'all held')
     // Fire each confirmation at its hold's end on the database's clock, spread over +-40 ms.
     const offset = await dbNow(db) - Date.now()
@@ -247,8 +254,7 @@ t.test('races', async (t) => {
   t.test('a confirmation racing the buyer\'s release: the booking ends released, and a 200 only if the confirmation came first', async (t) => {
     const n = 30
     const eventId = await createEvent(base, { total_quota: n, hold_seconds: 600 })
-    const bookings = await mapConcurrent(Array.from({ length: n }), 15, async () => await buy(base, eventId))
-    await mapConcurrent(bookings, 15, async (b) => await decided(base, b.id))
+    const { bookings } = await buyAndDecide(base, eventId, n, 15)
     const answers = await mapConcurrent(bookings, 15, async (b) => {
       const [released, confirmed] = await Promise.all([
         request(base, 'DELETE', `/bookings/${b.id}?user_id=${b.userId}`),
@@ -274,12 +280,11 @@ t.test('races', async (t) => {
   t.test('purchases racing the seats expiries return: never more seats taken than the event has', async (t) => {
     const seats = 20
     const eventId = await createEvent(base, { total_quota: seats, hold_seconds: 1 })
-    const first = await mapConcurrent(Array.from({ length: seats }), 20, async () => await buy(base, eventId))
-    await mapConcurrent(first, 20, async (b) => await decided(base, b.id))
+    await buyAndDecide(base, eventId, seats)
     t.match(await event(base, eventId), { available_quota: 0, held: seats })
     // Buyers keep coming while the holds run out and their seats come back.
     const deadline = Date.now() + 3000
-    const later: Array<Awaited<ReturnType<typeof buy>>> = []
+    const later: Bought[] = []
     await Promise.all(Array.from({ length: 8 }, async () => {
       while (Date.now() < deadline) later.push(await buy(base, eventId))
     }))
