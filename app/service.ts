@@ -14,6 +14,7 @@ import { createLogger } from '../lib/logger.ts'
 import { createMetrics } from '../lib/metrics.ts'
 import { metricsSources } from './metrics-sources.ts'
 import { createBoss, ensurePurchaseQueues } from '../purchase/queue.ts'
+import { ensureWebhookQueues, startWebhookLoops } from '../worker/webhooks.ts'
 
 export interface Roles {
   api: boolean
@@ -70,7 +71,7 @@ export async function runService (roles: Roles): Promise<void> {
   }
 }
 
-export type PoolRole = 'api' | 'worker' | 'migrate'
+export type PoolRole = 'api' | 'worker' | 'webhooks' | 'migrate'
 
 /**
  * The database pool of each role, as the service runs it (the tests build theirs from here too):
@@ -87,7 +88,8 @@ export function poolOptions (role: PoolRole, url: string, config: Pick<Config, '
     acquireTimeoutMs: role === 'api' ? config.DB_ACQUIRE_TIMEOUT_MS : undefined,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     applicationName: `boxoffice-${role}`,
-    planning: role === 'migrate' ? 'default' : 'probesOnly'
+    // Webhooks' tables are small or read by key (db/webhooks.ts): planned as PostgreSQL would.
+    planning: role === 'migrate' || role === 'webhooks' ? 'default' : 'probesOnly'
   }
 }
 
@@ -129,6 +131,13 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
       { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS })
     const running = worker
     closers.push({ name: 'purchase worker', close: running.stop })
+    // Webhooks on a pool of their own: a slow receiver or a backlog of messages never makes
+    // settlement wait for a connection (docs/decisions/0013-webhooks-outbox.md).
+    const webhooksDb = createDb(poolOptions('webhooks', url, config))
+    closers.push({ name: 'webhooks database pool', close: async () => { await closeDb(webhooksDb) } })
+    await ensureWebhookQueues(boss, config.WEBHOOK_RETRY_DELAY_S)
+    const webhooks = await startWebhookLoops({ db: webhooksDb, boss, log, metrics, allowPrivateNetworks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS })
+    closers.push({ name: 'webhook delivery', close: webhooks.stop })
   }
 
   if (apiDb !== undefined) {

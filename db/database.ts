@@ -47,16 +47,43 @@ export interface WorkerRateTable {
   measured_at: Date
 }
 
+export interface WebhookEndpointTable {
+  id: string
+  url: string
+  event_types: string[]
+  secret: string
+  created_at: ColumnType<Date, never, never>
+  disabled_at: Date | null
+  disabled_reason: string | null
+}
+
+export interface WebhookDeliveryTable {
+  id: Generated<string>
+  endpoint_id: string
+  message_id: string
+  type: string
+  attempt: number
+  status_code: number | null
+  error: string | null
+  response_excerpt: string | null
+  duration_ms: number
+  attempted_at: ColumnType<Date, never, never>
+}
+
 export interface Database {
   events: EventTable
   bookings: BookingTable
   worker_rates: WorkerRateTable
+  webhook_endpoints: WebhookEndpointTable
+  webhook_deliveries: WebhookDeliveryTable
 }
 
 export type EventRow = Selectable<EventTable>
 export type NewEvent = Insertable<EventTable>
 export type BookingRow = Selectable<BookingTable>
 export type NewBooking = Insertable<BookingTable>
+export type WebhookEndpointRow = Selectable<WebhookEndpointTable>
+export type WebhookDeliveryRow = Selectable<WebhookDeliveryTable>
 
 /**
  * A transaction: what functions that lock rows (FOR UPDATE) or must commit with other writes take,

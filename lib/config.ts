@@ -31,6 +31,8 @@ export const ConfigSchema = Type.Object({
   BUYER_JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
   BUYER_JWT_JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   BUYER_JWT_JWKS_COOLDOWN_MS: Type.Integer({ default: 30000, minimum: 0, maximum: 3600000 }),
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: Type.Boolean({ default: false }),
+  WEBHOOK_RETRY_DELAY_S: Type.Integer({ default: 10, minimum: 1, maximum: 3600 }),
   QUEUE_CAPACITY: Type.Integer({ default: 100000, minimum: 1 }),
   RATE_LIMIT_PER_IP_PER_MINUTE: Type.Integer({ default: 6000, minimum: 0 }),
   BUY_LIMIT_PER_USER_PER_MINUTE: Type.Integer({ default: 60, minimum: 0 }),

@@ -15,6 +15,8 @@ export interface Metrics {
   readonly bookingsCancelled: Counter
   /** Holds that ended: confirmed by the seller, or expired (their seats back on sale). */
   readonly holdsEnded: Counter<'outcome'>
+  /** Webhook delivery attempts: delivered (2xx), gone (410: endpoint disabled), failed (retried). */
+  readonly webhookDeliveries: Counter<'outcome'>
   readonly settleBatchSize: Histogram
   readonly settleBatchDuration: Histogram
 }
@@ -78,6 +80,12 @@ export function createMetrics ({ pools, pendingByEvent, queues }: MetricsSources
   const holdsEnded = new Counter({
     name: `${PREFIX}holds_ended_total`,
     help: 'Holds that ended in this process: confirmed (POST /bookings/{id}/confirm) or expired by its worker\'s sweep (seats back on sale). Holds begun are purchases_decided_total{status="held"}',
+    labelNames: ['outcome'] as const,
+    registers: [registry]
+  })
+  const webhookDeliveries = new Counter({
+    name: `${PREFIX}webhook_deliveries_total`,
+    help: 'Webhook delivery attempts made by this process: delivered (the receiver answered 2xx), gone (410: the endpoint is disabled), failed (any other answer, an error or a timeout: tried again later)',
     labelNames: ['outcome'] as const,
     registers: [registry]
   })
@@ -171,5 +179,5 @@ export function createMetrics ({ pools, pendingByEvent, queues }: MetricsSources
     }
   })
 
-  return { registry, httpDuration, purchasesAccepted, purchasesDecided, bookingsCancelled, holdsEnded, settleBatchSize, settleBatchDuration }
+  return { registry, httpDuration, purchasesAccepted, purchasesDecided, bookingsCancelled, holdsEnded, webhookDeliveries, settleBatchSize, settleBatchDuration }
 }

@@ -17,6 +17,7 @@ import { createBookingWaiter } from './booking-waiter.ts'
 import { createBuyerVerifier } from './buyer-auth.ts'
 import { createIntake } from './intake/intake.ts'
 import { adminRoutes } from './routes/admin.ts'
+import { webhookRoutes } from './routes/webhooks.ts'
 import { bookingRoutes } from './routes/bookings.ts'
 import { dashboardRoutes } from './routes/dashboard.ts'
 import { eventRoutes } from './routes/events.ts'
@@ -40,7 +41,8 @@ export interface AppDeps {
   log: Logger
   config: Pick<Config, 'ADMIN_TOKEN' | 'QUEUE_CAPACITY' | 'INTAKE_BATCH_MAX' | 'INTAKE_BATCH_WAIT_MS' | 'DB_POOL_MAX' |
     'RATE_LIMIT_PER_IP_PER_MINUTE' | 'BUY_LIMIT_PER_USER_PER_MINUTE' | 'TRUST_PROXY_HOPS' | 'MAX_EVENT_LOOP_DELAY_MS' |
-    'BUYER_AUTH' | 'BUYER_JWT_ISSUER' | 'BUYER_JWT_AUDIENCE' | 'BUYER_JWT_PUBLIC_KEY' | 'BUYER_JWT_JWKS_URL' | 'BUYER_JWT_JWKS_COOLDOWN_MS'>
+    'BUYER_AUTH' | 'BUYER_JWT_ISSUER' | 'BUYER_JWT_AUDIENCE' | 'BUYER_JWT_PUBLIC_KEY' | 'BUYER_JWT_JWKS_URL' | 'BUYER_JWT_JWKS_COOLDOWN_MS' |
+    'WEBHOOK_ALLOW_PRIVATE_NETWORKS'>
   /** The process's metrics (shared with its worker in `npm start`). */
   metrics: Metrics
   /** Called after each commit that queued purchases or cancellations (the in-process worker starts at once). */
@@ -194,6 +196,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { db, boss })
   await app.register(metricsRoutes, { metrics })
   await app.register(adminRoutes, { db, adminToken: config.ADMIN_TOKEN })
+  await app.register(webhookRoutes, { db, adminToken: config.ADMIN_TOKEN, allowPrivateNetworks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS })
   await app.register(dashboardRoutes, { db, log })
   return app
 }

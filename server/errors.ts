@@ -28,6 +28,9 @@ export const ERRORS = {
   UNAUTHORIZED: { statusCode: 401, message: 'Missing or invalid admin token (Authorization: Bearer <ADMIN_TOKEN>)' },
   BUYER_TOKEN_INVALID: { statusCode: 401, message: 'Invalid buyer token. Send Authorization: Bearer <a token from the identity provider>' },
   BUYER_MISMATCH: { statusCode: 403, message: 'user_id is not the buyer the token names; leave it out, or send the id the service derives from the token' },
+  WEBHOOK_NOT_FOUND: { statusCode: 404, message: 'Webhook endpoint not found' },
+  WEBHOOK_URL_REFUSED: { statusCode: 400, message: 'The webhook URL is refused' },
+  WEBHOOK_LIMIT_REACHED: { statusCode: 409, message: 'Too many webhook endpoints: delete one first' },
   BUYER_KEYS_UNAVAILABLE: { statusCode: 503, message: 'The identity provider\'s keys could not be fetched to check the buyer token; try again shortly', retryAfterSeconds: 5 }
 } as const satisfies Record<string, { statusCode: number, message: string, retryAfterSeconds?: number }>
 

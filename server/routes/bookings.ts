@@ -4,7 +4,8 @@ import type { Db } from '../../db/client.ts'
 import { confirmHold } from '../../db/holds.ts'
 import type { Metrics } from '../../lib/metrics.ts'
 import { requestCancellation } from '../../purchase/cancellation.ts'
-import { API_STATUS, BOOKING_STATUS, isResolved } from '../../purchase/vocabulary.ts'
+import { bookingJson } from '../../purchase/booking-json.ts'
+import { BOOKING_STATUS, isResolved } from '../../purchase/vocabulary.ts'
 import { AdminHeaders, bookingAccess, requireAdmin } from '../auth.ts'
 import type { BookingReader } from '../booking-reader.ts'
 import type { BookingWaiter } from '../booking-waiter.ts'
@@ -12,29 +13,6 @@ import type { BuyerVerifier } from '../buyer-auth.ts'
 import { AppError } from '../errors.ts'
 import { Booking, BookingQuery, bookingLocation, CancelQuery, ConfirmBody } from '../schemas/bookings.ts'
 import { ErrorResponse, IdParams } from '../schemas/common.ts'
-
-function toBookingResponse (row: Omit<BookingView, 'position' | 'pace'> & Partial<Pick<BookingView, 'position' | 'pace'>>) {
-  const pending = row.status === BOOKING_STATUS.pending
-  return {
-    booking_id: row.id,
-    event_id: row.event_id,
-    user_id: row.user_id,
-    quantity: row.quantity,
-    status: API_STATUS[row.status],
-    reason: row.reason,
-    position: pending ? row.position ?? null : null,
-    estimated_wait_ms: pending && row.position != null && row.pace != null && row.pace > 0 ? Math.round((row.position + 1) / row.pace * 1000) : null,
-    max_wait_seconds: row.max_wait_seconds,
-    expires_at: row.expires_at?.toISOString() ?? null,
-    created_at: row.created_at.toISOString(),
-    decided_at: row.decided_at?.toISOString() ?? null,
-    cancel_requested_at: row.cancel_requested_at?.toISOString() ?? null,
-    cancelled_at: row.cancelled_at?.toISOString() ?? null,
-    hold_expires_at: row.hold_expires_at?.toISOString() ?? null,
-    confirmed_at: row.confirmed_at?.toISOString() ?? null,
-    payment_reference: row.payment_reference
-  }
-}
 
 /**
  * The booking, or BOOKING_NOT_FOUND. With `ownedBy`, another buyer's booking is not found either,
@@ -94,7 +72,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       reply.raw.off('close', onClose)
       row = await findOrThrow(reader, id, ownedBy)
     }
-    return toBookingResponse(row)
+    return bookingJson(row)
   })
 
   app.delete('/bookings/:id', {
@@ -128,7 +106,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     }
     return reply.code(row.status === BOOKING_STATUS.cancelled ? 200 : 202)
       .header('location', bookingLocation(id, row.user_id))
-      .send(toBookingResponse(row))
+      .send(bookingJson(row))
   })
 
   app.post('/bookings/:id/confirm', {
@@ -148,6 +126,6 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
     if (result.outcome === 'expired') throw new AppError('HOLD_EXPIRED')
     if (result.outcome === 'not_confirmable') throw new AppError('BOOKING_NOT_CONFIRMABLE')
     if (result.outcome === 'confirmed') metrics?.holdsEnded.inc({ outcome: 'confirmed' })
-    return toBookingResponse(result.booking)
+    return bookingJson(result.booking)
   })
 }

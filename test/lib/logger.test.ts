@@ -21,7 +21,7 @@ t.test('request logs keep the path but not the query: ?user_id= proves who owns 
     config: {
       ADMIN_TOKEN, QUEUE_CAPACITY: 1000, INTAKE_BATCH_MAX: 10, INTAKE_BATCH_WAIT_MS: 0, DB_POOL_MAX: 4,
       RATE_LIMIT_PER_IP_PER_MINUTE: 0, BUY_LIMIT_PER_USER_PER_MINUTE: 0, TRUST_PROXY_HOPS: 0, MAX_EVENT_LOOP_DELAY_MS: 0,
-      BUYER_AUTH: 'none', BUYER_JWT_JWKS_COOLDOWN_MS: 30_000
+      BUYER_AUTH: 'none', BUYER_JWT_JWKS_COOLDOWN_MS: 30_000, WEBHOOK_ALLOW_PRIVATE_NETWORKS: false
     }
   })
   t.teardown(async () => { await app.close() })

@@ -1,0 +1,116 @@
+import { sql } from 'kysely'
+import type { Db } from './client.ts'
+import type { BookingRow, Trx, WebhookDeliveryRow, WebhookEndpointRow } from './database.ts'
+
+// Webhook endpoints, the outbox the bookings table's triggers fill, and the log of delivery
+// attempts (docs/decisions/0013-webhooks-outbox.md). Every table here is small or read by key;
+// the admin routes read them on a pool that plans as PostgreSQL does (withEveryPlan).
+
+/** Most endpoints the service keeps: each status change is queued once per endpoint that wants it. */
+export const MAX_WEBHOOK_ENDPOINTS = 20
+
+export interface NewEndpoint { id: string, url: string, eventTypes: readonly string[], secret: string }
+
+/** Registers an endpoint; undefined when MAX_WEBHOOK_ENDPOINTS are registered already. */
+export async function insertEndpoint (db: Db, endpoint: NewEndpoint): Promise<WebhookEndpointRow | undefined> {
+  // Counted and inserted in one statement under a lock on the table, so concurrent registrations
+  // cannot pass the limit together.
+  return await db.transaction().execute(async (trx) => {
+    await sql`LOCK TABLE webhook_endpoints IN SHARE ROW EXCLUSIVE MODE`.execute(trx)
+    const { rows: [row] } = await sql<WebhookEndpointRow>`
+      INSERT INTO webhook_endpoints (id, url, event_types, secret)
+      SELECT ${endpoint.id}, ${endpoint.url}, ${[...endpoint.eventTypes]}::text[], ${endpoint.secret}
+      WHERE (SELECT count(*) FROM webhook_endpoints) < ${MAX_WEBHOOK_ENDPOINTS}
+      RETURNING *`.execute(trx)
+    return row
+  })
+}
+
+export async function listEndpoints (db: Db): Promise<WebhookEndpointRow[]> {
+  return await db.selectFrom('webhook_endpoints').selectAll().orderBy('created_at').orderBy('id').execute()
+}
+
+export async function findEndpoint (db: Db, id: string): Promise<WebhookEndpointRow | undefined> {
+  return await db.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+/** Deletes an endpoint and its delivery log; deliveries still queued for it are then dropped. */
+export async function deleteEndpoint (db: Db, id: string): Promise<boolean> {
+  const result = await db.deleteFrom('webhook_endpoints').where('id', '=', id).executeTakeFirst()
+  return result.numDeletedRows === 1n
+}
+
+/** Stops deliveries to an endpoint (its receiver said 410 Gone); kept, with why, for the operator. */
+export async function disableEndpoint (db: Db, id: string, reason: string): Promise<void> {
+  await db.updateTable('webhook_endpoints')
+    .set({ disabled_at: sql<Date>`clock_timestamp()`, disabled_reason: reason })
+    .where('id', '=', id).where('disabled_at', 'is', null)
+    .execute()
+}
+
+/** The endpoints that still take deliveries, of those asked for. */
+export async function findActiveEndpoints (db: Db, ids: readonly string[]): Promise<WebhookEndpointRow[]> {
+  if (ids.length === 0) return []
+  return await db.selectFrom('webhook_endpoints').selectAll()
+    .where('id', '=', sql<string>`ANY(${[...ids]}::uuid[])`).where('disabled_at', 'is', null)
+    .execute()
+}
+
+/** A status change the triggers recorded: the booking as it was right after it. */
+export interface OutboxMessage {
+  seq: string
+  booking_id: string
+  type: string
+  booking: BookingRow
+  changed_at: Date
+}
+
+/** Takes (deletes) up to `limit` of the oldest outbox rows in `trx`: they are gone only if it commits. */
+export async function takeOutbox (trx: Trx, limit: number): Promise<OutboxMessage[]> {
+  const { rows } = await sql<Omit<OutboxMessage, 'booking'> & { booking: Record<string, unknown> }>`
+    DELETE FROM webhook_outbox
+    WHERE seq = ANY(ARRAY(SELECT seq FROM webhook_outbox ORDER BY seq LIMIT ${limit} FOR UPDATE SKIP LOCKED))
+    RETURNING seq, booking_id, type, booking, changed_at`.execute(trx)
+  return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map((row) => ({ ...row, booking: bookingFromJson(row.booking) }))
+}
+
+const INSTANTS = ['created_at', 'decided_at', 'expires_at', 'cancel_requested_at', 'cancelled_at', 'hold_expires_at', 'confirmed_at'] as const
+
+/** A booking row as to_jsonb() wrote it: its instants back to Dates. */
+function bookingFromJson (json: Record<string, unknown>): BookingRow {
+  const row = { ...json } as Record<string, unknown>
+  for (const column of INSTANTS) {
+    const value = row[column]
+    row[column] = typeof value === 'string' ? new Date(value) : null
+  }
+  if (typeof row.arrival === 'number') row.arrival = String(row.arrival)
+  return row as unknown as BookingRow
+}
+
+export async function countOutbox (db: Db): Promise<number> {
+  const { rows: [row] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM webhook_outbox`.execute(db)
+  return row?.n ?? 0
+}
+
+export type NewDelivery = Omit<WebhookDeliveryRow, 'id' | 'attempted_at'>
+
+/** Records delivery attempts (one statement per batch). */
+export async function recordDeliveries (db: Db, deliveries: readonly NewDelivery[]): Promise<void> {
+  if (deliveries.length === 0) return
+  await db.insertInto('webhook_deliveries').values([...deliveries]).execute()
+}
+
+/** An endpoint's most recent delivery attempts, newest first. */
+export async function findDeliveries (db: Db, endpointId: string, limit: number): Promise<WebhookDeliveryRow[]> {
+  return await db.selectFrom('webhook_deliveries').selectAll()
+    .where('endpoint_id', '=', endpointId)
+    .orderBy('endpoint_id', 'desc').orderBy('id', 'desc')
+    .limit(limit)
+    .execute()
+}
+
+/** Forgets delivery attempts older than `days`; returns how many. */
+export async function pruneDeliveries (db: Db, days: number): Promise<number> {
+  const result = await sql`DELETE FROM webhook_deliveries WHERE attempted_at < clock_timestamp() - make_interval(days => ${days})`.execute(db)
+  return Number(result.numAffectedRows ?? 0n)
+}
