@@ -72,7 +72,7 @@ export async function ensureWebhookQueues (boss: PgBoss, retryDelayS: number): P
     retryDelayMax: RETRY_DELAY_MAX_S,
     // A batch is delivered in parallel, each attempt at most DELIVERY_TIMEOUT_MS: past this, its
     // worker is taken for dead and the job is tried again.
-    expireInSeconds: 30,
+    expireInSeconds: 15,
     // Waiting for a retry longer than the span is impossible; this only bounds a queue nobody works.
     retentionSeconds: 14 * 24 * 3600,
     deleteAfterSeconds: 24 * 3600,
