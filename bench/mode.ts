@@ -16,6 +16,7 @@ import { createRunDatabase, type RunDatabase } from './run-database.ts'
 import { runSale } from './sale.ts'
 import { startBenchService, stopOrThrow, type BenchService } from './service.ts'
 import { timeSettlement } from './settlement.ts'
+import { startBenchReceiver, type BenchReceiver, type WebhookFigures } from './webhooks.ts'
 
 export interface ModeParams {
   mode: string
@@ -35,6 +36,7 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
   let database: RunDatabase | undefined
   let service: BenchService | undefined
   let sql: postgres.Sql | undefined
+  let receiver: BenchReceiver | undefined
   try {
     let baseUrl = options.url
     let databaseUrl = options.databaseUrl
@@ -50,7 +52,9 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
         DATABASE_URL: databaseUrl, ADMIN_TOKEN: adminToken, WORKER_MODE: mode,
         QUEUE_CAPACITY: String(Math.max(requests, options.backlog) * 2 + 100_000), RATE_LIMIT_PER_IP_PER_MINUTE: '0',
         // With buyer tokens, the sale's service and settlement alone's API trust the bench's provider.
-        ...identity?.serviceEnv
+        ...identity?.serviceEnv,
+        // With webhooks, the services may reach the bench's receiver on the loopback.
+        ...options.webhooks ? { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' } : {}
       })
       service = await startBenchService('all', serviceEnv, { profileDir, quiet: options.quiet })
       baseUrl = service.base
@@ -60,6 +64,10 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
     // Which server every figure comes from, and whether it would JIT-compile (its own default).
     const [server] = await db<[{ version: string, jit: string, jitAvailable: boolean }]>`
       SELECT current_setting('server_version') AS version, current_setting('jit') AS jit, pg_jit_available() AS "jitAvailable"`
+    if (options.webhooks) {
+      receiver = await startBenchReceiver()
+      await receiver.register(baseUrl, token)
+    }
     await warmUp(options, baseUrl, db, token, `Bench warm-up ${startedAt.toISOString()} ${mode}`, identity)
     const sale = await runSale({
       options, mode, requests, quota, baseUrl, adminToken: token, db, servicePid: service?.child.pid, clusterDir: database?.clusterDir, startedAt, identity, log
@@ -100,6 +108,16 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
     if (readUnavailable > 0) invariants.failures.push(`${readUnavailable} booking reads answered 503`)
     if (readErrors > 0) invariants.failures.push(`${readErrors} booking reads failed or answered neither 200 nor 503`)
 
+    // Every message of the sale and its drain delivered, once each, while the sale's service runs.
+    // (Settlement alone's worker delivers its backlog's messages too, but is stopped once timed.)
+    let webhooks: Omit<WebhookFigures, 'failures'> | undefined
+    if (receiver !== undefined) {
+      log(`webhooks (${mode}): waiting for every message to be delivered...`)
+      const { failures, ...figures } = await receiver.drain(db, options.waitS)
+      invariants.failures.push(...failures)
+      webhooks = figures
+    }
+
     // 5. Settlement alone: the API stores a backlog with no worker running, then the worker is timed.
     let settlement: Record<string, unknown> = { settle_backlog: 0 }
     if (options.url === undefined && options.backlog > 0) {
@@ -110,10 +128,12 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
       })
     }
     return modeResult(options, {
+      webhooks,
       params, sale, decisions, invariants, otherBuyers, holds, endpointProblems, settlement, readAfter, waits, readUnavailable, readErrors, server,
       serverName: database?.server ?? 'the one --url runs on'
     })
   } finally {
+    await receiver?.close()
     await sql?.end({ timeout: 5 })
     try {
       await stopOrThrow(service, 'the service')

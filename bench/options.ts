@@ -38,6 +38,8 @@ const HELP = `npm run bench -- [options]
   --buyer-tokens        buyers sign in: the service runs with BUYER_AUTH=jwt and the bench's own key,
                         each crowd user gets an RS256 token signed before the sale and sends it with
                         every purchase (no user_id in the body) and every read (default off)
+  --webhooks            a receiver in the bench subscribes to every webhook type for the whole run; at
+                        the end every message queued must have been delivered once (default off)
   --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
   --wait S              longest wait for every accepted purchase to be decided and every hold to
                         end (default 180)
@@ -80,6 +82,8 @@ export interface BenchOptions {
   releasePercent: number
   /** Buyers sign in: BUYER_AUTH=jwt, each crowd user sends its token (bench/buyer-tokens.ts). */
   buyerTokens: boolean
+  /** A webhook receiver subscribed to every type for the whole run (bench/webhooks.ts). */
+  webhooks: boolean
   workerModes: string[]
   waitS: number
   ceilingS: number
@@ -160,6 +164,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
       'confirm-percent': { type: 'string', default: '60' },
       'release-percent': { type: 'string', default: '10' },
       'buyer-tokens': { type: 'boolean', default: false },
+      webhooks: { type: 'boolean', default: false },
       'worker-mode': { type: 'string', default: 'batched,serial' },
       wait: { type: 'string', default: '180' },
       'ceiling-seconds': { type: 'string', default: '5' },
@@ -194,6 +199,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
     fail('--url needs --database-url (for the invariant checks) and --admin-token (to create the events)')
   }
   if (opts.url !== undefined && opts['buyer-tokens']) fail('--buyer-tokens signs with a key of its own, which a server at --url does not trust: leave out --url')
+  if (opts.url !== undefined && opts.webhooks) fail('--webhooks needs the service the bench runs (WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to reach its receiver): leave out --url')
   if (opts.url !== undefined && workerModes.length > 1) fail('--url measures the server that runs there: give one --worker-mode (its WORKER_MODE)')
   return {
     requests: int('requests', opts.requests, 1),
@@ -215,6 +221,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
     confirmPercent,
     releasePercent,
     buyerTokens: opts['buyer-tokens'],
+    webhooks: opts.webhooks,
     workerModes,
     waitS: int('wait', opts.wait, 1),
     ceilingS: int('ceiling-seconds', opts['ceiling-seconds'], 1),

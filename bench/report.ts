@@ -33,6 +33,8 @@ export interface ModeFigures {
   readErrors: number
   server: { version: string, jit: string, jitAvailable: boolean }
   serverName: string
+  /** With --webhooks: what the receiver got (bench/webhooks.ts). */
+  webhooks: Record<string, number | null> | undefined
 }
 
 /** One mode's JSON record (its samples go to the chart, not the file). */
@@ -60,6 +62,9 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     quantity_mix: options.quantity,
     // Buyers signed in (--buyer-tokens): every purchase and read as a buyer carried an RS256 token.
     buyer_tokens: options.buyerTokens,
+    // A webhook receiver subscribed to every type for the whole run (--webhooks).
+    webhooks: options.webhooks,
+    ...figures.webhooks,
     accepted: queuedIds.length,
     sold_out_at_once: soldOutIds.length,
     stored,

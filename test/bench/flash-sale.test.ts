@@ -131,10 +131,12 @@ t.test('hold and token options are checked before anything runs', async (t) => {
   }
 })
 
-t.test('a small sale with holds: a share confirmed, a share released, the rest expired, every hold ended', async (t) => {
+t.test('a small sale with holds and a webhook receiver: every hold ended, every message delivered', async (t) => {
   // The default mix's holds and shares, shorter holds; settlement alone has no holds and is left out.
+  // The receiver gets every type: sold-out answers, decisions, holds' ends, cancellations.
   const { code, result } = await runBench(t, ['--worker-mode', 'batched', '--requests', '300', '--quota', '40', '--concurrency', '20',
-    '--quantity', '1:3,2:1', '--hold-seconds', '2', '--backlog', '0', '--followers', '4', '--reads', '100', '--readers', '8', '--wait', '60', ...serverArgs])
+    '--quantity', '1:3,2:1', '--hold-seconds', '2', '--backlog', '0', '--followers', '4', '--reads', '100', '--readers', '8', '--wait', '60',
+    '--webhooks', ...serverArgs])
   t.equal(code, 0, 'exits 0')
   for (const field of REQUIRED_FIELDS) t.ok(field in result, `reports ${field}`)
   t.match(result, {
@@ -152,6 +154,11 @@ t.test('a small sale with holds: a share confirmed, a share released, the rest e
   t.ok(n('holds_seen') <= n('holds') && n('confirm_requests') + n('release_requests') <= n('holds_seen'), 'the seller acted only on holds it saw')
   t.ok(n('holds_released') >= n('release_accepted'), 'every release accepted ended its hold (the admin\'s cancellations release holds too)')
   t.ok(n('sold') >= n('holds_confirmed') && n('sold') <= 40, 'the seats sold are the confirmed holds\' (one or two each)')
+  t.match(result, { webhooks: true, webhook_jobs_open: 0, webhook_jobs_failed: 0 }, 'every webhook message delivered')
+  // At least one message per stored purchase (its decision), one more per hold (its end).
+  t.ok(n('webhook_messages_distinct') >= 300 + n('holds'), `${n('webhook_messages_distinct')} messages`)
+  t.equal(n('webhook_messages_distinct'), n('webhook_jobs_completed'), 'each delivered message once in the queue, each queued one received')
+  t.ok(n('webhook_messages_verified') > 0, 'a sample verified with standardwebhooks')
 })
 
 t.test('a small sale with buyer tokens: each buyer sends its token, every purchase is stored under the buyer it names', async (t) => {
