@@ -10,11 +10,15 @@ import { buildApp } from '../server/app.ts'
 import { buildOpsApp } from '../server/ops-app.ts'
 import { startPurchaseWorker, WORKER_POOL_SIZE, type PurchaseWorker } from '../worker/worker.ts'
 import { databaseUrlRequired, loadConfigOrExit, type Config } from '../lib/config.ts'
+import { createActivity } from '../lib/activity.ts'
 import { createLogger } from '../lib/logger.ts'
 import { createMetrics } from '../lib/metrics.ts'
 import { metricsSources } from './metrics-sources.ts'
 import { createBoss, ensurePurchaseQueues } from '../purchase/queue.ts'
 import { ensureWebhookQueues, startWebhookLoops } from '../worker/webhooks.ts'
+
+// The sale counts as running until this long after its last intake batch or settled batch.
+const SALE_QUIET_MS = 1000
 
 export interface Roles {
   api: boolean
@@ -125,10 +129,12 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
 
   // One registry per process: in `npm start` the API's /metrics shows the worker's too.
   const metrics = createMetrics(metricsSources({ pools: { api: apiDb, worker: workerDb }, db: apiDb ?? workerDb as Db, boss }))
+  // What webhook delivery yields to: intake and settlement in this process.
+  const activity = createActivity()
   let worker: PurchaseWorker | undefined
   if (workerDb !== undefined) {
     worker = startPurchaseWorker({ db: workerDb, boss, log, metrics },
-      { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS })
+      { mode: config.WORKER_MODE, batchSize: config.WORKER_BATCH_SIZE, idlePollMs: config.WORKER_IDLE_POLL_MS, onSettled: activity.touch })
     const running = worker
     closers.push({ name: 'purchase worker', close: running.stop })
     // Webhooks on a pool of their own: a slow receiver or a backlog of messages never makes
@@ -136,12 +142,14 @@ async function start (config: Config, roles: Roles, log: Logger, closers: Closer
     const webhooksDb = createDb(poolOptions('webhooks', url, config))
     closers.push({ name: 'webhooks database pool', close: async () => { await closeDb(webhooksDb) } })
     await ensureWebhookQueues(boss, config.WEBHOOK_RETRY_DELAY_S)
-    const webhooks = await startWebhookLoops({ db: webhooksDb, boss, log, metrics, allowPrivateNetworks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS })
+    const webhooks = await startWebhookLoops({
+      db: webhooksDb, boss, log, metrics, allowPrivateNetworks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS, saleBusy: () => activity.within(SALE_QUIET_MS)
+    })
     closers.push({ name: 'webhook delivery', close: webhooks.stop })
   }
 
   if (apiDb !== undefined) {
-    const app = await buildApp({ db: apiDb, boss, log, config, metrics, onPurchaseAccepted: worker?.wake })
+    const app = await buildApp({ db: apiDb, boss, log, config, metrics, onPurchaseAccepted: worker?.wake, onPurchasesStored: activity.touch })
     closers.push({ name: 'http server', close: async () => { await app.close() } })
     const hintEventId = config.DEMO_EVENT ? await ensureDemoEvent(apiDb, log) : undefined
     await app.listen({ port: config.PORT, host: config.HOST })

@@ -47,6 +47,8 @@ export interface AppDeps {
   metrics: Metrics
   /** Called after each commit that queued purchases or cancellations (the in-process worker starts at once). */
   onPurchaseAccepted?: () => void
+  /** Called after each committed intake batch, queued or answered at once (lib/activity.ts). */
+  onPurchasesStored?: () => void
 }
 
 
@@ -66,7 +68,7 @@ const INTAKE_BATCHES_IN_FLIGHT = 4
 
 /** Builds the HTTP app; never listens (app/service.ts and the tests do). */
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
-  const { db, boss, log, config, onPurchaseAccepted, metrics } = deps
+  const { db, boss, log, config, onPurchaseAccepted, onPurchasesStored, metrics } = deps
   // Before anything listens: a buyer key that cannot be used stops the start.
   const buyers = await createBuyerVerifier(config)
   const httpLog: FastifyBaseLogger = log.child({ component: 'http' })
@@ -156,7 +158,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     onPurchaseAccepted?.()
     notifyQueued()
   }
-  const intake = createIntake({ db, log, onQueued }, {
+  const intake = createIntake({ db, log, onQueued, onStored: onPurchasesStored }, {
     queueCapacity: config.QUEUE_CAPACITY,
     batchMax: config.INTAKE_BATCH_MAX,
     batchWaitMs: config.INTAKE_BATCH_WAIT_MS,

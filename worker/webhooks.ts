@@ -88,6 +88,8 @@ export interface WebhookDeps {
   log: Logger
   metrics?: Metrics
   allowPrivateNetworks: boolean
+  /** Whether the sale is running in this process: messages are then queued at a trickle (WHILE_SALE_BUSY). */
+  saleBusy?: () => boolean
 }
 
 export interface WebhookLoops {
@@ -98,11 +100,17 @@ export interface WebhookLoops {
 
 const DISPATCH_INTERVAL_MS = 250
 const DISPATCH_BATCH = 1000
+// While the sale runs, messages are queued at most this many per tick (100 a second): delivery
+// then costs the sale a few percent, and catches up at full speed once the sale is quiet.
+const WHILE_SALE_BUSY = 25
 const PRUNE_INTERVAL_MS = 10 * 60_000
 const ERROR_BACKOFF_MS = 1000
 
-/** Queues the outbox's messages, one job per endpoint that wants each, until the outbox is empty. Returns how many messages. */
-export async function dispatchOutbox (db: Db, boss: PgBoss, limit = DISPATCH_BATCH): Promise<number> {
+/**
+ * Queues the outbox's messages, one job per endpoint that wants each, `limit` per transaction until
+ * the outbox is empty, or once only with `once`. Returns how many messages.
+ */
+export async function dispatchOutbox (db: Db, boss: PgBoss, { limit = DISPATCH_BATCH, once = false } = {}): Promise<number> {
   let taken = 0
   for (;;) {
     const n = await db.transaction().execute(async (trx) => {
@@ -121,7 +129,7 @@ export async function dispatchOutbox (db: Db, boss: PgBoss, limit = DISPATCH_BAT
       return messages.length
     })
     taken += n
-    if (n < limit) return taken
+    if (n < limit || once) return taken
   }
 }
 
@@ -132,8 +140,9 @@ interface Attempt {
 }
 
 /**
- * Starts the dispatcher and the delivery workers. Deliveries are fetched 25 at a time by each of
- * two pg-boss workers and sent in parallel; a full batch is followed at once by the next.
+ * Starts the dispatcher and the delivery workers. Deliveries are fetched 50 at a time by each of
+ * two pg-boss workers and sent in parallel; a full batch is followed at once by the next. While
+ * the sale runs (`saleBusy`), the dispatcher queues a trickle, so delivery waits for quiet.
  */
 export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoops> {
   const log = deps.log.child({ component: 'webhooks' })
@@ -146,7 +155,8 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
     while (!stopping) {
       woken = false
       try {
-        const n = await dispatchOutbox(deps.db, deps.boss)
+        const busy = deps.saleBusy?.() ?? false
+        const n = await dispatchOutbox(deps.db, deps.boss, busy ? { limit: WHILE_SALE_BUSY, once: true } : {})
         if (n > 0) log.debug({ messages: n }, 'webhook messages queued')
         if (Date.now() - prunedAt > PRUNE_INTERVAL_MS) {
           prunedAt = Date.now()
@@ -197,7 +207,7 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
     return attempts.map((a) => a.result)
   }
 
-  const workOptions = { batchSize: 25, localConcurrency: 2, pollingIntervalSeconds: 1, burstWhenBatchFull: true, perJobResults: true } as const
+  const workOptions = { batchSize: 50, localConcurrency: 2, pollingIntervalSeconds: 1, burstWhenBatchFull: true, perJobResults: true } as const
   await deps.boss.work<DeliveryJob, unknown, typeof workOptions>(WEBHOOK_QUEUE, workOptions, deliverBatch)
   log.info('webhook dispatcher and delivery started')
 

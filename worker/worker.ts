@@ -17,6 +17,8 @@ export interface WorkerOptions {
   batchSize: number
   /** The safety net: how often an idle worker looks for work without being told. */
   idlePollMs: number
+  /** Called after each transaction that claimed purchases (lib/activity.ts). */
+  onSettled?: () => void
 }
 
 export interface PurchaseWorker {
@@ -138,6 +140,7 @@ export function startPurchaseWorker (deps: SettleDeps, options: WorkerOptions): 
       try {
         const { claimed, setAside: setAsideNow } = await settleOnce(loop)
         settled += claimed
+        if (claimed > 0) options.onSettled?.()
         // Idle: rest until woken, the next poll, or the moment an event set aside is due to be tried again.
         if (claimed === 0 && setAsideNow === 0 && serialAfterFailure === 0 && !stopping) await rest(loop, idleMs(setAside[loop]))
       } catch (err) {

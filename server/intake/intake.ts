@@ -45,7 +45,16 @@ const isNewlyQueued = (answer: Answer | undefined): boolean =>
  * No query per request, and nothing about events cached: the unknown-event check, the sale window
  * and the sold-out fast path are read by the batch's own statement.
  */
-export function createIntake ({ db, log, onQueued }: { db: Db, log: Logger, onQueued: () => void }, options: IntakeOptions): Intake {
+export interface IntakeDeps {
+  db: Db
+  log: Logger
+  /** After a commit that queued purchases: wake the workers. */
+  onQueued: () => void
+  /** After every committed batch (lib/activity.ts). */
+  onStored?: () => void
+}
+
+export function createIntake ({ db, log, onQueued, onStored }: IntakeDeps, options: IntakeOptions): Intake {
   const countPending = async (): Promise<number> => await countPendingBookings(db)
   const capacity = new CapacityGate({ capacity: options.queueCapacity, countPending, refreshMs: options.pendingRefreshMs, log })
 
@@ -72,6 +81,7 @@ export function createIntake ({ db, log, onQueued }: { db: Db, log: Logger, onQu
 
     const queued = leaders.filter((p) => isNewlyQueued(answers.get(p))).length
     capacity.queued(queued)
+    onStored?.()
     if (queued > 0) onQueued()
     return batch.map((purchase) => answers.get(purchase) as Answer)
   }

@@ -54,7 +54,7 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       querystring: BookingQuery,
       headers: AdminHeaders,
       security,
-      response: { 200: Booking, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
+      response: { 200: Booking, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 503: ErrorResponse }
     }
   }, async (request, reply) => {
     const id = request.params.id
@@ -83,7 +83,9 @@ export const bookingRoutes: FastifyPluginAsyncTypebox<BookingRouteOptions> = asy
       querystring: CancelQuery,
       headers: AdminHeaders,
       security,
-      response: { 200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
+      response: {
+        200: Booking, 202: Booking, 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse
+      }
     }
   }, async (request, reply) => {
     const id = request.params.id

@@ -68,7 +68,10 @@ export const purchaseRoutes: FastifyPluginAsyncTypebox<PurchaseRouteOptions> = a
       headers: BuyHeaders,
       body: buyers === undefined ? BuyBody : BuyBodyWithToken,
       ...(buyers === undefined ? {} : { security: [{ buyer: [] }] }),
-      response: { 200: BuyDecided, 202: BuyAccepted, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
+      response: {
+        200: BuyDecided, 202: BuyAccepted,
+        400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse
+      }
     }
   }, async (request, reply) => {
     const { quantity = 1, max_wait_seconds } = request.body
