@@ -59,32 +59,29 @@ export async function findActiveEndpoints (db: Db, ids: readonly string[]): Prom
 /** A status change the triggers recorded: the booking as it was right after it. */
 export interface OutboxMessage {
   seq: string
-  booking_id: string
-  type: string
   booking: BookingRow
   changed_at: Date
 }
 
-/** Takes (deletes) up to `limit` of the oldest outbox rows in `trx`: they are gone only if it commits. */
+// The columns a status change can set, as the outbox keeps them; every other column of a booking
+// is set once, when it is stored.
+const CHANGING = ['status', 'reason', 'decided_at', 'cancel_requested_at', 'cancelled_at', 'hold_expires_at', 'confirmed_at', 'payment_reference'] as const
+
+/**
+ * Takes (deletes) up to `limit` of the oldest outbox rows in `trx`, each with its booking as it was
+ * then (the changing columns from the outbox, the rest from the booking): gone only if `trx` commits.
+ */
 export async function takeOutbox (trx: Trx, limit: number): Promise<OutboxMessage[]> {
-  const { rows } = await sql<Omit<OutboxMessage, 'booking'> & { booking: Record<string, unknown> }>`
-    DELETE FROM webhook_outbox
-    WHERE seq = ANY(ARRAY(SELECT seq FROM webhook_outbox ORDER BY seq LIMIT ${limit} FOR UPDATE SKIP LOCKED))
-    RETURNING seq, booking_id, type, booking, changed_at`.execute(trx)
-  return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map((row) => ({ ...row, booking: bookingFromJson(row.booking) }))
-}
-
-const INSTANTS = ['created_at', 'decided_at', 'expires_at', 'cancel_requested_at', 'cancelled_at', 'hold_expires_at', 'confirmed_at'] as const
-
-/** A booking row as to_jsonb() wrote it: its instants back to Dates. */
-function bookingFromJson (json: Record<string, unknown>): BookingRow {
-  const row = { ...json } as Record<string, unknown>
-  for (const column of INSTANTS) {
-    const value = row[column]
-    row[column] = typeof value === 'string' ? new Date(value) : null
-  }
-  if (typeof row.arrival === 'number') row.arrival = String(row.arrival)
-  return row as unknown as BookingRow
+  const { rows } = await sql<BookingRow & { seq: string, changed_at: Date }>`
+    WITH taken AS (
+      DELETE FROM webhook_outbox
+      WHERE seq = ANY(ARRAY(SELECT seq FROM webhook_outbox ORDER BY seq LIMIT ${limit} FOR UPDATE SKIP LOCKED))
+      RETURNING *
+    )
+    SELECT b.*, ${sql.join(CHANGING.map((column) => sql`t.${sql.ref(column)}`))}, t.seq, t.changed_at
+    FROM taken t JOIN bookings b ON b.id = t.booking_id
+    ORDER BY t.seq`.execute(trx)
+  return rows.map(({ seq, changed_at: changedAt, ...booking }) => ({ seq, changed_at: changedAt, booking }))
 }
 
 export async function countOutbox (db: Db): Promise<number> {

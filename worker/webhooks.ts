@@ -118,11 +118,12 @@ export async function dispatchOutbox (db: Db, boss: PgBoss, { limit = DISPATCH_B
       if (messages.length === 0) return 0
       const endpoints = await trx.selectFrom('webhook_endpoints').select(['id', 'event_types']).where('disabled_at', 'is', null).execute()
       const jobs = messages.flatMap((message) => {
-        const messageId = webhookMessageId(message.booking_id, message.booking.status)
-        const body = JSON.stringify(webhookMessage(message.booking, message.changed_at))
-        return endpoints.filter((endpoint) => endpoint.event_types.includes(message.type)).map((endpoint) => ({
+        const messageId = webhookMessageId(message.booking.id, message.booking.status)
+        const body = webhookMessage(message.booking, message.changed_at)
+        const json = JSON.stringify(body)
+        return endpoints.filter((endpoint) => endpoint.event_types.includes(body.type)).map((endpoint) => ({
           id: uuidv5(`${endpoint.id}\n${messageId}`, JOB_ID_NAMESPACE),
-          data: { endpoint_id: endpoint.id, message_id: messageId, type: message.type, body } satisfies DeliveryJob
+          data: { endpoint_id: endpoint.id, message_id: messageId, type: body.type, body: json } satisfies DeliveryJob
         }))
       })
       if (jobs.length > 0) await boss.insert(WEBHOOK_QUEUE, jobs, { db: fromKysely(trx) })

@@ -15,13 +15,22 @@ export async function up (db: Kysely<unknown>): Promise<void> {
     CHECK ((disabled_at IS NULL) = (disabled_reason IS NULL))
   )`.execute(db)
 
-  // One row per status a booking reaches while an endpoint listens for it: the booking as it was
-  // then. Taken (deleted) by the dispatcher in the transaction that queues its deliveries.
+  // One row per status a booking reaches while an endpoint listens for it, with the columns that
+  // change along the way as they were then (the others never change: read from the booking when
+  // dispatched). Typed columns, not a JSON copy of the row: a quarter of the cost to write, in a
+  // statement that holds an event's lock. Taken (deleted) by the dispatcher in the transaction
+  // that queues its deliveries.
   await sql`CREATE TABLE webhook_outbox (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     booking_id uuid NOT NULL,
-    type text NOT NULL,
-    booking jsonb NOT NULL,
+    status text NOT NULL,
+    reason text,
+    decided_at timestamptz,
+    cancel_requested_at timestamptz,
+    cancelled_at timestamptz,
+    hold_expires_at timestamptz,
+    confirmed_at timestamptz,
+    payment_reference text,
     changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
   )`.execute(db)
 
@@ -58,14 +67,14 @@ export async function up (db: Kysely<unknown>): Promise<void> {
         RETURN NULL;
       END IF;
       IF TG_OP = 'INSERT' THEN
-        INSERT INTO webhook_outbox (booking_id, type, booking)
-        SELECT n.id, 'booking.' || lower(n.status), to_jsonb(n)
+        INSERT INTO webhook_outbox (booking_id, status, reason, decided_at, cancel_requested_at, cancelled_at, hold_expires_at, confirmed_at, payment_reference)
+        SELECT n.id, n.status, n.reason, n.decided_at, n.cancel_requested_at, n.cancelled_at, n.hold_expires_at, n.confirmed_at, n.payment_reference
         FROM changed_new n
         WHERE n.status <> 'PENDING' AND 'booking.' || lower(n.status) = ANY(wanted)
         ORDER BY n.id;
       ELSE
-        INSERT INTO webhook_outbox (booking_id, type, booking)
-        SELECT n.id, 'booking.' || lower(n.status), to_jsonb(n)
+        INSERT INTO webhook_outbox (booking_id, status, reason, decided_at, cancel_requested_at, cancelled_at, hold_expires_at, confirmed_at, payment_reference)
+        SELECT n.id, n.status, n.reason, n.decided_at, n.cancel_requested_at, n.cancelled_at, n.hold_expires_at, n.confirmed_at, n.payment_reference
         FROM changed_new n JOIN changed_old o ON o.id = n.id
         WHERE n.status IS DISTINCT FROM o.status AND 'booking.' || lower(n.status) = ANY(wanted)
         ORDER BY n.id;
