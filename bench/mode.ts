@@ -54,7 +54,7 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
         // With buyer tokens, the sale's service and settlement alone's API trust the bench's provider.
         ...identity?.serviceEnv,
         // With webhooks, the services may reach the bench's receiver on the loopback.
-        ...options.webhooks ? { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' } : {}
+        ...options.webhooks !== undefined ? { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' } : {}
       })
       service = await startBenchService('all', serviceEnv, { profileDir, quiet: options.quiet })
       baseUrl = service.base
@@ -64,9 +64,9 @@ export async function runMode (options: BenchOptions, log: (line: string) => voi
     // Which server every figure comes from, and whether it would JIT-compile (its own default).
     const [server] = await db<[{ version: string, jit: string, jitAvailable: boolean }]>`
       SELECT current_setting('server_version') AS version, current_setting('jit') AS jit, pg_jit_available() AS "jitAvailable"`
-    if (options.webhooks) {
+    if (options.webhooks !== undefined) {
       receiver = await startBenchReceiver()
-      await receiver.register(baseUrl, token)
+      await receiver.register(baseUrl, token, options.webhooks)
     }
     await warmUp(options, baseUrl, db, token, `Bench warm-up ${startedAt.toISOString()} ${mode}`, identity)
     const sale = await runSale({

@@ -38,8 +38,10 @@ const HELP = `npm run bench -- [options]
   --buyer-tokens        buyers sign in: the service runs with BUYER_AUTH=jwt and the bench's own key,
                         each crowd user gets an RS256 token signed before the sale and sends it with
                         every purchase (no user_id in the body) and every read (default off)
-  --webhooks            a receiver in the bench subscribes to every webhook type for the whole run; at
-                        the end every message queued must have been delivered once (default off)
+  --webhooks            a receiver in the bench subscribes to webhooks for the whole run; after the
+                        sale every message queued must have been delivered once (default off)
+  --webhook-types T     with --webhooks, the types it asks for, comma-separated, e.g.
+                        booking.success,booking.held (default all: sold-out answers included)
   --worker-mode MODES   WORKER_MODE(s) to run, comma-separated, side by side (default batched,serial)
   --wait S              longest wait for every accepted purchase to be decided and every hold to
                         end (default 180)
@@ -82,8 +84,8 @@ export interface BenchOptions {
   releasePercent: number
   /** Buyers sign in: BUYER_AUTH=jwt, each crowd user sends its token (bench/buyer-tokens.ts). */
   buyerTokens: boolean
-  /** A webhook receiver subscribed to every type for the whole run (bench/webhooks.ts). */
-  webhooks: boolean
+  /** A webhook receiver subscribed to these types for the whole run (bench/webhooks.ts); undefined: none. */
+  webhooks: string[] | undefined
   workerModes: string[]
   waitS: number
   ceilingS: number
@@ -165,6 +167,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
       'release-percent': { type: 'string', default: '10' },
       'buyer-tokens': { type: 'boolean', default: false },
       webhooks: { type: 'boolean', default: false },
+      'webhook-types': { type: 'string', default: 'all' },
       'worker-mode': { type: 'string', default: 'batched,serial' },
       wait: { type: 'string', default: '180' },
       'ceiling-seconds': { type: 'string', default: '5' },
@@ -221,7 +224,7 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
     confirmPercent,
     releasePercent,
     buyerTokens: opts['buyer-tokens'],
-    webhooks: opts.webhooks,
+    webhooks: opts.webhooks ? webhookTypes(opts['webhook-types']) : undefined,
     workerModes,
     waitS: int('wait', opts.wait, 1),
     ceilingS: int('ceiling-seconds', opts['ceiling-seconds'], 1),
@@ -236,4 +239,15 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
     json: opts.json,
     quiet: opts.quiet
   }
+}
+
+const WEBHOOK_TYPES = ['booking.success', 'booking.failed', 'booking.held', 'booking.expired', 'booking.cancelled']
+
+/** --webhook-types: all of them for "all", else the listed ones. */
+function webhookTypes (value: string): string[] {
+  if (value === 'all') return WEBHOOK_TYPES
+  const types = value.split(',').map((type) => type.trim()).filter((type) => type !== '')
+  const unknown = types.filter((type) => !WEBHOOK_TYPES.includes(type))
+  if (types.length === 0 || unknown.length > 0) fail(`--webhook-types takes "all" or types among ${WEBHOOK_TYPES.join(', ')} (got ${value})`)
+  return types
 }

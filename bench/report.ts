@@ -62,8 +62,9 @@ export function modeResult (options: BenchOptions, figures: ModeFigures): ModeRe
     quantity_mix: options.quantity,
     // Buyers signed in (--buyer-tokens): every purchase and read as a buyer carried an RS256 token.
     buyer_tokens: options.buyerTokens,
-    // A webhook receiver subscribed to every type for the whole run (--webhooks).
-    webhooks: options.webhooks,
+    // A webhook receiver subscribed for the whole run (--webhooks), to these types (--webhook-types).
+    webhooks: options.webhooks !== undefined,
+    webhook_types: options.webhooks ?? null,
     ...figures.webhooks,
     accepted: queuedIds.length,
     sold_out_at_once: soldOutIds.length,

@@ -14,8 +14,8 @@ import { Webhook } from 'standardwebhooks'
 
 export interface BenchReceiver {
   url: string
-  /** Registers the receiver for every type. */
-  register: (baseUrl: string, adminToken: string) => Promise<void>
+  /** Registers the receiver for these types. */
+  register: (baseUrl: string, adminToken: string, types: readonly string[]) => Promise<void>
   /** Waits until the outbox and the delivery queue are empty (at most `timeoutS`), then reports. */
   drain: (db: postgres.Sql, timeoutS: number) => Promise<WebhookFigures>
   close: () => Promise<void>
@@ -67,11 +67,11 @@ export async function startBenchReceiver (): Promise<BenchReceiver> {
   const url = `http://127.0.0.1:${port}/bench-hooks`
   return {
     url,
-    async register (baseUrl, adminToken) {
+    async register (baseUrl, adminToken, types) {
       const res = await fetch(`${baseUrl}/webhooks`, {
         method: 'POST',
         headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ url })
+        body: JSON.stringify({ url, events: types })
       })
       const body = await res.json() as { secret?: string }
       if (res.status !== 201 || body.secret === undefined) throw new Error(`registering the bench's webhook receiver: ${res.status} ${JSON.stringify(body)}`)
