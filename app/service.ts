@@ -92,8 +92,7 @@ export function poolOptions (role: PoolRole, url: string, config: Pick<Config, '
     acquireTimeoutMs: role === 'api' ? config.DB_ACQUIRE_TIMEOUT_MS : undefined,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     applicationName: `boxoffice-${role}`,
-    // Webhooks' tables are small or read by key (db/webhooks.ts): planned as PostgreSQL would.
-    planning: role === 'migrate' || role === 'webhooks' ? 'default' : 'probesOnly'
+    planning: role === 'migrate' ? 'default' : 'probesOnly'
   }
 }
 

@@ -3,27 +3,28 @@ import type { Db } from './client.ts'
 import type { BookingRow, Trx, WebhookDeliveryRow, WebhookEndpointRow } from './database.ts'
 
 // Webhook endpoints, the outbox the bookings table's triggers fill, and the log of delivery
-// attempts (docs/decisions/0013-webhooks-outbox.md). Every table here is small or read by key;
-// the admin routes read them on a pool that plans as PostgreSQL does (withEveryPlan).
+// attempts (docs/decisions/0013-webhooks-outbox.md). Every statement finds its rows by key or
+// through an index, on pools that plan with probes only (db/driver/session.ts); the admin
+// routes' counts and lists run under withEveryPlan.
 
 /** Most endpoints the service keeps: each status change is queued once per endpoint that wants it. */
 export const MAX_WEBHOOK_ENDPOINTS = 20
 
 export interface NewEndpoint { id: string, url: string, eventTypes: readonly string[], secret: string }
 
-/** Registers an endpoint; undefined when MAX_WEBHOOK_ENDPOINTS are registered already. */
-export async function insertEndpoint (db: Db, endpoint: NewEndpoint): Promise<WebhookEndpointRow | undefined> {
-  // Counted and inserted in one statement under a lock on the table, so concurrent registrations
-  // cannot pass the limit together.
-  return await db.transaction().execute(async (trx) => {
-    await sql`LOCK TABLE webhook_endpoints IN SHARE ROW EXCLUSIVE MODE`.execute(trx)
-    const { rows: [row] } = await sql<WebhookEndpointRow>`
-      INSERT INTO webhook_endpoints (id, url, event_types, secret)
-      SELECT ${endpoint.id}, ${endpoint.url}, ${[...endpoint.eventTypes]}::text[], ${endpoint.secret}
-      WHERE (SELECT count(*) FROM webhook_endpoints) < ${MAX_WEBHOOK_ENDPOINTS}
-      RETURNING *`.execute(trx)
-    return row
-  })
+/**
+ * Registers an endpoint; undefined when MAX_WEBHOOK_ENDPOINTS are registered already. Run it in a
+ * transaction (withEveryPlan: it counts the table): it locks the table until that commits, so
+ * concurrent registrations cannot pass the limit together.
+ */
+export async function insertEndpoint (trx: Db, endpoint: NewEndpoint): Promise<WebhookEndpointRow | undefined> {
+  await sql`LOCK TABLE webhook_endpoints IN SHARE ROW EXCLUSIVE MODE`.execute(trx)
+  const { rows: [row] } = await sql<WebhookEndpointRow>`
+    INSERT INTO webhook_endpoints (id, url, event_types, secret)
+    SELECT ${endpoint.id}, ${endpoint.url}, ${[...endpoint.eventTypes]}::text[], ${endpoint.secret}
+    WHERE (SELECT count(*) FROM webhook_endpoints) < ${MAX_WEBHOOK_ENDPOINTS}
+    RETURNING *`.execute(trx)
+  return row
 }
 
 export async function listEndpoints (db: Db): Promise<WebhookEndpointRow[]> {
@@ -48,6 +49,11 @@ export async function disableEndpoint (db: Db, id: string, reason: string): Prom
     .execute()
 }
 
+/** Every endpoint that takes deliveries, and the types it wants (read through its key's index). */
+export async function findEnabledEndpoints (db: Db): Promise<Array<Pick<WebhookEndpointRow, 'id' | 'event_types'>>> {
+  return await db.selectFrom('webhook_endpoints').select(['id', 'event_types']).where('disabled_at', 'is', null).orderBy('id').execute()
+}
+
 /** The endpoints that still take deliveries, of those asked for. */
 export async function findActiveEndpoints (db: Db, ids: readonly string[]): Promise<WebhookEndpointRow[]> {
   if (ids.length === 0) return []
@@ -70,6 +76,8 @@ const CHANGING = ['status', 'reason', 'decided_at', 'cancel_requested_at', 'canc
 /**
  * Takes (deletes) up to `limit` of the oldest outbox rows in `trx`, each with its booking as it was
  * then (the changing columns from the outbox, the rest from the booking): gone only if `trx` commits.
+ * Each booking is probed by its key (a LATERAL per row): joined, a plan made on stale statistics
+ * read every booking (test/db/statement-plans.test.ts).
  */
 export async function takeOutbox (trx: Trx, limit: number): Promise<OutboxMessage[]> {
   const { rows } = await sql<BookingRow & { seq: string, changed_at: Date }>`
@@ -79,7 +87,7 @@ export async function takeOutbox (trx: Trx, limit: number): Promise<OutboxMessag
       RETURNING *
     )
     SELECT b.*, ${sql.join(CHANGING.map((column) => sql`t.${sql.ref(column)}`))}, t.seq, t.changed_at
-    FROM taken t JOIN bookings b ON b.id = t.booking_id
+    FROM taken t CROSS JOIN LATERAL (SELECT * FROM bookings b WHERE b.id = t.booking_id OFFSET 0) b
     ORDER BY t.seq`.execute(trx)
   return rows.map(({ seq, changed_at: changedAt, ...booking }) => ({ seq, changed_at: changedAt, booking }))
 }
@@ -108,6 +116,7 @@ export async function findDeliveries (db: Db, endpointId: string, limit: number)
 
 /** Forgets delivery attempts older than `days`; returns how many. */
 export async function pruneDeliveries (db: Db, days: number): Promise<number> {
-  const result = await sql`DELETE FROM webhook_deliveries WHERE attempted_at < clock_timestamp() - make_interval(days => ${days})`.execute(db)
+  // now(), not clock_timestamp(): a volatile bound cannot use the index on attempted_at.
+  const result = await sql`DELETE FROM webhook_deliveries WHERE attempted_at < now() - make_interval(days => ${days})`.execute(db)
   return Number(result.numAffectedRows ?? 0n)
 }

@@ -6,7 +6,7 @@ import { fromKysely, type Job, type JobResult, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import { v5 as uuidv5 } from 'uuid'
 import type { Db } from '../db/client.ts'
-import { findActiveEndpoints, pruneDeliveries, recordDeliveries, takeOutbox, disableEndpoint, type NewDelivery } from '../db/webhooks.ts'
+import { findActiveEndpoints, findEnabledEndpoints, pruneDeliveries, recordDeliveries, takeOutbox, disableEndpoint, type NewDelivery } from '../db/webhooks.ts'
 import type { Metrics } from '../lib/metrics.ts'
 import { RefusedAddressError, resolvePublicTarget } from '../lib/network-guard.ts'
 import { webhookHeaders } from '../lib/webhook-signature.ts'
@@ -116,7 +116,7 @@ export async function dispatchOutbox (db: Db, boss: PgBoss, { limit = DISPATCH_B
     const n = await db.transaction().execute(async (trx) => {
       const messages = await takeOutbox(trx, limit)
       if (messages.length === 0) return 0
-      const endpoints = await trx.selectFrom('webhook_endpoints').select(['id', 'event_types']).where('disabled_at', 'is', null).execute()
+      const endpoints = await findEnabledEndpoints(trx)
       const jobs = messages.flatMap((message) => {
         const messageId = webhookMessageId(message.booking.id, message.booking.status)
         const body = webhookMessage(message.booking, message.changed_at)

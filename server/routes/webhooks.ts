@@ -62,7 +62,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<Options> = async (app, { d
     const url = await checkedUrl(request.body.url, allowPrivateNetworks)
     const eventTypes = request.body.events ?? [...WEBHOOK_EVENT_TYPES]
     const secret = newWebhookSecret()
-    const row = await insertEndpoint(db, { id: randomUUID(), url, eventTypes, secret })
+    const row = await withEveryPlan(db, async (trx) => await insertEndpoint(trx, { id: randomUUID(), url, eventTypes, secret }))
     if (row === undefined) throw new AppError('WEBHOOK_LIMIT_REACHED')
     const { disabled_at: _d, disabled_reason: _r, ...created } = toWebhook(row)
     return await reply.code(201).header('location', `/webhooks/${row.id}`).send({ ...created, secret })

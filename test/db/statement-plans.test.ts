@@ -7,7 +7,9 @@ import { isJobTable, JOBS } from '../../db/pgboss-tables.ts'
 import { loadConfig } from '../../lib/config.ts'
 import { createBoss, PURCHASE_QUEUE } from '../../purchase/queue.ts'
 import { poolOptions } from '../../app/service.ts'
+import { ensureWebhookQueues, startWebhookLoops } from '../../worker/webhooks.ts'
 import { startPurchaseWorker, type PurchaseWorker } from '../../worker/worker.ts'
+import { startWebhookReceiver } from '../fixtures/webhook-receiver.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase } from '../fixtures/database.ts'
 import { silentLog } from '../fixtures/log.ts'
@@ -156,7 +158,7 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
   if (!jit) t.comment('this server has no JIT: the first rule cannot fail here; the disabled-node rule still catches its cause')
 
   const statements: ExplainedStatement[] = []
-  const pool = (role: 'api' | 'worker'): Db => {
+  const pool = (role: 'api' | 'worker' | 'webhooks'): Db => {
     const db = createDb({
       ...poolOptions(role, database.url, loadConfig({}, { dotenv: false })),
       onNotice: (notice) => {
@@ -172,7 +174,15 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
   const boss = createBoss({ url: database.url, applicationName: 'boxoffice-plans-test-queue', supervise: false, log: silentLog })
   await boss.start()
   t.teardown(async () => { await boss.stop({ graceful: false, close: true }) })
-  const { base } = await startTestApp(t, { db: api, boss }, { worker: false })
+  const { base } = await startTestApp(t, { db: api, boss }, { worker: false, webhookAllowPrivateNetworks: true })
+  // A webhook receiver subscribed to every type from the start: the bookings' triggers write the
+  // outbox in every statement that changes a status (their statements are captured with the
+  // statement that fires them), and the dispatcher and delivery run on their pool as in the worker.
+  const receiver = await startWebhookReceiver(t)
+  const webhooksDb = pool('webhooks')
+  await ensureWebhookQueues(boss, 1)
+  const webhooks = await startWebhookLoops({ db: webhooksDb, boss, log: silentLog, allowPrivateNetworks: true })
+  t.teardown(webhooks.stop)
   // The worker on its own pool with the service's batch size, started and stopped per sale.
   const runWorker = (): PurchaseWorker => startPurchaseWorker({ db: workerDb, boss, log: silentLog }, { mode: 'batched', batchSize: 4000, idlePollMs: 20 })
   const asAdmin = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -196,6 +206,9 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
     await waitFor(async () => await settled(database.db, eventId), { what: `the sale "${name}" to be settled` })
     await worker.stop()
   }
+
+  const registered = await request(base, 'POST', '/webhooks', { json: { url: receiver.url }, headers: asAdmin })
+  if (registered.status !== 201) throw new Error(`POST /webhooks answered ${registered.status}`)
 
   // A sale on small tables: the pools prepare and cache their plans here.
   await sale('First', 150, 400, { backlog: false })
@@ -231,7 +244,10 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
   const purchasePath = statements.slice(0, operatorsFrom)
   const afterGrowth = statements.slice(grownAt, operatorsFrom)
   const last = await createEvent({ name: 'Last', total_quota: 10 })
-  for (const path of ['/events', `/events/${last}`, '/admin/invariants', `/admin/invariants?event_id=${last}`, '/admin/failed-purchases', '/metrics', '/health/ready', '/health']) {
+  const hooks = `/webhooks/${(registered.body as { id: string }).id}/deliveries`
+  await waitFor(async () => receiver.received.length > 0 ? true : undefined, { what: 'a webhook delivered' })
+  for (const path of ['/events', `/events/${last}`, '/admin/invariants', `/admin/invariants?event_id=${last}`, '/admin/failed-purchases', '/metrics', '/health/ready', '/health',
+    '/webhooks', hooks]) {
     const res = await request(base, 'GET', path, { headers: asAdmin })
     t.equal(res.status, 200, `GET ${path}`)
   }
@@ -243,7 +259,8 @@ t.test('every statement the API and worker pools run: never JIT-compiled, no dis
   const operators = statements.slice(operatorsFrom)
 
   const roles = new Set(purchasePath.map((s) => s.pool))
-  t.ok(roles.has('api') && roles.has('worker'), 'plans were captured from both pools')
+  t.ok(roles.has('api') && roles.has('worker') && roles.has('webhooks'), 'plans were captured from every pool')
+  t.ok(purchasePath.some((s) => s.text.includes('INSERT INTO webhook_outbox')), 'the triggers\' statements among them')
   t.ok(new Set(purchasePath.map((s) => s.text)).size >= 15, `${new Set(purchasePath.map((s) => s.text)).size} distinct statements on the purchase path`)
   t.ok(afterGrowth.length > 100, `${afterGrowth.length} statements run after the growth`)
   t.ok(operators.length > 0, `${operators.length} statements for operators and dashboards`)
