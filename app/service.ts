@@ -80,7 +80,8 @@ export type PoolRole = 'api' | 'worker' | 'webhooks' | 'migrate'
 /**
  * The database pool of each role, as the service runs it (the tests build theirs from here too):
  * the API's of DB_POOL_MAX connections, the worker's of one per transaction it runs at once (its
- * LISTEN connection is separate), and migrations', planned as PostgreSQL would (DDL, whole tables).
+ * LISTEN connection is separate), webhook delivery's two (in the worker's process), and
+ * migrations', planned as PostgreSQL would (DDL, whole tables).
  */
 export function poolOptions (role: PoolRole, url: string, config: Pick<Config, 'DB_POOL_MAX' | 'DB_CONNECT_TIMEOUT_S' | 'DB_ACQUIRE_TIMEOUT_MS' | 'DB_STATEMENT_TIMEOUT_MS'>): DatabaseOptions {
   return {
