@@ -5,6 +5,7 @@
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { WORKER_MODES } from '../lib/config.ts'
+import { WEBHOOK_EVENT_TYPES } from '../purchase/webhook-messages.ts'
 
 const ROOT = path.resolve(import.meta.dirname, '..')
 
@@ -241,13 +242,11 @@ export function parseBenchOptions (args: string[] = process.argv.slice(2)): Benc
   }
 }
 
-const WEBHOOK_TYPES = ['booking.success', 'booking.failed', 'booking.held', 'booking.expired', 'booking.cancelled']
-
 /** --webhook-types: all of them for "all", else the listed ones. */
 function webhookTypes (value: string): string[] {
-  if (value === 'all') return WEBHOOK_TYPES
+  if (value === 'all') return [...WEBHOOK_EVENT_TYPES]
   const types = value.split(',').map((type) => type.trim()).filter((type) => type !== '')
-  const unknown = types.filter((type) => !WEBHOOK_TYPES.includes(type))
-  if (types.length === 0 || unknown.length > 0) fail(`--webhook-types takes "all" or types among ${WEBHOOK_TYPES.join(', ')} (got ${value})`)
+  const unknown = types.filter((type) => !(WEBHOOK_EVENT_TYPES as readonly string[]).includes(type))
+  if (types.length === 0 || unknown.length > 0) fail(`--webhook-types takes "all" or types among ${WEBHOOK_EVENT_TYPES.join(', ')} (got ${value})`)
   return types
 }

@@ -92,11 +92,6 @@ export async function takeOutbox (trx: Trx, limit: number): Promise<OutboxMessag
   return rows.map(({ seq, changed_at: changedAt, ...booking }) => ({ seq, changed_at: changedAt, booking }))
 }
 
-export async function countOutbox (db: Db): Promise<number> {
-  const { rows: [row] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM webhook_outbox`.execute(db)
-  return row?.n ?? 0
-}
-
 export type NewDelivery = Omit<WebhookDeliveryRow, 'id' | 'attempted_at'>
 
 /** Records delivery attempts (one statement per batch). */

@@ -7,7 +7,7 @@ import { CHANGE_NUMBER } from '../../purchase/webhook-messages.ts'
 import { BOOKING_STATUS } from '../../purchase/vocabulary.ts'
 import { ensureWebhookQueues, startWebhookLoops, webhookRetryLimit, WEBHOOK_QUEUE } from '../../worker/webhooks.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
-import { createTestDatabase, type TestDatabase } from '../fixtures/database.ts'
+import { createTestDatabase, type TestContext, type TestDatabase } from '../fixtures/database.ts'
 import { newUserId } from '../fixtures/events.ts'
 import { request, waitFor } from '../fixtures/http.ts'
 import { silentLog } from '../fixtures/log.ts'
@@ -30,6 +30,16 @@ async function startTestWebhooks (t: Teardown, database: TestDatabase, { retryDe
     await loops.stop()
     await closeDb(db)
   })
+}
+
+/** A database, a receiver, the API with its worker, and the webhook loops (retries after 1 s). */
+async function startWebhookService (t: TestContext, { allowPrivateNetworks = true } = {}):
+  Promise<{ database: TestDatabase, receiver: WebhookReceiver, base: string }> {
+  const database = await createTestDatabase(t)
+  const receiver = await startWebhookReceiver(t)
+  const { base } = await startTestApp(t, database, { worker: true, webhookAllowPrivateNetworks: allowPrivateNetworks })
+  await startTestWebhooks(t, database, { allowPrivateNetworks })
+  return { database, receiver, base }
 }
 
 async function register (base: string, body: Record<string, unknown>): Promise<{ id: string, secret: string }> {
@@ -129,10 +139,7 @@ t.test('registering endpoints: admin only, checked, secret shown once', async (t
 })
 
 t.test('every outcome of a small sale arrives once per status, signed, and verifies with standardwebhooks', async (t) => {
-  const database = await createTestDatabase(t)
-  const receiver = await startWebhookReceiver(t)
-  const { base } = await startTestApp(t, database, { worker: true, webhookAllowPrivateNetworks: true })
-  await startTestWebhooks(t, database)
+  const { database, receiver, base } = await startWebhookService(t)
   const all = await register(base, { url: receiver.url })
   const heldOnly = await register(base, { url: `${receiver.url}?only=held`, events: ['booking.held'] })
 
@@ -193,10 +200,7 @@ t.test('every outcome of a small sale arrives once per status, signed, and verif
 })
 
 t.test('a receiver that answers 500 for a while, then times out once, gets every message when it recovers', async (t) => {
-  const database = await createTestDatabase(t)
-  const receiver = await startWebhookReceiver(t)
-  const { base } = await startTestApp(t, database, { worker: true, webhookAllowPrivateNetworks: true })
-  await startTestWebhooks(t, database, { retryDelayS: 1 })
+  const { receiver, base } = await startWebhookService(t)
   const endpoint = await register(base, { url: receiver.url, events: ['booking.success', 'booking.failed'] })
 
   let down = true
@@ -231,10 +235,7 @@ t.test('a receiver that answers 500 for a while, then times out once, gets every
 })
 
 t.test('a 410 disables the endpoint; a deleted endpoint gets nothing more', async (t) => {
-  const database = await createTestDatabase(t)
-  const receiver = await startWebhookReceiver(t)
-  const { base } = await startTestApp(t, database, { worker: true, webhookAllowPrivateNetworks: true })
-  await startTestWebhooks(t, database)
+  const { database, receiver, base } = await startWebhookService(t)
   const gone = await register(base, { url: `${receiver.url}?gone`, events: ['booking.success'] })
   const kept = await register(base, { url: receiver.url, events: ['booking.success'] })
   receiver.answer((req) => ({ status: req.path.endsWith('?gone') ? 410 : 200 }))
@@ -259,10 +260,7 @@ t.test('a 410 disables the endpoint; a deleted endpoint gets nothing more', asyn
 })
 
 t.test('a URL that resolves to a private address by delivery time is refused then, not called', async (t) => {
-  const database = await createTestDatabase(t)
-  const receiver = await startWebhookReceiver(t)
-  const { base } = await startTestApp(t, database, { worker: true, webhookAllowPrivateNetworks: false })
-  await startTestWebhooks(t, database, { allowPrivateNetworks: false })
+  const { database, receiver, base } = await startWebhookService(t, { allowPrivateNetworks: false })
   // As if a public name had been registered and later pointed at the service's own network.
   const id = '0190d8a2-1c3e-7a4b-9f00-5e1a2b3c4d5e'
   await sql`INSERT INTO webhook_endpoints (id, url, event_types, secret) VALUES (${id}, ${receiver.url.replace('http:', 'https:')}, ${['booking.success']}::text[], 'whsec_AAAA')`.execute(database.db)
