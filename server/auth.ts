@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import type { BuyerVerifier } from './buyer-auth.ts'
 import { AppError } from './errors.ts'
@@ -8,7 +8,7 @@ export const AdminHeaders = { type: 'object', properties: { authorization: { typ
 
 const BEARER = /^bearer +(\S+) *$/i
 
-const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
+const digest = (value: string): Buffer => hash('sha256', value, 'buffer')
 
 /**
  * A preParsing hook for admin routes: after the per-address rate limit (onRequest), so guessing

@@ -1,15 +1,19 @@
-import { createHash, createPublicKey } from 'node:crypto'
-import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTVerifyGetKey } from 'jose'
+import { createPublicKey, hash, KeyObject, type KeyObject as PublicKey } from 'node:crypto'
+import { createVerifier, TokenError } from 'fast-jwt'
+import { createRemoteJWKSet, decodeProtectedHeader, errors, type CryptoKey } from 'jose'
 import type { Config } from '../lib/config.ts'
 import { buyerId } from '../lib/ids.ts'
 import { AppError } from './errors.ts'
 
-// Buyers proven by the seller's identity provider (BUYER_AUTH=jwt): a bearer token, verified with
-// jose against the provider's public key or its JWKS, names the buyer by (iss, sub), from which the
+// Buyers proven by the seller's identity provider (BUYER_AUTH=jwt): a bearer token, verified
+// against the provider's public key or its JWKS, names the buyer by (iss, sub), from which the
 // service derives the buyer's user_id (lib/ids.ts, buyerId). docs/api.md, "Buyer identity".
+// fast-jwt checks tokens (node:crypto, synchronous); jose finds the provider's keys in its JWKS
+// (fetch, cache, cooldown). Why two libraries: docs/decisions/0014-buyer-token-verification.md.
 
 /** Asymmetric algorithms only: `none` and HMAC (a shared secret anyone holding it could sign with) are refused. */
 export const BUYER_TOKEN_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const
+type BuyerTokenAlgorithm = typeof BUYER_TOKEN_ALGORITHMS[number]
 
 // Verified tokens are kept until they expire (at most this long, at most this many, by their
 // SHA-256: a few MB): a crowd polling its bookings sends the same token again and again. A token is
@@ -26,43 +30,121 @@ export interface BuyerVerifier {
 
 type BuyerAuthConfig = Pick<Config, 'BUYER_AUTH' | 'BUYER_JWT_ISSUER' | 'BUYER_JWT_AUDIENCE' | 'BUYER_JWT_PUBLIC_KEY' | 'BUYER_JWT_JWKS_URL' | 'BUYER_JWT_JWKS_COOLDOWN_MS'>
 
-const invalid = (why: string): AppError => new AppError('BUYER_TOKEN_INVALID', { message: `Invalid buyer token: ${why}. Send Authorization: Bearer <a token from the identity provider>` })
+/** A token's verified claims (signature, algorithm, iss, aud, exp, nbf); throws fast-jwt's TokenError. */
+type TokenCheck = (token: string) => { sub?: unknown, exp?: unknown }
 
-/** Why jose refused a token, in words that never repeat the token. */
-function refusal (err: unknown, fetchingKeys: boolean): AppError {
-  if (err instanceof errors.JWTExpired) return invalid('it has expired')
-  if (err instanceof errors.JWTClaimValidationFailed) {
-    if (err.claim === 'nbf' || err.claim === 'iat') return invalid('it is not valid yet')
-    if (err.claim === 'iss') return invalid('wrong issuer')
-    if (err.claim === 'aud') return invalid('wrong audience')
-    if (err.claim === 'sub') return invalid('it names no subject (sub)')
-    return invalid(`its ${err.claim} claim is not acceptable`)
+const invalid = (why: string): AppError => new AppError('BUYER_TOKEN_INVALID', { message: `Invalid buyer token: ${why}. Send Authorization: Bearer <a token from the identity provider>` })
+const notAllowed = (): AppError => invalid(`algorithm not allowed (only ${BUYER_TOKEN_ALGORITHMS.join(', ')})`)
+
+/** Why fast-jwt refused a token, in words that never repeat the token. */
+function refusal (err: unknown): AppError {
+  if (!(err instanceof TokenError)) throw err
+  // fast-jwt names the claim only in its message ("The iss claim value is not allowed.", "None of
+  // aud claim values are allowed."); the tests pin each wording we rely on.
+  const claim = /\b(\w+) claim\b/.exec(err.message)?.[1]
+  switch (err.code) {
+    case TokenError.codes.expired: return invalid('it has expired')
+    case TokenError.codes.inactive: return invalid('it is not valid yet')
+    case TokenError.codes.invalidAlgorithm:
+    case TokenError.codes.missingSignature: return notAllowed()
+    case TokenError.codes.invalidSignature: return invalid('bad signature')
+    case TokenError.codes.missingRequiredClaim: return claim === 'sub' ? invalid('it names no subject (sub)') : invalid(`it has no ${claim ?? 'required'} claim`)
+    case TokenError.codes.invalidClaimValue:
+    case TokenError.codes.invalidClaimType:
+      if (claim === 'iss') return invalid('wrong issuer')
+      if (claim === 'aud') return invalid('wrong audience')
+      return invalid(claim === undefined ? 'a claim is not acceptable' : `its ${claim} claim is not acceptable`)
+    default: return invalid('malformed token')
   }
-  if (err instanceof errors.JOSEAlgNotAllowed) return invalid(`algorithm not allowed (only ${BUYER_TOKEN_ALGORITHMS.join(', ')})`)
-  if (err instanceof errors.JWSSignatureVerificationFailed) return invalid('bad signature')
-  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return invalid('no key of the identity provider matches it')
-  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof TypeError && fetchingKeys)) {
-    // The provider's keys could not be fetched: not the client's fault.
-    return new AppError('BUYER_KEYS_UNAVAILABLE', { cause: err })
-  }
-  if (err instanceof errors.JOSEError) return invalid('malformed token')
-  // WebCrypto's own refusal: an algorithm of another key type than the provider's key (RS256 against an EC key).
-  if (err instanceof DOMException) return invalid('its algorithm does not fit the identity provider\'s key')
-  throw err
 }
 
-/** The one allowed algorithm a PEM public key signs with; throws for any other key. */
-function algorithmOf (pem: string): typeof BUYER_TOKEN_ALGORITHMS[number] {
+/** Checks tokens signed with one key, for the one allowed algorithm its type signs with. */
+function checkFor (key: PublicKey, algorithm: BuyerTokenAlgorithm, issuer: string, audience: string): TokenCheck {
+  return createVerifier({
+    key: key.export({ type: 'spki', format: 'pem' }).toString(),
+    algorithms: [algorithm],
+    allowedIss: issuer,
+    allowedAud: audience,
+    // fast-jwt checks a claim's value only when the claim is there: iss and aud must be required.
+    requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+    // Our own cache below keeps the buyer, not the claims.
+    cache: false
+  })
+}
+
+/** The one allowed algorithm a public key signs with, or undefined for any other key. */
+function algorithmOf (key: PublicKey): BuyerTokenAlgorithm | undefined {
+  if (key.asymmetricKeyType === 'rsa') return 'RS256'
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256'
+  if (key.asymmetricKeyType === 'ed25519') return 'EdDSA'
+  return undefined
+}
+
+/** The check for BUYER_JWT_PUBLIC_KEY; throws when it is not a PEM public key of an allowed type. */
+function pemCheck (config: BuyerAuthConfig, issuer: string, audience: string): TokenCheck {
+  // One line in an env file: "\n" escapes stand for the PEM's line breaks.
+  const pem = (config.BUYER_JWT_PUBLIC_KEY as string).replaceAll('\\n', '\n')
   let key
   try {
     key = createPublicKey(pem)
   } catch (err) {
     throw new Error(`BUYER_JWT_PUBLIC_KEY is not a PEM public key: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
-  if (key.asymmetricKeyType === 'rsa') return 'RS256'
-  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256'
-  if (key.asymmetricKeyType === 'ed25519') return 'EdDSA'
-  throw new Error(`BUYER_JWT_PUBLIC_KEY is a ${key.asymmetricKeyType ?? 'symmetric'} key; RS256 (RSA), ES256 (EC P-256) and EdDSA (Ed25519) keys are accepted`)
+  const algorithm = algorithmOf(key)
+  if (algorithm === undefined) {
+    throw new Error(`BUYER_JWT_PUBLIC_KEY is a ${key.asymmetricKeyType ?? 'symmetric'} key; RS256 (RSA), ES256 (EC P-256) and EdDSA (Ed25519) keys are accepted`)
+  }
+  return checkFor(key, algorithm, issuer, audience)
+}
+
+/** Why a key could not be found for a token in the provider's JWKS. */
+function keyRefusal (err: unknown): AppError {
+  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return invalid('no key of the identity provider matches it')
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || err instanceof TypeError) {
+    // The provider's keys could not be fetched: not the client's fault.
+    return new AppError('BUYER_KEYS_UNAVAILABLE', { cause: err })
+  }
+  if (err instanceof errors.JOSEError) return invalid('its key in the identity provider\'s JWKS is not usable')
+  throw err
+}
+
+/**
+ * The check for BUYER_JWT_JWKS_URL: the token's header names its key (kid, alg), jose finds it in
+ * the provider's JWKS, and each key found gets its own check, kept while jose keeps the key.
+ */
+function jwksCheck (config: BuyerAuthConfig, issuer: string, audience: string): (token: string) => Promise<ReturnType<TokenCheck>> {
+  // Fetched when first needed, cached, and fetched again on a kid it does not know, at most once
+  // per cooldown (an unknown kid must not become a way to make us hammer the provider).
+  const keys = createRemoteJWKSet(new URL(config.BUYER_JWT_JWKS_URL as string), {
+    cooldownDuration: config.BUYER_JWT_JWKS_COOLDOWN_MS, timeoutDuration: 5000
+  })
+  const checks = new WeakMap<CryptoKey, TokenCheck>()
+  return async (token) => {
+    let header
+    try {
+      header = decodeProtectedHeader(token)
+    } catch {
+      throw invalid('malformed token')
+    }
+    const alg = header.alg as BuyerTokenAlgorithm
+    if (!BUYER_TOKEN_ALGORITHMS.includes(alg)) throw notAllowed()
+    let key: CryptoKey
+    try {
+      // jose's key lookup reads only the header; the token's parts are not needed to pick a key.
+      key = await keys({ ...header, alg }, { payload: '', signature: '' })
+    } catch (err) {
+      throw keyRefusal(err)
+    }
+    let check = checks.get(key)
+    if (check === undefined) {
+      const publicKey = KeyObject.from(key)
+      // jose picked a key whose type fits the header's alg; a key of another type is refused.
+      if (algorithmOf(publicKey) !== alg) throw notAllowed()
+      check = checkFor(publicKey, alg, issuer, audience)
+      checks.set(key, check)
+    }
+    return check(token)
+  }
 }
 
 /**
@@ -73,21 +155,7 @@ export async function createBuyerVerifier (config: BuyerAuthConfig): Promise<Buy
   if (config.BUYER_AUTH !== 'jwt') return undefined
   const issuer = config.BUYER_JWT_ISSUER as string
   const audience = config.BUYER_JWT_AUDIENCE as string
-  let key: CryptoKey | JWTVerifyGetKey
-  let algorithms: string[] = [...BUYER_TOKEN_ALGORITHMS]
-  if (config.BUYER_JWT_JWKS_URL !== undefined) {
-    // Fetched when first needed, cached, and fetched again on a kid it does not know, at most once
-    // per cooldown (an unknown kid must not become a way to make us hammer the provider).
-    key = createRemoteJWKSet(new URL(config.BUYER_JWT_JWKS_URL), { cooldownDuration: config.BUYER_JWT_JWKS_COOLDOWN_MS, timeoutDuration: 5000 })
-  } else {
-    // One line in an env file: "\n" escapes stand for the PEM's line breaks.
-    const pem = (config.BUYER_JWT_PUBLIC_KEY as string).replaceAll('\\n', '\n')
-    // Imported once, for the one algorithm its type signs with: a key object handed to jose on
-    // every call cost about twice the CPU of a first token's check.
-    const alg = algorithmOf(pem)
-    key = await importSPKI(createPublicKey(pem).export({ type: 'spki', format: 'pem' }).toString(), alg)
-    algorithms = [alg]
-  }
+  const check = config.BUYER_JWT_JWKS_URL !== undefined ? jwksCheck(config, issuer, audience) : pemCheck(config, issuer, audience)
   const verified = new Map<string, { buyer: string, until: number }>()
 
   return {
@@ -96,18 +164,21 @@ export async function createBuyerVerifier (config: BuyerAuthConfig): Promise<Buy
       const token = BEARER.exec(authorization)?.[1]
       if (token === undefined) throw invalid('malformed Authorization header')
       const now = Date.now()
-      const digest = createHash('sha256').update(token).digest('base64')
+      const digest = hash('sha256', token, 'base64')
       const known = verified.get(digest)
       if (known !== undefined && now < known.until) return known.buyer
-      let payload: { sub?: string, exp?: number }
+      let claims
       try {
-        ({ payload } = await jwtVerify(token, key as JWTVerifyGetKey, { issuer, audience, algorithms, requiredClaims: ['exp', 'sub'] }))
+        claims = await check(token)
       } catch (err) {
-        throw refusal(err, config.BUYER_JWT_JWKS_URL !== undefined)
+        if (err instanceof AppError) throw err
+        throw refusal(err)
       }
-      const buyer = buyerId(issuer, payload.sub as string)
+      if (typeof claims.sub !== 'string' || claims.sub === '') throw invalid('it names no subject (sub)')
+      if (typeof claims.exp !== 'number') throw invalid('its exp claim is not a number')
+      const buyer = buyerId(issuer, claims.sub)
       if (verified.size >= CACHE_MAX_TOKENS) verified.clear()
-      verified.set(digest, { buyer, until: Math.min((payload.exp as number) * 1000, now + CACHE_MAX_MS) })
+      verified.set(digest, { buyer, until: Math.min(claims.exp * 1000, now + CACHE_MAX_MS) })
       return buyer
     }
   }

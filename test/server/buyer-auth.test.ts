@@ -2,7 +2,7 @@ import { createServer } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
 import { buyerId } from '../../lib/ids.ts'
 import { loadConfig } from '../../lib/config.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
@@ -104,6 +104,12 @@ t.test('buyer tokens checked against a PEM public key', async (t) => {
       ['wrong issuer', bearer(await token(privateKey, 'ES256', { sub: 'alice', iss: 'https://evil.example/' })), /wrong issuer/],
       ['wrong audience', bearer(await token(privateKey, 'ES256', { sub: 'alice', aud: 'another-service' })), /wrong audience/],
       ['no subject', bearer(await token(privateKey, 'ES256')), /sub/],
+      // Each claim the service checks must be there: a check that only compares a claim when it is present would let these in.
+      ['no issuer', bearer(await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setAudience(AUDIENCE).setExpirationTime('10m').sign(privateKey)), /no iss claim/],
+      ['no audience', bearer(await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setIssuer(ISSUER).setExpirationTime('10m').sign(privateKey)), /no aud claim/],
+      ['no expiry', bearer(await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setIssuer(ISSUER).setAudience(AUDIENCE).sign(privateKey)), /no exp claim/],
+      ['a subject that is not a string', bearer(await new SignJWT({ sub: 42 } as unknown as JWTPayload).setProtectedHeader({ alg: 'ES256' }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('10m').sign(privateKey)), /sub/],
+      ['an audience list without ours', bearer(await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setIssuer(ISSUER).setAudience(['another-service', 'a-third']).setExpirationTime('10m').sign(privateKey)), /wrong audience/],
       ['signed with another key', bearer(await token(stranger, 'ES256', { sub: 'alice' })), /bad signature/],
       ['an RSA key for an EC key', bearer(await token(rsa, 'RS256', { sub: 'alice' })), /algorithm not allowed/],
       ['alg none', bearer(`${base64url({ alg: 'none', typ: 'JWT' })}.${base64url({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })}.`), /algorithm not allowed|malformed/],
