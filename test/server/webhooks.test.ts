@@ -5,7 +5,7 @@ import { poolOptions } from '../../app/service.ts'
 import { closeDb, createDb } from '../../db/client.ts'
 import { CHANGE_NUMBER } from '../../purchase/webhook-messages.ts'
 import { BOOKING_STATUS } from '../../purchase/vocabulary.ts'
-import { ensureWebhookQueues, startWebhookLoops, webhookRetryLimit, WEBHOOK_QUEUE } from '../../worker/webhooks.ts'
+import { ensureWebhookQueues, startWebhookLoops, webhookRetryLimit, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE } from '../../worker/webhooks.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase, type TestContext, type TestDatabase } from '../fixtures/database.ts'
 import { newUserId } from '../fixtures/events.ts'
@@ -152,9 +152,11 @@ t.test('every outcome of a small sale arrives once per status, signed, and verif
   t.equal((await request(base, 'DELETE', `/bookings/${cancelled.id}?user_id=${cancelled.userId}`)).status < 300, true, 'cancellation asked')
   await waitFor(async () => (await request(base, 'GET', `/bookings/${cancelled.id}?user_id=${cancelled.userId}`)).body.status === 'cancelled' ? true : undefined, { what: 'cancelled' })
 
-  // Holds: one confirmed, one left to expire.
-  const holding = await createEvent(base, { total_quota: 2, hold_seconds: 1 })
-  const held = [await buyDecided(base, holding), await buyDecided(base, holding)]
+  // Holds: one confirmed, one left to expire. The confirmed one holds long enough for a loaded
+  // machine to confirm it in time; the other expires a second after its decision.
+  const holding = await createEvent(base, { total_quota: 1, hold_seconds: 600 })
+  const expiring = await createEvent(base, { total_quota: 1, hold_seconds: 1 })
+  const held = [await buyDecided(base, holding), await buyDecided(base, expiring)]
   t.same(held.map((b) => b.status), ['held', 'held'])
   t.equal((await request(base, 'POST', `/bookings/${held[0]?.id}/confirm`, { headers: admin, json: { payment_reference: 'pay_1' } })).status, 200, 'confirmed')
   await waitFor(async () => (await request(base, 'GET', `/bookings/${held[1]?.id}`, { headers: admin })).body.status === 'expired' ? true : undefined, { what: 'the other hold expired' })
@@ -232,6 +234,35 @@ t.test('a receiver that answers 500 for a while, then times out once, gets every
   t.equal(log[0].response_excerpt !== undefined, true)
   const endpoints = (await request(base, 'GET', '/webhooks', { headers: admin })).body.webhooks
   t.equal(endpoints[0].disabled_at, null, 'a failing receiver is not disabled: it is retried')
+})
+
+t.test('a message refused at its last attempt goes to the dead-letter queue, kept for the operator', async (t) => {
+  const { database, receiver, base } = await startWebhookService(t)
+  const endpoint = await register(base, { url: receiver.url, events: ['booking.success'] })
+  receiver.answer(() => ({ status: 500 }))
+  const booking = await buyDecided(base, await createEvent(base, { total_quota: 10 }))
+  const messageId = `msg_${booking.id}_success`
+  const retryLimit = await waitFor(async () => {
+    const { rows: [job] } = await sql<{ state: string, retry_limit: number }>`SELECT state, retry_limit FROM pgboss.job WHERE name = ${WEBHOOK_QUEUE}`.execute(database.db)
+    return job?.state === 'retry' ? job.retry_limit : undefined
+  }, { what: 'the first attempt refused' })
+  t.equal(retryLimit, webhookRetryLimit(1), 'tried again as many times as a day of waits takes')
+  // The day of retries, skipped: the job is put before its last attempt, due now (pg-boss counts
+  // the attempt when it hands the job out again).
+  await sql`UPDATE pgboss.job SET retry_count = retry_limit - 1, start_after = now() WHERE name = ${WEBHOOK_QUEUE} AND state = 'retry'`.execute(database.db)
+  const dead = await waitFor(async () => {
+    const { rows } = await sql<{ data: { message_id: string, endpoint_id: string } }>`SELECT data FROM pgboss.job WHERE name = ${WEBHOOK_DEAD_LETTER_QUEUE}`.execute(database.db)
+    return rows.length > 0 ? rows : undefined
+  }, { what: 'the message dead-lettered' })
+  t.equal(dead.length, 1)
+  t.match(dead[0]?.data, { message_id: messageId, endpoint_id: endpoint.id }, 'the dead letter names the message and its endpoint')
+  const { rows: [failed] } = await sql<{ state: string }>`SELECT state FROM pgboss.job WHERE name = ${WEBHOOK_QUEUE}`.execute(database.db)
+  t.equal(failed?.state, 'failed', 'the delivery job itself ended failed, not retried again')
+  const log = (await request(base, 'GET', `/webhooks/${endpoint.id}/deliveries`, { headers: admin })).body.deliveries
+  t.ok(log.some((d: any) => d.message_id === messageId && d.attempt === retryLimit + 1 && d.status_code === 500), 'the last attempt is logged with its number')
+  const before = receiver.received.length
+  await sleep(2500)
+  t.equal(receiver.received.length, before, 'and nothing is sent after it')
 })
 
 t.test('a 410 disables the endpoint; a deleted endpoint gets nothing more', async (t) => {
