@@ -31,23 +31,30 @@ export interface BuyerVerifier {
 type BuyerAuthConfig = Pick<Config, 'BUYER_AUTH' | 'BUYER_JWT_ISSUER' | 'BUYER_JWT_AUDIENCE' | 'BUYER_JWT_PUBLIC_KEY' | 'BUYER_JWT_JWKS_URL' | 'BUYER_JWT_JWKS_COOLDOWN_MS'>
 
 /** A token's verified claims (signature, algorithm, iss, aud, exp, nbf); throws fast-jwt's TokenError. */
-type TokenCheck = (token: string) => { sub?: unknown, exp?: unknown }
+type TokenCheck = (token: string) => { sub?: unknown, exp?: unknown, iat?: unknown }
 
 const invalid = (why: string): AppError => new AppError('BUYER_TOKEN_INVALID', { message: `Invalid buyer token: ${why}. Send Authorization: Bearer <a token from the identity provider>` })
 const notAllowed = (): AppError => invalid(`algorithm not allowed (only ${BUYER_TOKEN_ALGORITHMS.join(', ')})`)
+const unusableKey = (cause: unknown): AppError => new AppError('BUYER_TOKEN_INVALID', {
+  message: 'Invalid buyer token: the identity provider\'s key it names is not usable (not RS256 with 2048 bits or more, ES256 or EdDSA). Send Authorization: Bearer <a token from the identity provider>',
+  cause
+})
 
 /** Why fast-jwt refused a token, in words that never repeat the token. */
 function refusal (err: unknown): AppError {
-  if (!(err instanceof TokenError)) throw err
+  // The check reads nothing but the token: whatever else it throws (a date out of range, say) is
+  // the token's doing, not a fault of ours.
+  if (!(err instanceof TokenError)) return new AppError('BUYER_TOKEN_INVALID', { message: invalid('malformed token').message, cause: err })
   // fast-jwt names the claim only in its message ("The iss claim value is not allowed.", "None of
   // aud claim values are allowed."); the tests pin each wording we rely on.
   const claim = /\b(\w+) claim\b/.exec(err.message)?.[1]
   switch (err.code) {
     case TokenError.codes.expired: return invalid('it has expired')
     case TokenError.codes.inactive: return invalid('it is not valid yet')
-    case TokenError.codes.invalidAlgorithm:
-    case TokenError.codes.missingSignature: return notAllowed()
-    case TokenError.codes.invalidSignature: return invalid('bad signature')
+    case TokenError.codes.invalidAlgorithm: return notAllowed()
+    case TokenError.codes.missingSignature: return invalid('it is not signed')
+    case TokenError.codes.invalidSignature:
+    case TokenError.codes.verifyError: return invalid('bad signature')
     case TokenError.codes.missingRequiredClaim: return claim === 'sub' ? invalid('it names no subject (sub)') : invalid(`it has no ${claim ?? 'required'} claim`)
     case TokenError.codes.invalidClaimValue:
     case TokenError.codes.invalidClaimType:
@@ -72,9 +79,12 @@ function checkFor (key: PublicKey, algorithm: BuyerTokenAlgorithm, issuer: strin
   })
 }
 
+/** RSA keys shorter than this are refused, as jose and NIST SP 800-131A do. */
+const MIN_RSA_BITS = 2048
+
 /** The one allowed algorithm a public key signs with, or undefined for any other key. */
 function algorithmOf (key: PublicKey): BuyerTokenAlgorithm | undefined {
-  if (key.asymmetricKeyType === 'rsa') return 'RS256'
+  if (key.asymmetricKeyType === 'rsa') return (key.asymmetricKeyDetails?.modulusLength ?? 0) >= MIN_RSA_BITS ? 'RS256' : undefined
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256'
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA'
   return undefined
@@ -92,7 +102,8 @@ function pemCheck (config: BuyerAuthConfig, issuer: string, audience: string): T
   }
   const algorithm = algorithmOf(key)
   if (algorithm === undefined) {
-    throw new Error(`BUYER_JWT_PUBLIC_KEY is a ${key.asymmetricKeyType ?? 'symmetric'} key; RS256 (RSA), ES256 (EC P-256) and EdDSA (Ed25519) keys are accepted`)
+    const what = key.asymmetricKeyType === 'rsa' ? `an RSA key of ${key.asymmetricKeyDetails?.modulusLength ?? '?'} bits` : `a ${key.asymmetricKeyType ?? 'symmetric'} key`
+    throw new Error(`BUYER_JWT_PUBLIC_KEY is ${what}; RS256 (RSA, ${MIN_RSA_BITS} bits or more), ES256 (EC P-256) and EdDSA (Ed25519) keys are accepted`)
   }
   return checkFor(key, algorithm, issuer, audience)
 }
@@ -100,11 +111,15 @@ function pemCheck (config: BuyerAuthConfig, issuer: string, audience: string): T
 /** Why a key could not be found for a token in the provider's JWKS. */
 function keyRefusal (err: unknown): AppError {
   if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return invalid('no key of the identity provider matches it')
-  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || err instanceof TypeError) {
-    // The provider's keys could not be fetched: not the client's fault.
+  // The provider's keys could not be fetched: no answer, a refused connection (TypeError from
+  // fetch), an answer other than 200, or not a JWKS. Not the client's fault.
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || err instanceof TypeError ||
+    (err instanceof errors.JOSEError && err.code === errors.JOSEError.code)) {
     return new AppError('BUYER_KEYS_UNAVAILABLE', { cause: err })
   }
-  if (err instanceof errors.JOSEError) return invalid('its key in the identity provider\'s JWKS is not usable')
+  // The key the token names is in the set but cannot be used: jose refused to import it, or
+  // WebCrypto did (DOMException), e.g. an EC point off its curve.
+  if (err instanceof errors.JOSEError || err instanceof DOMException) return unusableKey(err)
   throw err
 }
 
@@ -138,8 +153,8 @@ function jwksCheck (config: BuyerAuthConfig, issuer: string, audience: string): 
     let check = checks.get(key)
     if (check === undefined) {
       const publicKey = KeyObject.from(key)
-      // jose picked a key whose type fits the header's alg; a key of another type is refused.
-      if (algorithmOf(publicKey) !== alg) throw notAllowed()
+      // jose picked a key whose type fits the header's alg; a short RSA key is refused here.
+      if (algorithmOf(publicKey) !== alg) throw unusableKey(undefined)
       check = checkFor(publicKey, alg, issuer, audience)
       checks.set(key, check)
     }
@@ -176,6 +191,8 @@ export async function createBuyerVerifier (config: BuyerAuthConfig): Promise<Buy
       }
       if (typeof claims.sub !== 'string' || claims.sub === '') throw invalid('it names no subject (sub)')
       if (typeof claims.exp !== 'number') throw invalid('its exp claim is not a number')
+      // fast-jwt reads iat only to enforce a maximum age, which we do not set; a malformed one is still refused.
+      if (claims.iat !== undefined && typeof claims.iat !== 'number') throw invalid('its iat claim is not a number')
       const buyer = buyerId(issuer, claims.sub)
       if (verified.size >= CACHE_MAX_TOKENS) verified.clear()
       verified.set(digest, { buyer, until: Math.min(claims.exp * 1000, now + CACHE_MAX_MS) })

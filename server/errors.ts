@@ -128,6 +128,8 @@ export function registerErrorHandler (app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     err = constraintError(err) ?? err
     if (err instanceof AppError) {
+      // Ours but not the client's fault (a dependency out of reach): the operator needs the cause.
+      if (err.statusCode >= 500 && err.cause !== undefined) request.log.warn({ err }, err.message)
       if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds))
       return reply.code(err.statusCode).send({ statusCode: err.statusCode, error: STATUS_CODES[err.statusCode], code: err.code, message: err.message })
     }

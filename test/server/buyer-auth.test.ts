@@ -1,3 +1,4 @@
+import { generateKeyPairSync, KeyObject, sign } from 'node:crypto'
 import { createServer } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
@@ -31,6 +32,28 @@ async function token (key: CryptoKey, alg: string, claims: Claims = {}, kid?: st
 const bearer = (value: string): Record<string, string> => ({ authorization: `Bearer ${value}` })
 const base64url = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 
+/** An ES256 token signed as given, with no library checking what it says (jose would refuse to sign some of these). */
+function rawToken (key: CryptoKey, header: object, payload: object, { signatureBytes = 64 } = {}): string {
+  const input = `${base64url(header)}.${base64url(payload)}`
+  const signature = sign('sha256', Buffer.from(input), { key: KeyObject.from(key), dsaEncoding: 'ieee-p1363' }).subarray(0, signatureBytes)
+  return `${input}.${signature.toString('base64url')}`
+}
+
+/** A JWKS server on 127.0.0.1 answering `answer()` each time; the URL and how many fetches it served. */
+interface JwksAnswer { status: number, type: string, body: string }
+async function startJwksServer (t: { teardown: (fn: () => unknown) => void }, answer: () => JwksAnswer): Promise<{ url: string, fetches: () => number }> {
+  let fetches = 0
+  const server = createServer((_req, res) => {
+    fetches++
+    const { status, type, body } = answer()
+    res.writeHead(status, { 'content-type': type }).end(body)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.close() })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`, fetches: () => fetches }
+}
+
 t.test('configuration: BUYER_AUTH=jwt needs an issuer, an audience and exactly one key source', async (t) => {
   t.throws(() => loadConfig({ BUYER_AUTH: 'jwt' }, { dotenv: false }), /BUYER_JWT_ISSUER.*BUYER_JWT_AUDIENCE.*exactly one of BUYER_JWT_PUBLIC_KEY/)
   t.throws(() => loadConfig({ BUYER_AUTH: 'jwt', BUYER_JWT_ISSUER: ISSUER, BUYER_JWT_AUDIENCE: AUDIENCE, BUYER_JWT_PUBLIC_KEY: 'x', BUYER_JWT_JWKS_URL: 'https://a/' }, { dotenv: false }), /exactly one/)
@@ -38,6 +61,9 @@ t.test('configuration: BUYER_AUTH=jwt needs an issuer, an audience and exactly o
   const database = await createTestDatabase(t)
   await t.rejects(startTestApp(t, database, { buyerAuth: { BUYER_AUTH: 'jwt', BUYER_JWT_ISSUER: ISSUER, BUYER_JWT_AUDIENCE: AUDIENCE, BUYER_JWT_PUBLIC_KEY: 'not a key' } }),
     /BUYER_JWT_PUBLIC_KEY is not a PEM public key/, 'a key that cannot be used stops the start')
+  const short = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  await t.rejects(startTestApp(t, database, { buyerAuth: { BUYER_AUTH: 'jwt', BUYER_JWT_ISSUER: ISSUER, BUYER_JWT_AUDIENCE: AUDIENCE, BUYER_JWT_PUBLIC_KEY: short } }),
+    /an RSA key of 1024 bits/, 'nor does an RSA key shorter than 2048 bits')
 })
 
 t.test('buyer tokens checked against a PEM public key', async (t) => {
@@ -79,6 +105,18 @@ t.test('buyer tokens checked against a PEM public key', async (t) => {
     t.match(other, { status: 403, body: { code: 'BUYER_MISMATCH' } })
   })
 
+  t.test('an audience list that names us is accepted; a remembered token is refused once it expires', async (t) => {
+    const listed = await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('dora').setIssuer(ISSUER).setAudience(['another-service', AUDIENCE]).setExpirationTime('10m').sign(privateKey)
+    t.equal((await request(base, 'POST', '/buy', { json: { event_id: eventId }, headers: bearer(listed) })).status, 202)
+    const exp = Math.floor(Date.now() / 1000) + 2
+    const brief = await token(privateKey, 'ES256', { sub: 'eve', exp })
+    const bought = await request(base, 'POST', '/buy', { json: { event_id: eventId }, headers: bearer(brief) })
+    t.equal(bought.status, 202, 'good while it lasts')
+    await new Promise((resolve) => setTimeout(resolve, exp * 1000 - Date.now() + 100))
+    const late = await request(base, 'GET', `/bookings/${bought.body.booking_id as string}`, { headers: bearer(brief) })
+    t.match(late, { status: 401, body: { code: 'BUYER_TOKEN_INVALID', message: /expired/ } }, 'not served from the cache past its exp')
+  })
+
   t.test('the per-user cap counts the token\'s buyer', async (t) => {
     const carol = await token(privateKey, 'ES256', { sub: 'carol' })
     const ids: string[] = []
@@ -112,7 +150,14 @@ t.test('buyer tokens checked against a PEM public key', async (t) => {
       ['an audience list without ours', bearer(await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setIssuer(ISSUER).setAudience(['another-service', 'a-third']).setExpirationTime('10m').sign(privateKey)), /wrong audience/],
       ['signed with another key', bearer(await token(stranger, 'ES256', { sub: 'alice' })), /bad signature/],
       ['an RSA key for an EC key', bearer(await token(rsa, 'RS256', { sub: 'alice' })), /algorithm not allowed/],
-      ['alg none', bearer(`${base64url({ alg: 'none', typ: 'JWT' })}.${base64url({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })}.`), /algorithm not allowed|malformed/],
+      ['alg none', bearer(`${base64url({ alg: 'none', typ: 'JWT' })}.${base64url({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })}.`), /algorithm not allowed|not signed|malformed/],
+      ['an allowed alg with no signature', bearer(`${base64url({ alg: 'ES256' })}.${base64url({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })}.`), /not signed/],
+      ['a signature of the wrong length', bearer(rawToken(privateKey, { alg: 'ES256' }, { sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600 }, { signatureBytes: 40 })), /bad signature/],
+      ['a critical header we do not know', bearer(rawToken(privateKey, { alg: 'ES256', crit: ['x-must-know'], 'x-must-know': 1 }, { sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })), /malformed/],
+      ['an expiry out of any date\'s range', bearer(rawToken(privateKey, { alg: 'ES256' }, { sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: -1e20 })), /expired|malformed/],
+      ['an expiry that is not a number', bearer(rawToken(privateKey, { alg: 'ES256' }, { sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: 'tomorrow' })), /exp/],
+      ['an iat that is not a number', bearer(rawToken(privateKey, { alg: 'ES256' }, { sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now + 600, iat: 'x' })), /iat/],
+      ['a payload that is not an object', bearer(rawToken(privateKey, { alg: 'ES256' }, ['alice'])), /malformed/],
       ['HS256', bearer(await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('10m').sign(hmac)), /algorithm not allowed/]
     ]
     for (const [what, headers, why] of cases) {
@@ -126,7 +171,7 @@ t.test('buyer tokens checked against a PEM public key', async (t) => {
       t.match(read, { status: 401, body: { code: 'BUYER_TOKEN_INVALID' } }, `${what}: GET /bookings/:id too`)
     }
     const { rows: [row] } = await database.db.selectFrom('bookings').select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('event_id', '=', eventId).where('user_id', 'not in', [aliceId, buyerId(ISSUER, 'carol')]).execute().then((rows) => ({ rows }))
+      .where('event_id', '=', eventId).where('user_id', 'not in', [aliceId, ...['carol', 'dora', 'eve'].map((sub) => buyerId(ISSUER, sub))]).execute().then((rows) => ({ rows }))
     t.equal(Number(row?.n), 0, 'nothing stored for a refused token')
   })
 })
@@ -188,4 +233,59 @@ t.test('the identity provider\'s keys out of reach: 503 with Retry-After, nothin
   const res = await request(base, 'POST', '/buy', { json: { event_id: eventId }, headers: bearer(await token(privateKey, 'ES256', { sub: 'ivan' }, 'k1')) })
   t.match(res, { status: 503, body: { code: 'BUYER_KEYS_UNAVAILABLE' } })
   t.equal(res.headers.get('retry-after'), '5')
+})
+
+t.test('with a JWKS, every bad token is refused as with a PEM key, and a key the set holds but cannot be used is a 401', async (t) => {
+  const good = await generateKeyPair('ES256')
+  const stranger = await generateKeyPair('ES256')
+  const shortRsa = generateKeyPairSync('rsa', { modulusLength: 1024 })
+  const goodJwk = { ...(await exportJWK(good.publicKey)), kid: 'good', alg: 'ES256', use: 'sig' }
+  // A point off the P-256 curve: the set is well formed, the key in it cannot be imported.
+  const offCurve = { ...goodJwk, kid: 'broken', y: Buffer.alloc(32, 7).toString('base64url') }
+  const short = { ...shortRsa.publicKey.export({ format: 'jwk' }), kid: 'short', alg: 'RS256', use: 'sig' }
+  const jwks = await startJwksServer(t, () => ({ status: 200, type: 'application/json', body: JSON.stringify({ keys: [goodJwk, offCurve, short] }) }))
+  const database = await createTestDatabase(t)
+  const { base } = await startTestApp(t, database, {
+    buyerAuth: { BUYER_AUTH: 'jwt', BUYER_JWT_ISSUER: ISSUER, BUYER_JWT_AUDIENCE: AUDIENCE, BUYER_JWT_JWKS_URL: jwks.url, BUYER_JWT_JWKS_COOLDOWN_MS: 30_000 }
+  })
+  const eventId = await createEvent(database.db, 10, 'JWKS refusals')
+  const now = Math.floor(Date.now() / 1000)
+  const hmac = new TextEncoder().encode('a shared secret of thirty-two bytes!!')
+  const shortToken = `${base64url({ alg: 'RS256', kid: 'short' })}.${base64url({ sub: 'zed', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })}`
+  const cases: Array<[string, string, RegExp]> = [
+    ['malformed', 'not.a.jwt', /malformed/],
+    ['alg none', `${base64url({ alg: 'none', kid: 'good' })}.${base64url({ sub: 'zed', iss: ISSUER, aud: AUDIENCE, exp: now + 600 })}.`, /algorithm not allowed/],
+    ['HS256', await new SignJWT({}).setProtectedHeader({ alg: 'HS256', kid: 'good' }).setSubject('zed').setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('10m').sign(hmac), /algorithm not allowed/],
+    ['signed with another key under the set\'s kid', await token(stranger.privateKey, 'ES256', { sub: 'zed' }, 'good'), /bad signature/],
+    ['expired', await token(good.privateKey, 'ES256', { sub: 'zed', exp: now - 60 }, 'good'), /expired/],
+    ['wrong issuer', await token(good.privateKey, 'ES256', { sub: 'zed', iss: 'https://evil.example/' }, 'good'), /wrong issuer/],
+    ['a key off its curve', await token(stranger.privateKey, 'ES256', { sub: 'zed' }, 'broken'), /not usable/],
+    ['an RSA key of 1024 bits', `${shortToken}.${sign('sha256', Buffer.from(shortToken), shortRsa.privateKey).toString('base64url')}`, /not usable/]
+  ]
+  for (const [what, jwt, why] of cases) {
+    const res = await request(base, 'POST', '/buy', { json: { event_id: eventId }, headers: bearer(jwt) })
+    t.match(res, { status: 401, body: { code: 'BUYER_TOKEN_INVALID', message: why } }, `${what}: ${res.body.message as string}`)
+  }
+  t.equal((await request(base, 'POST', '/buy', { json: { event_id: eventId }, headers: bearer(await token(good.privateKey, 'ES256', { sub: 'zed' }, 'good')) })).status, 202, 'while a good token is accepted')
+  t.equal(jwks.fetches(), 1, 'the set fetched once for all of them')
+})
+
+t.test('a JWKS that answers an error or not a JWKS is the provider\'s fault: 503, not 401', async (t) => {
+  const { privateKey } = await generateKeyPair('ES256')
+  const answers = [
+    { status: 500, type: 'text/plain', body: 'Internal Server Error' },
+    { status: 200, type: 'text/html', body: '<html>maintenance</html>' },
+    { status: 200, type: 'application/json', body: '{"keys": "none"}' }
+  ]
+  for (const answer of answers) {
+    const jwks = await startJwksServer(t, () => answer)
+    const database = await createTestDatabase(t)
+    const { base } = await startTestApp(t, database, {
+      buyerAuth: { BUYER_AUTH: 'jwt', BUYER_JWT_ISSUER: ISSUER, BUYER_JWT_AUDIENCE: AUDIENCE, BUYER_JWT_JWKS_URL: jwks.url, BUYER_JWT_JWKS_COOLDOWN_MS: 0 }
+    })
+    const eventId = await createEvent(database.db, 1, 'Provider down')
+    const res = await request(base, 'POST', '/buy', { json: { event_id: eventId }, headers: bearer(await token(privateKey, 'ES256', { sub: 'ivan' }, 'k1')) })
+    t.match(res, { status: 503, body: { code: 'BUYER_KEYS_UNAVAILABLE' } }, `${answer.status} ${answer.type}`)
+    t.equal(jwks.fetches(), 1)
+  }
 })
