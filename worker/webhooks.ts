@@ -1,38 +1,39 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
-import type { LookupFunction } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fromKysely, type Job, type JobResult, type PgBoss } from 'pg-boss'
+import { fromKysely, type Job, type JobAttempt, type PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import { v5 as uuidv5 } from 'uuid'
 import type { Db } from '../db/client.ts'
+import type { WebhookEndpointRow } from '../db/database.ts'
 import { findActiveEndpoints, findEnabledEndpoints, pruneDeliveries, recordDeliveries, takeOutbox, disableEndpoint, type NewDelivery } from '../db/webhooks.ts'
 import type { Metrics } from '../lib/metrics.ts'
-import { RefusedAddressError, resolvePublicTarget } from '../lib/network-guard.ts'
-import { webhookHeaders } from '../lib/webhook-signature.ts'
 import { webhookMessage, webhookMessageId } from '../purchase/webhook-messages.ts'
+import { send } from './webhook-send.ts'
 
 // Webhook delivery (docs/decisions/0013-webhooks-outbox.md). Two loops in the worker process, on a
 // pool of their own, apart from settlement:
 // - the dispatcher takes the outbox rows the bookings table's triggers wrote, and queues one
 //   pg-boss job per message and endpoint that wants it, in the transaction that deletes them: a
 //   crash either side of its commit leaves the rows or the jobs, never neither, never both;
-// - pg-boss workers deliver the jobs, signed, and retry failures with exponential backoff for at
-//   least a day, then dead-letter them. A worker killed mid-delivery leaves its job active, and
-//   pg-boss retries it once expireInSeconds has passed.
+// - the delivery loop fetches the jobs, sends each signed, and settles each when its own attempt
+//   ends; pg-boss retries failures with exponential backoff for at least a day, then dead-letters
+//   them. A worker killed mid-delivery leaves its job active, and pg-boss retries it once
+//   expireInSeconds has passed.
 
 export const WEBHOOK_QUEUE = 'webhook_deliveries'
 export const WEBHOOK_DEAD_LETTER_QUEUE = 'webhook_deliveries_dead'
 
-/** A receiver has this long to answer, connection included. */
-export const DELIVERY_TIMEOUT_MS = 5000
 /** The longest wait between two attempts, and how long attempts go on at least. */
 const RETRY_DELAY_MAX_S = 3600
 const RETRY_SPAN_S = 24 * 3600
-/** Bytes of a receiver's answer kept in the delivery log. */
-const EXCERPT_BYTES = 256
 /** Delivery attempts kept for the operator (GET /webhooks/:id/deliveries). */
 const DELIVERY_LOG_DAYS = 7
+/**
+ * Requests open at once in a process, and at most this many to one endpoint across processes
+ * (pg-boss's group concurrency, the endpoint being the job's group): a receiver that never answers
+ * holds its share for 5 s at a time, and the other endpoints' messages go on in the rest.
+ */
+export const DELIVERIES_IN_FLIGHT = 100
+export const DELIVERIES_IN_FLIGHT_PER_ENDPOINT = 32
 
 // Job ids are derived (UUIDv5 of endpoint and message), so a message is queued once per endpoint.
 const JOB_ID_NAMESPACE = '6d1f3c0e-2a7b-4f5e-8c9d-0b1a2c3d4e5f'
@@ -70,8 +71,8 @@ export async function ensureWebhookQueues (boss: PgBoss, retryDelayS: number): P
     retryDelay: retryDelayS,
     retryBackoff: true,
     retryDelayMax: RETRY_DELAY_MAX_S,
-    // A batch is delivered in parallel, each attempt at most DELIVERY_TIMEOUT_MS: past this, its
-    // worker is taken for dead and the job is tried again.
+    // Each attempt takes at most DELIVERY_TIMEOUT_MS (webhook-send.ts): past this, the process
+    // that fetched the job is taken for dead and the job is tried again.
     expireInSeconds: 15,
     // Waiting for a retry longer than the span is impossible; this only bounds a queue nobody works.
     retentionSeconds: 14 * 24 * 3600,
@@ -104,6 +105,11 @@ const DISPATCH_BATCH = 1000
 // then costs the sale a few percent, and catches up at full speed once the sale is quiet.
 const WHILE_SALE_BUSY = 25
 const PRUNE_INTERVAL_MS = 10 * 60_000
+// The delivery loop looks for jobs that came due (retries) this often when it has nothing to do,
+// and at least this often while attempts are under way.
+const DELIVERY_IDLE_POLL_MS = 1000
+const DELIVERY_POLL_MS = 250
+const DELIVERY_TURN_MS = 20
 const ERROR_BACKOFF_MS = 1000
 
 /**
@@ -123,7 +129,9 @@ export async function dispatchOutbox (db: Db, boss: PgBoss, { limit = DISPATCH_B
         const json = JSON.stringify(body)
         return endpoints.filter((endpoint) => endpoint.event_types.includes(body.type)).map((endpoint) => ({
           id: uuidv5(`${endpoint.id}\n${messageId}`, JOB_ID_NAMESPACE),
-          data: { endpoint_id: endpoint.id, message_id: messageId, type: body.type, body: json } satisfies DeliveryJob
+          data: { endpoint_id: endpoint.id, message_id: messageId, type: body.type, body: json } satisfies DeliveryJob,
+          // The endpoint is the job's group: DELIVERIES_IN_FLIGHT_PER_ENDPOINT bounds each.
+          group: { id: endpoint.id }
         }))
       })
       if (jobs.length > 0) await boss.insert(WEBHOOK_QUEUE, jobs, { db: fromKysely(trx) })
@@ -135,21 +143,25 @@ export async function dispatchOutbox (db: Db, boss: PgBoss, { limit = DISPATCH_B
 }
 
 interface Attempt {
-  result: JobResult
+  job: JobAttempt
   delivery: NewDelivery | undefined
+  delivered: boolean
   gone: boolean
 }
 
 /**
- * Starts the dispatcher and the delivery workers. Deliveries are fetched 50 at a time by each of
- * two pg-boss workers and sent in parallel; a full batch is followed at once by the next. While
- * the sale runs (`saleBusy`), the dispatcher queues a trickle, so delivery waits for quiet.
+ * Starts the dispatcher and the delivery loop. The loop keeps up to DELIVERIES_IN_FLIGHT requests
+ * open, fetching more as attempts end, and settles the ended ones together every turn: one slow
+ * receiver delays nobody else's messages. While the sale runs (`saleBusy`), the dispatcher queues a
+ * trickle, so delivery waits for quiet.
  */
 export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoops> {
   const log = deps.log.child({ component: 'webhooks' })
   let stopping = false
   let wakeUp: AbortController | undefined
   let woken = false
+  // Aborted to end the delivery loop's wait: an attempt ended, or messages were queued.
+  let deliveryTurn: AbortController | undefined
 
   const dispatching = (async () => {
     let prunedAt = 0
@@ -158,7 +170,10 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
       try {
         const busy = deps.saleBusy?.() ?? false
         const n = await dispatchOutbox(deps.db, deps.boss, busy ? { limit: WHILE_SALE_BUSY, once: true } : {})
-        if (n > 0) log.debug({ messages: n }, 'webhook messages queued')
+        if (n > 0) {
+          log.debug({ messages: n }, 'webhook messages queued')
+          deliveryTurn?.abort()
+        }
         if (Date.now() - prunedAt > PRUNE_INTERVAL_MS) {
           prunedAt = Date.now()
           await pruneDeliveries(deps.db, DELIVERY_LOG_DAYS)
@@ -174,42 +189,92 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
     }
   })()
 
-  async function deliverBatch (jobs: Array<Job<DeliveryJob>>): Promise<JobResult[]> {
-    const endpoints = new Map((await findActiveEndpoints(deps.db, [...new Set(jobs.map((job) => job.data.endpoint_id))])).map((e) => [e.id, e]))
-    const attempts = await Promise.all(jobs.map(async (job): Promise<Attempt> => {
-      const endpoint = endpoints.get(job.data.endpoint_id)
-      // Deleted or disabled since it was queued: nothing to send, nothing to retry.
-      if (endpoint === undefined) return { result: { id: job.id, status: 'completed', output: { skipped: 'endpoint deleted or disabled' } }, delivery: undefined, gone: false }
-      const started = performance.now()
-      const outcome = await send(endpoint.url, endpoint.secret, job.data, deps.allowPrivateNetworks, job.signal)
-      const delivery: NewDelivery = {
-        endpoint_id: endpoint.id,
-        message_id: job.data.message_id,
-        type: job.data.type,
-        attempt: job.retryCount + 1,
-        status_code: outcome.statusCode ?? null,
-        error: outcome.error ?? null,
-        response_excerpt: outcome.excerpt ?? null,
-        duration_ms: Math.round(performance.now() - started)
-      }
-      const delivered = outcome.statusCode !== undefined && outcome.statusCode >= 200 && outcome.statusCode < 300
-      const gone = outcome.statusCode === 410
-      deps.metrics?.webhookDeliveries.inc({ outcome: delivered ? 'delivered' : gone ? 'gone' : 'failed' })
-      const status = delivered || gone ? 'completed' : 'failed'
-      return { result: { id: job.id, status, output: { status_code: delivery.status_code, error: delivery.error } }, delivery, gone }
-    }))
-    await recordDeliveries(deps.db, attempts.flatMap((a) => a.delivery === undefined ? [] : [a.delivery]))
-    for (const attempt of attempts) {
-      if (attempt.gone && attempt.delivery !== undefined) {
-        await disableEndpoint(deps.db, attempt.delivery.endpoint_id, 'the receiver answered 410 Gone')
-        log.warn({ endpointId: attempt.delivery.endpoint_id }, 'webhook endpoint disabled: its receiver answered 410 Gone')
-      }
+  /** One attempt at one job; never throws. */
+  async function attempt (job: Job<DeliveryJob>, endpoint: WebhookEndpointRow | undefined): Promise<Attempt> {
+    const fence = { id: job.id, retryCount: job.retryCount }
+    // Deleted or disabled since it was queued: nothing to send, nothing to retry.
+    if (endpoint === undefined) return { job: fence, delivery: undefined, delivered: true, gone: false }
+    const started = performance.now()
+    const outcome = await send(endpoint.url, endpoint.secret, job.data, deps.allowPrivateNetworks)
+    const delivered = outcome.statusCode !== undefined && outcome.statusCode >= 200 && outcome.statusCode < 300
+    const gone = outcome.statusCode === 410
+    deps.metrics?.webhookDeliveries.inc({ outcome: delivered ? 'delivered' : gone ? 'gone' : 'failed' })
+    const delivery: NewDelivery = {
+      endpoint_id: endpoint.id,
+      message_id: job.data.message_id,
+      type: job.data.type,
+      attempt: job.retryCount + 1,
+      status_code: outcome.statusCode ?? null,
+      error: outcome.error ?? null,
+      response_excerpt: outcome.excerpt ?? null,
+      duration_ms: Math.round(performance.now() - started)
     }
-    return attempts.map((a) => a.result)
+    return { job: fence, delivery, delivered, gone }
   }
 
-  const workOptions = { batchSize: 50, localConcurrency: 2, pollingIntervalSeconds: 1, burstWhenBatchFull: true, perJobResults: true } as const
-  await deps.boss.work<DeliveryJob, unknown, typeof workOptions>(WEBHOOK_QUEUE, workOptions, deliverBatch)
+  /** Logs the ended attempts, completes the delivered (and 410) jobs and fails the rest, fenced to the attempt fetched. */
+  async function settle (ended: Attempt[]): Promise<void> {
+    await recordDeliveries(deps.db, ended.flatMap((a) => a.delivery === undefined ? [] : [a.delivery]))
+    const completed = ended.filter((a) => a.delivered || a.gone).map((a) => a.job)
+    const failed = ended.filter((a) => !a.delivered && !a.gone).map((a) => a.job)
+    if (completed.length > 0) await deps.boss.complete(WEBHOOK_QUEUE, completed)
+    if (failed.length > 0) await deps.boss.fail(WEBHOOK_QUEUE, failed)
+    for (const endpointId of new Set(ended.filter((a) => a.gone && a.delivery !== undefined).map((a) => a.delivery?.endpoint_id as string))) {
+      await disableEndpoint(deps.db, endpointId, 'the receiver answered 410 Gone')
+      log.warn({ endpointId }, 'webhook endpoint disabled: its receiver answered 410 Gone')
+    }
+  }
+
+  const inFlight = new Set<Promise<void>>()
+  const ended: Attempt[] = []
+  const delivering = (async () => {
+    while (!stopping || inFlight.size > 0 || ended.length > 0) {
+      const turnStarted = Date.now()
+      let wanted: number
+      let fetched = 0
+      try {
+        if (ended.length > 0) {
+          const batch = ended.splice(0)
+          await settle(batch).catch((err: unknown) => {
+            ended.unshift(...batch)
+            throw err
+          })
+        }
+        wanted = stopping ? 0 : DELIVERIES_IN_FLIGHT - inFlight.size
+        if (wanted > 0) {
+          const jobs = await deps.boss.fetch<DeliveryJob>(WEBHOOK_QUEUE, { batchSize: wanted, groupConcurrency: DELIVERIES_IN_FLIGHT_PER_ENDPOINT })
+          fetched = jobs.length
+          if (fetched > 0) {
+            const endpoints = new Map((await findActiveEndpoints(deps.db, [...new Set(jobs.map((job) => job.data.endpoint_id))])).map((e) => [e.id, e]))
+            for (const job of jobs) {
+              const running: Promise<void> = attempt(job, endpoints.get(job.data.endpoint_id)).then((a) => {
+                ended.push(a)
+                inFlight.delete(running)
+                deliveryTurn?.abort()
+              })
+              inFlight.add(running)
+            }
+          }
+        }
+      } catch (err) {
+        // Jobs fetched but not started expire and are tried again (expireInSeconds).
+        log.warn({ err }, 'webhook delivery: could not fetch or settle; trying again')
+        await sleep(ERROR_BACKOFF_MS)
+        continue
+      }
+      // At once when the fetch got all it asked for (more may be queued); else until an attempt
+      // ends, messages are queued, or the poll for retries come due.
+      if (!(fetched > 0 && fetched === wanted) && ended.length === 0) {
+        deliveryTurn = new AbortController()
+        await sleep(inFlight.size > 0 ? DELIVERY_POLL_MS : DELIVERY_IDLE_POLL_MS, undefined, { signal: deliveryTurn.signal }).catch(() => {})
+        deliveryTurn = undefined
+      }
+      // While attempts are under way, a turn at most every DELIVERY_TURN_MS: the attempts that end
+      // meanwhile are settled together, not one statement each.
+      const elapsed = Date.now() - turnStarted
+      if (inFlight.size > 0 && elapsed < DELIVERY_TURN_MS) await sleep(DELIVERY_TURN_MS - elapsed)
+    }
+  })()
   log.info('webhook dispatcher and delivery started')
 
   return {
@@ -220,72 +285,10 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
     async stop () {
       stopping = true
       wakeUp?.abort()
+      deliveryTurn?.abort()
       await dispatching
-      await deps.boss.offWork(WEBHOOK_QUEUE, { wait: true })
+      // Attempts under way are let finish (5 s at most) and settled.
+      await delivering
     }
   }
-}
-
-// Connections to receivers are kept open between deliveries. A new one is made to the address
-// checked for the delivery that needs it (the pinned lookup).
-const agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 64 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 64 }) }
-
-interface SendOutcome {
-  statusCode?: number
-  error?: string
-  excerpt?: string
-}
-
-/**
- * One attempt: the address checked (lib/network-guard.ts), then a POST to that address with the
- * signed headers, DELIVERY_TIMEOUT_MS for all of it, no redirect followed, at most EXCERPT_BYTES of
- * the answer read. Never throws: what went wrong is the outcome's error.
- */
-async function send (url: string, secret: string, job: DeliveryJob, allowPrivate: boolean, cancelled: AbortSignal): Promise<SendOutcome> {
-  const signal = AbortSignal.any([cancelled, AbortSignal.timeout(DELIVERY_TIMEOUT_MS)])
-  try {
-    const target = new URL(url)
-    if (target.protocol !== 'https:' && !(allowPrivate && target.protocol === 'http:')) {
-      return { error: `refused: ${target.protocol} URLs need WEBHOOK_ALLOW_PRIVATE_NETWORKS=true` }
-    }
-    const resolved = await resolvePublicTarget(target.hostname, allowPrivate)
-    // Connect to the address just checked, whatever the name resolves to a moment later.
-    const pinned: LookupFunction = (_hostname, options, callback) => {
-      type AllCallback = (err: null, addresses: Array<{ address: string, family: number }>) => void
-      if ((options as { all?: boolean }).all === true) (callback as AllCallback)(null, [resolved])
-      else callback(null, resolved.address, resolved.family)
-    }
-    const headers = {
-      ...webhookHeaders(secret, job.message_id, new Date(), job.body),
-      'content-type': 'application/json',
-      'user-agent': 'boxoffice-webhooks'
-    }
-    const response = await new Promise<IncomingMessage>((resolve, reject) => {
-      const https = target.protocol === 'https:'
-      const req = (https ? httpsRequest : httpRequest)(target, { method: 'POST', headers, lookup: pinned, signal, agent: https ? agents.https : agents.http }, resolve)
-      req.on('error', reject)
-      req.end(job.body)
-    })
-    const excerpt = await readExcerpt(response, signal)
-    return { statusCode: response.statusCode ?? 0, excerpt }
-  } catch (err) {
-    if (err instanceof RefusedAddressError) return { error: `refused: ${err.message}` }
-    if (signal.aborted && !cancelled.aborted) return { error: `no answer within ${DELIVERY_TIMEOUT_MS} ms` }
-    const { code, message } = err as { code?: string, message?: string }
-    return { error: [code, message].filter((part) => part !== undefined).join(': ') || String(err) }
-  }
-}
-
-/** The first EXCERPT_BYTES of a response body, the rest discarded unread. */
-async function readExcerpt (response: IncomingMessage, signal: AbortSignal): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  // Leaving the loop early destroys the response (and its connection); one read to its end keeps
-  // the connection for the next delivery.
-  for await (const chunk of response) {
-    chunks.push(chunk as Buffer)
-    size += (chunk as Buffer).length
-    if (size >= EXCERPT_BYTES || signal.aborted) break
-  }
-  return Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8')
 }

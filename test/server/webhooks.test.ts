@@ -5,7 +5,9 @@ import { poolOptions } from '../../app/service.ts'
 import { closeDb, createDb } from '../../db/client.ts'
 import { CHANGE_NUMBER } from '../../purchase/webhook-messages.ts'
 import { BOOKING_STATUS } from '../../purchase/vocabulary.ts'
-import { ensureWebhookQueues, startWebhookLoops, webhookRetryLimit, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE } from '../../worker/webhooks.ts'
+import {
+  DELIVERIES_IN_FLIGHT_PER_ENDPOINT, ensureWebhookQueues, startWebhookLoops, webhookRetryLimit, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE
+} from '../../worker/webhooks.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase, type TestContext, type TestDatabase } from '../fixtures/database.ts'
 import { newUserId } from '../fixtures/events.ts'
@@ -32,13 +34,13 @@ async function startTestWebhooks (t: Teardown, database: TestDatabase, { retryDe
   })
 }
 
-/** A database, a receiver, the API with its worker, and the webhook loops (retries after 1 s). */
-async function startWebhookService (t: TestContext, { allowPrivateNetworks = true } = {}):
+/** A database, a receiver, the API with its worker, and the webhook loops (retries after 1 s) unless `loops` is false. */
+async function startWebhookService (t: TestContext, { allowPrivateNetworks = true, loops = true } = {}):
   Promise<{ database: TestDatabase, receiver: WebhookReceiver, base: string }> {
   const database = await createTestDatabase(t)
   const receiver = await startWebhookReceiver(t)
   const { base } = await startTestApp(t, database, { worker: true, webhookAllowPrivateNetworks: allowPrivateNetworks })
-  await startTestWebhooks(t, database, { allowPrivateNetworks })
+  if (loops) await startTestWebhooks(t, database, { allowPrivateNetworks })
   return { database, receiver, base }
 }
 
@@ -234,6 +236,25 @@ t.test('a receiver that answers 500 for a while, then times out once, gets every
   t.equal(log[0].response_excerpt !== undefined, true)
   const endpoints = (await request(base, 'GET', '/webhooks', { headers: admin })).body.webhooks
   t.equal(endpoints[0].disabled_at, null, 'a failing receiver is not disabled: it is retried')
+})
+
+t.test('a receiver that never answers holds its own share of deliveries; the other endpoint gets everything meanwhile', async (t) => {
+  const { database, receiver, base } = await startWebhookService(t, { loops: false })
+  const stuck = await register(base, { url: `${receiver.url}?stuck`, events: ['booking.success'] })
+  const healthy = await register(base, { url: receiver.url, events: ['booking.success'] })
+  receiver.answer((req) => req.path.endsWith('?stuck') ? { status: 200, delayMs: 60_000 } : { status: 200 })
+  // Messages for both queued before delivery starts, so both endpoints' jobs are there at once.
+  const eventId = await createEvent(base, { total_quota: 100 })
+  const bookings = await Promise.all(Array.from({ length: 80 }, async () => await buyDecided(base, eventId)))
+  t.ok(bookings.every((b) => b.status === 'success'))
+  await startTestWebhooks(t, database)
+
+  await verifiedMessages(receiver, healthy.secret, 80, { path: '/hooks' })
+  const toStuck = receiver.received.filter((r) => r.path.endsWith('?stuck'))
+  t.ok(toStuck.length > 0 && toStuck.length <= DELIVERIES_IN_FLIGHT_PER_ENDPOINT,
+    `at most ${DELIVERIES_IN_FLIGHT_PER_ENDPOINT} requests open to the silent receiver (${toStuck.length})`)
+  const log = (await request(base, 'GET', `/webhooks/${stuck.id}/deliveries`, { headers: admin })).body.deliveries
+  t.equal(log.length, 0, 'the other endpoint got all 80 before any attempt to the silent one had even timed out')
 })
 
 t.test('a message refused at its last attempt goes to the dead-letter queue, kept for the operator', async (t) => {
