@@ -15,7 +15,10 @@ const EXCERPT_BYTES = 256
 
 // Connections to receivers are kept open between deliveries. A new one is made to the address
 // checked for the delivery that needs it (the pinned lookup).
-const agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 64 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 64 }) }
+// No cap on sockets per host: the delivery loop bounds the requests open (worker/webhooks.ts), and
+// a cap here would make two endpoints on one host share it, so that one that never answers would
+// hold the other's requests waiting for a socket inside their 5 s.
+const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) }
 
 export interface SendOutcome {
   statusCode?: number

@@ -32,8 +32,8 @@ const DELIVERY_LOG_DAYS = 7
  * (pg-boss's group concurrency, the endpoint being the job's group): a receiver that never answers
  * holds its share for 5 s at a time, and the other endpoints' messages go on in the rest.
  */
-export const DELIVERIES_IN_FLIGHT = 100
-export const DELIVERIES_IN_FLIGHT_PER_ENDPOINT = 32
+export const DELIVERIES_IN_FLIGHT = 200
+export const DELIVERIES_IN_FLIGHT_PER_ENDPOINT = 100
 
 // Job ids are derived (UUIDv5 of endpoint and message), so a message is queued once per endpoint.
 const JOB_ID_NAMESPACE = '6d1f3c0e-2a7b-4f5e-8c9d-0b1a2c3d4e5f'
@@ -229,7 +229,6 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
   const ended: Attempt[] = []
   const delivering = (async () => {
     while (!stopping || inFlight.size > 0 || ended.length > 0) {
-      const turnStarted = Date.now()
       let wanted: number
       let fetched = 0
       try {
@@ -269,10 +268,9 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
         await sleep(inFlight.size > 0 ? DELIVERY_POLL_MS : DELIVERY_IDLE_POLL_MS, undefined, { signal: deliveryTurn.signal }).catch(() => {})
         deliveryTurn = undefined
       }
-      // While attempts are under way, a turn at most every DELIVERY_TURN_MS: the attempts that end
-      // meanwhile are settled together, not one statement each.
-      const elapsed = Date.now() - turnStarted
-      if (inFlight.size > 0 && elapsed < DELIVERY_TURN_MS) await sleep(DELIVERY_TURN_MS - elapsed)
+      // An attempt ended: the others are given until they all end, or DELIVERY_TURN_MS, to be
+      // settled with it in one turn, not one statement each.
+      if (ended.length > 0 && inFlight.size > 0) await Promise.race([Promise.all(inFlight), sleep(DELIVERY_TURN_MS)])
     }
   })()
   log.info('webhook dispatcher and delivery started')
