@@ -15,7 +15,8 @@ import { createLogger } from '../lib/logger.ts'
 import { createMetrics } from '../lib/metrics.ts'
 import { metricsSources } from './metrics-sources.ts'
 import { createBoss, ensurePurchaseQueues } from '../purchase/queue.ts'
-import { ensureWebhookQueues, startWebhookLoops } from '../worker/webhooks.ts'
+import { ensureWebhookQueues } from '../worker/webhook-queue.ts'
+import { startWebhookLoops } from '../worker/webhooks.ts'
 
 // The sale counts as running until this long after its last intake batch or settled batch.
 const SALE_QUIET_MS = 1000

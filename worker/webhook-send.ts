@@ -38,7 +38,9 @@ export async function send (url: string, secret: string, message: { message_id: 
     if (target.protocol !== 'https:' && !(allowPrivate && target.protocol === 'http:')) {
       return { error: `refused: ${target.protocol} URLs need WEBHOOK_ALLOW_PRIVATE_NETWORKS=true` }
     }
-    const resolved = await resolvePublicTarget(target.hostname, allowPrivate)
+    // The resolver cannot be cancelled: a name that takes too long is given up on at the deadline
+    // (its lookup ends in the background), so the attempt still ends within DELIVERY_TIMEOUT_MS.
+    const resolved = await Promise.race([resolvePublicTarget(target.hostname, allowPrivate), aborted(signal)])
     // Connect to the address just checked, whatever the name resolves to a moment later.
     const pinned: LookupFunction = (_hostname, options, callback) => {
       type AllCallback = (err: null, addresses: Array<{ address: string, family: number }>) => void
@@ -66,7 +68,14 @@ export async function send (url: string, secret: string, message: { message_id: 
   }
 }
 
-/** The first EXCERPT_BYTES of a response body, the rest discarded unread. */
+/** Rejects when `signal` aborts. */
+async function aborted (signal: AbortSignal): Promise<never> {
+  return await new Promise((_resolve, reject) => {
+    signal.addEventListener('abort', () => { reject(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }, { once: true })
+  })
+}
+
+/** The first EXCERPT_BYTES of a response body, the rest discarded unread (and NULs, which PostgreSQL's text refuses). */
 async function readExcerpt (response: IncomingMessage, signal: AbortSignal): Promise<string> {
   const chunks: Buffer[] = []
   let size = 0
@@ -77,5 +86,5 @@ async function readExcerpt (response: IncomingMessage, signal: AbortSignal): Pro
     size += (chunk as Buffer).length
     if (size >= EXCERPT_BYTES || signal.aborted) break
   }
-  return Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8')
+  return Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8').replaceAll('\0', '')
 }

@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fromKysely, type Job, type JobAttempt, type PgBoss } from 'pg-boss'
+import type { Job, JobAttempt, PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
-import { v5 as uuidv5 } from 'uuid'
 import type { Db } from '../db/client.ts'
 import type { WebhookEndpointRow } from '../db/database.ts'
-import { findActiveEndpoints, findEnabledEndpoints, pruneDeliveries, recordDeliveries, takeOutbox, disableEndpoint, type NewDelivery } from '../db/webhooks.ts'
+import { disableEndpoint, findActiveEndpoints, pruneDeliveries, recordDeliveries, type NewDelivery } from '../db/webhooks.ts'
 import type { Metrics } from '../lib/metrics.ts'
-import { webhookMessage, webhookMessageId } from '../purchase/webhook-messages.ts'
+import { dispatchOutbox, WEBHOOK_QUEUE, type DeliveryJob } from './webhook-queue.ts'
 import { send } from './webhook-send.ts'
 
 // Webhook delivery (docs/decisions/0013-webhooks-outbox.md). Two loops in the worker process, on a
@@ -19,69 +18,16 @@ import { send } from './webhook-send.ts'
 //   them. A worker killed mid-delivery leaves its job active, and pg-boss retries it once
 //   expireInSeconds has passed.
 
-export const WEBHOOK_QUEUE = 'webhook_deliveries'
-export const WEBHOOK_DEAD_LETTER_QUEUE = 'webhook_deliveries_dead'
-
-/** The longest wait between two attempts, and how long attempts go on at least. */
-const RETRY_DELAY_MAX_S = 3600
-const RETRY_SPAN_S = 24 * 3600
 /** Delivery attempts kept for the operator (GET /webhooks/:id/deliveries). */
 const DELIVERY_LOG_DAYS = 7
 /**
- * Requests open at once in a process, and at most this many to one endpoint across processes
- * (pg-boss's group concurrency, the endpoint being the job's group): a receiver that never answers
- * holds its share for 5 s at a time, and the other endpoints' messages go on in the rest.
+ * Requests open at once in a process, and about this many at most to one endpoint (pg-boss's group
+ * concurrency, the endpoint being the job's group; two processes fetching at the same instant can
+ * each take up to it): up to three receivers that never answer hold their shares for 5 s at a
+ * time, and the other endpoints' messages go on in the rest.
  */
-export const DELIVERIES_IN_FLIGHT = 200
+export const DELIVERIES_IN_FLIGHT = 400
 export const DELIVERIES_IN_FLIGHT_PER_ENDPOINT = 100
-
-// Job ids are derived (UUIDv5 of endpoint and message), so a message is queued once per endpoint.
-const JOB_ID_NAMESPACE = '6d1f3c0e-2a7b-4f5e-8c9d-0b1a2c3d4e5f'
-
-export interface DeliveryJob {
-  endpoint_id: string
-  message_id: string
-  type: string
-  /** The body, as sent: every attempt signs the same bytes. */
-  body: string
-}
-
-/**
- * Attempts (retries after the first) for the waits to add up to RETRY_SPAN_S at least: pg-boss waits
- * between delay * 2^(n-1) and delay * 2^n before retry n, at most RETRY_DELAY_MAX_S; the shortest
- * waits are summed, so the span holds whatever the jitter draws.
- */
-export function webhookRetryLimit (retryDelayS: number): number {
-  let total = 0
-  let retries = 0
-  while (total < RETRY_SPAN_S) {
-    retries += 1
-    total += Math.min(RETRY_DELAY_MAX_S, retryDelayS * 2 ** (retries - 1))
-  }
-  return retries
-}
-
-/** Creates the delivery queue and its dead-letter queue, or brings their options up to date. */
-export async function ensureWebhookQueues (boss: PgBoss, retryDelayS: number): Promise<void> {
-  if (await boss.getQueue(WEBHOOK_DEAD_LETTER_QUEUE) === null) {
-    await boss.createQueue(WEBHOOK_DEAD_LETTER_QUEUE, { retentionSeconds: 30 * 24 * 3600 })
-  }
-  const options = {
-    retryLimit: webhookRetryLimit(retryDelayS),
-    retryDelay: retryDelayS,
-    retryBackoff: true,
-    retryDelayMax: RETRY_DELAY_MAX_S,
-    // Each attempt takes at most DELIVERY_TIMEOUT_MS (webhook-send.ts): past this, the process
-    // that fetched the job is taken for dead and the job is tried again.
-    expireInSeconds: 15,
-    // Waiting for a retry longer than the span is impossible; this only bounds a queue nobody works.
-    retentionSeconds: 14 * 24 * 3600,
-    deleteAfterSeconds: 24 * 3600,
-    deadLetter: WEBHOOK_DEAD_LETTER_QUEUE
-  }
-  if (await boss.getQueue(WEBHOOK_QUEUE) === null) await boss.createQueue(WEBHOOK_QUEUE, { policy: 'standard', ...options })
-  else await boss.updateQueue(WEBHOOK_QUEUE, options)
-}
 
 export interface WebhookDeps {
   db: Db
@@ -100,7 +46,6 @@ export interface WebhookLoops {
 }
 
 const DISPATCH_INTERVAL_MS = 250
-const DISPATCH_BATCH = 1000
 // While the sale runs, messages are queued at most this many per tick (100 a second): delivery
 // then costs the sale a few percent, and catches up at full speed once the sale is quiet.
 const WHILE_SALE_BUSY = 25
@@ -111,36 +56,6 @@ const DELIVERY_IDLE_POLL_MS = 1000
 const DELIVERY_POLL_MS = 250
 const DELIVERY_TURN_MS = 20
 const ERROR_BACKOFF_MS = 1000
-
-/**
- * Queues the outbox's messages, one job per endpoint that wants each, `limit` per transaction until
- * the outbox is empty, or once only with `once`. Returns how many messages.
- */
-export async function dispatchOutbox (db: Db, boss: PgBoss, { limit = DISPATCH_BATCH, once = false } = {}): Promise<number> {
-  let taken = 0
-  for (;;) {
-    const n = await db.transaction().execute(async (trx) => {
-      const messages = await takeOutbox(trx, limit)
-      if (messages.length === 0) return 0
-      const endpoints = await findEnabledEndpoints(trx)
-      const jobs = messages.flatMap((message) => {
-        const messageId = webhookMessageId(message.booking.id, message.booking.status)
-        const body = webhookMessage(message.booking, message.changed_at)
-        const json = JSON.stringify(body)
-        return endpoints.filter((endpoint) => endpoint.event_types.includes(body.type)).map((endpoint) => ({
-          id: uuidv5(`${endpoint.id}\n${messageId}`, JOB_ID_NAMESPACE),
-          data: { endpoint_id: endpoint.id, message_id: messageId, type: body.type, body: json } satisfies DeliveryJob,
-          // The endpoint is the job's group: DELIVERIES_IN_FLIGHT_PER_ENDPOINT bounds each.
-          group: { id: endpoint.id }
-        }))
-      })
-      if (jobs.length > 0) await boss.insert(WEBHOOK_QUEUE, jobs, { db: fromKysely(trx) })
-      return messages.length
-    })
-    taken += n
-    if (n < limit || once) return taken
-  }
-}
 
 interface Attempt {
   job: JobAttempt
@@ -160,8 +75,14 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
   let stopping = false
   let wakeUp: AbortController | undefined
   let woken = false
-  // Aborted to end the delivery loop's wait: an attempt ended, or messages were queued.
+  // Ends the delivery loop's wait: an attempt ended, or messages were queued (the flag keeps a
+  // wake-up that came while the loop was busy).
   let deliveryTurn: AbortController | undefined
+  let deliveryWoken = false
+  const wakeDelivery = (): void => {
+    deliveryWoken = true
+    deliveryTurn?.abort()
+  }
 
   const dispatching = (async () => {
     let prunedAt = 0
@@ -172,7 +93,7 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
         const n = await dispatchOutbox(deps.db, deps.boss, busy ? { limit: WHILE_SALE_BUSY, once: true } : {})
         if (n > 0) {
           log.debug({ messages: n }, 'webhook messages queued')
-          deliveryTurn?.abort()
+          wakeDelivery()
         }
         if (Date.now() - prunedAt > PRUNE_INTERVAL_MS) {
           prunedAt = Date.now()
@@ -196,6 +117,7 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
     if (endpoint === undefined) return { job: fence, delivery: undefined, delivered: true, gone: false }
     const started = performance.now()
     const outcome = await send(endpoint.url, endpoint.secret, job.data, deps.allowPrivateNetworks)
+      .catch((err: unknown) => ({ statusCode: undefined, excerpt: undefined, error: `internal: ${String(err)}` }))
     const delivered = outcome.statusCode !== undefined && outcome.statusCode >= 200 && outcome.statusCode < 300
     const gone = outcome.statusCode === 410
     deps.metrics?.webhookDeliveries.inc({ outcome: delivered ? 'delivered' : gone ? 'gone' : 'failed' })
@@ -212,13 +134,30 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
     return { job: fence, delivery, delivered, gone }
   }
 
-  /** Logs the ended attempts, completes the delivered (and 410) jobs and fails the rest, fenced to the attempt fetched. */
+  /**
+   * Completes the delivered (and 410) jobs and fails the rest, fenced to the attempt fetched, each
+   * failure with its outcome as the job's output; then logs the attempts. Throws only when the
+   * queue cannot be written; the log is the operator's view and never holds delivery up.
+   */
   async function settle (ended: Attempt[]): Promise<void> {
-    await recordDeliveries(deps.db, ended.flatMap((a) => a.delivery === undefined ? [] : [a.delivery]))
     const completed = ended.filter((a) => a.delivered || a.gone).map((a) => a.job)
-    const failed = ended.filter((a) => !a.delivered && !a.gone).map((a) => a.job)
     if (completed.length > 0) await deps.boss.complete(WEBHOOK_QUEUE, completed)
-    if (failed.length > 0) await deps.boss.fail(WEBHOOK_QUEUE, failed)
+    const failures = new Map<string, { output: object, jobs: JobAttempt[] }>()
+    for (const a of ended.filter((a) => !a.delivered && !a.gone)) {
+      const output = { status_code: a.delivery?.status_code ?? null, error: a.delivery?.error ?? null }
+      const key = JSON.stringify(output)
+      const group = failures.get(key)
+      if (group === undefined) failures.set(key, { output, jobs: [a.job] })
+      else group.jobs.push(a.job)
+    }
+    for (const { output, jobs } of failures.values()) await deps.boss.fail(WEBHOOK_QUEUE, jobs, output)
+    try {
+      await recordDeliveries(deps.db, ended.flatMap((a) => a.delivery === undefined ? [] : [a.delivery]))
+    } catch (err) {
+      // An endpoint deleted while its attempts were open (its log rows go with it), or a database
+      // hiccup: the attempts are settled all the same.
+      log.warn({ err, attempts: ended.length }, 'webhook delivery: could not log these attempts')
+    }
     for (const endpointId of new Set(ended.filter((a) => a.gone && a.delivery !== undefined).map((a) => a.delivery?.endpoint_id as string))) {
       await disableEndpoint(deps.db, endpointId, 'the receiver answered 410 Gone')
       log.warn({ endpointId }, 'webhook endpoint disabled: its receiver answered 410 Gone')
@@ -229,48 +168,50 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
   const ended: Attempt[] = []
   const delivering = (async () => {
     while (!stopping || inFlight.size > 0 || ended.length > 0) {
+      deliveryWoken = false
       let wanted: number
       let fetched = 0
       try {
         if (ended.length > 0) {
           const batch = ended.splice(0)
           await settle(batch).catch((err: unknown) => {
-            ended.unshift(...batch)
+            // Settling again is harmless (the fence skips what already settled). Once stopping,
+            // the jobs are left to expire and be tried again.
+            if (!stopping) ended.unshift(...batch)
             throw err
           })
         }
         wanted = stopping ? 0 : DELIVERIES_IN_FLIGHT - inFlight.size
         if (wanted > 0) {
+          // The endpoints first (at most MAX_WEBHOOK_ENDPOINTS): a job is never fetched and then left unstarted.
+          const endpoints = new Map((await findActiveEndpoints(deps.db)).map((e) => [e.id, e]))
           const jobs = await deps.boss.fetch<DeliveryJob>(WEBHOOK_QUEUE, { batchSize: wanted, groupConcurrency: DELIVERIES_IN_FLIGHT_PER_ENDPOINT })
           fetched = jobs.length
-          if (fetched > 0) {
-            const endpoints = new Map((await findActiveEndpoints(deps.db, [...new Set(jobs.map((job) => job.data.endpoint_id))])).map((e) => [e.id, e]))
-            for (const job of jobs) {
-              const running: Promise<void> = attempt(job, endpoints.get(job.data.endpoint_id)).then((a) => {
-                ended.push(a)
-                inFlight.delete(running)
-                deliveryTurn?.abort()
-              })
-              inFlight.add(running)
-            }
+          for (const job of jobs) {
+            const running: Promise<void> = attempt(job, endpoints.get(job.data.endpoint_id)).then((a) => {
+              ended.push(a)
+            }).finally(() => {
+              inFlight.delete(running)
+              wakeDelivery()
+            })
+            inFlight.add(running)
           }
         }
       } catch (err) {
-        // Jobs fetched but not started expire and are tried again (expireInSeconds).
         log.warn({ err }, 'webhook delivery: could not fetch or settle; trying again')
         await sleep(ERROR_BACKOFF_MS)
         continue
       }
       // At once when the fetch got all it asked for (more may be queued); else until an attempt
       // ends, messages are queued, or the poll for retries come due.
-      if (!(fetched > 0 && fetched === wanted) && ended.length === 0) {
+      if (!(fetched > 0 && fetched === wanted) && ended.length === 0 && !deliveryWoken) {
         deliveryTurn = new AbortController()
         await sleep(inFlight.size > 0 ? DELIVERY_POLL_MS : DELIVERY_IDLE_POLL_MS, undefined, { signal: deliveryTurn.signal }).catch(() => {})
         deliveryTurn = undefined
       }
       // An attempt ended: the others are given until they all end, or DELIVERY_TURN_MS, to be
       // settled with it in one turn, not one statement each.
-      if (ended.length > 0 && inFlight.size > 0) await Promise.race([Promise.all(inFlight), sleep(DELIVERY_TURN_MS)])
+      if (ended.length > 0 && inFlight.size > 0) await Promise.race([Promise.allSettled(inFlight), sleep(DELIVERY_TURN_MS)])
     }
   })()
   log.info('webhook dispatcher and delivery started')

@@ -5,9 +5,9 @@ import { poolOptions } from '../../app/service.ts'
 import { closeDb, createDb } from '../../db/client.ts'
 import { CHANGE_NUMBER } from '../../purchase/webhook-messages.ts'
 import { BOOKING_STATUS } from '../../purchase/vocabulary.ts'
-import {
-  DELIVERIES_IN_FLIGHT_PER_ENDPOINT, ensureWebhookQueues, startWebhookLoops, webhookRetryLimit, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE
-} from '../../worker/webhooks.ts'
+import { ensureWebhookQueues, webhookRetryLimit, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE } from '../../worker/webhook-queue.ts'
+import { DELIVERY_TIMEOUT_MS } from '../../worker/webhook-send.ts'
+import { DELIVERIES_IN_FLIGHT_PER_ENDPOINT, startWebhookLoops } from '../../worker/webhooks.ts'
 import { ADMIN_TOKEN, startTestApp } from '../fixtures/app.ts'
 import { createTestDatabase, type TestContext, type TestDatabase } from '../fixtures/database.ts'
 import { newUserId } from '../fixtures/events.ts'
@@ -240,9 +240,10 @@ t.test('a receiver that answers 500 for a while, then times out once, gets every
 
 t.test('a receiver that never answers holds its own share of deliveries; the other endpoint gets everything meanwhile', async (t) => {
   const { database, receiver, base } = await startWebhookService(t, { loops: false })
-  const stuck = await register(base, { url: `${receiver.url}?stuck`, events: ['booking.success'] })
+  await register(base, { url: `${receiver.url}?stuck`, events: ['booking.success'] })
   const healthy = await register(base, { url: receiver.url, events: ['booking.success'] })
-  receiver.answer((req) => req.path.endsWith('?stuck') ? { status: 200, delayMs: 60_000 } : { status: 200 })
+  // Answers after the sender has given up: an attempt to it always times out.
+  receiver.answer((req) => req.path.endsWith('?stuck') ? { status: 200, delayMs: DELIVERY_TIMEOUT_MS + 3000 } : { status: 200 })
   // Messages for both queued before delivery starts, so both endpoints' jobs are there at once,
   // more of each than one endpoint may have open.
   const messages = DELIVERIES_IN_FLIGHT_PER_ENDPOINT + 50
@@ -252,11 +253,31 @@ t.test('a receiver that never answers holds its own share of deliveries; the oth
   await startTestWebhooks(t, database)
 
   await verifiedMessages(receiver, healthy.secret, messages, { path: '/hooks' })
+  // Read off the receiver's clock: what arrived before the first attempt to the silent one could
+  // have timed out, however long the test then took to look.
   const toStuck = receiver.received.filter((r) => r.path.endsWith('?stuck'))
-  t.ok(toStuck.length > 0 && toStuck.length <= DELIVERIES_IN_FLIGHT_PER_ENDPOINT,
-    `at most ${DELIVERIES_IN_FLIGHT_PER_ENDPOINT} requests open to the silent receiver (${toStuck.length})`)
-  const log = (await request(base, 'GET', `/webhooks/${stuck.id}/deliveries`, { headers: admin })).body.deliveries
-  t.equal(log.length, 0, `the other endpoint got all ${messages} before any attempt to the silent one had even timed out`)
+  const firstTimeout = Math.min(...toStuck.map((r) => r.at)) + DELIVERY_TIMEOUT_MS
+  const openAtOnce = toStuck.filter((r) => r.at < firstTimeout).length
+  t.ok(openAtOnce > 0 && openAtOnce <= DELIVERIES_IN_FLIGHT_PER_ENDPOINT,
+    `at most ${DELIVERIES_IN_FLIGHT_PER_ENDPOINT} requests open to the silent receiver at once (${openAtOnce})`)
+  const lastHealthy = Math.max(...receiver.received.filter((r) => r.path === '/hooks').map((r) => r.at))
+  t.ok(lastHealthy < firstTimeout, `the other endpoint got all ${messages} before any attempt to the silent one had timed out (${firstTimeout - lastHealthy} ms to spare)`)
+})
+
+t.test('an endpoint deleted while attempts to it are open: delivery to the others goes on', async (t) => {
+  const { receiver, base } = await startWebhookService(t)
+  const doomed = await register(base, { url: `${receiver.url}?doomed`, events: ['booking.success'] })
+  const kept = await register(base, { url: receiver.url, events: ['booking.success'] })
+  receiver.answer((req) => req.path.endsWith('?doomed') ? { status: 200, delayMs: DELIVERY_TIMEOUT_MS + 1000 } : { status: 200 })
+  const eventId = await createEvent(base, { total_quota: 10 })
+  await buyDecided(base, eventId)
+  await waitFor(async () => receiver.received.some((r) => r.path.endsWith('?doomed')) ? true : undefined, { what: 'an attempt open to the doomed endpoint' })
+  // Its attempt ends after this, and its log row would name an endpoint that is gone.
+  t.equal((await request(base, 'DELETE', `/webhooks/${doomed.id}`, { headers: admin })).status, 204)
+  await sleep(DELIVERY_TIMEOUT_MS + 500)
+  const later = await buyDecided(base, eventId)
+  const messages = await verifiedMessages(receiver, kept.secret, 2, { path: '/hooks' })
+  t.ok(messages.has(`msg_${later.id}_success`), 'a message queued after the doomed attempt ended was delivered')
 })
 
 t.test('a message refused at its last attempt goes to the dead-letter queue, kept for the operator', async (t) => {
