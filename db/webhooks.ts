@@ -49,13 +49,8 @@ export async function disableEndpoint (db: Db, id: string, reason: string): Prom
     .execute()
 }
 
-/** Every endpoint that takes deliveries, and the types it wants (read through its key's index). */
-export async function findEnabledEndpoints (db: Db): Promise<Array<Pick<WebhookEndpointRow, 'id' | 'event_types'>>> {
-  return await db.selectFrom('webhook_endpoints').select(['id', 'event_types']).where('disabled_at', 'is', null).orderBy('id').execute()
-}
-
-/** Every endpoint that takes deliveries, with where and how to sign (at most MAX_WEBHOOK_ENDPOINTS; read through its key's index). */
-export async function findActiveEndpoints (db: Db): Promise<WebhookEndpointRow[]> {
+/** Every endpoint that takes deliveries (at most MAX_WEBHOOK_ENDPOINTS; read through its key's index). */
+export async function findEnabledEndpoints (db: Db): Promise<WebhookEndpointRow[]> {
   return await db.selectFrom('webhook_endpoints').selectAll().where('disabled_at', 'is', null).orderBy('id').execute()
 }
 

@@ -1,4 +1,4 @@
-import { createPublicKey, hash, KeyObject, type KeyObject as PublicKey } from 'node:crypto'
+import { createPublicKey, hash, KeyObject } from 'node:crypto'
 import { createVerifier, TokenError } from 'fast-jwt'
 import { createRemoteJWKSet, decodeProtectedHeader, errors, type CryptoKey } from 'jose'
 import type { Config } from '../lib/config.ts'
@@ -33,18 +33,17 @@ type BuyerAuthConfig = Pick<Config, 'BUYER_AUTH' | 'BUYER_JWT_ISSUER' | 'BUYER_J
 /** A token's verified claims (signature, algorithm, iss, aud, exp, nbf); throws fast-jwt's TokenError. */
 type TokenCheck = (token: string) => { sub?: unknown, exp?: unknown, iat?: unknown }
 
-const invalid = (why: string): AppError => new AppError('BUYER_TOKEN_INVALID', { message: `Invalid buyer token: ${why}. Send Authorization: Bearer <a token from the identity provider>` })
+const invalid = (why: string, cause?: unknown): AppError =>
+  new AppError('BUYER_TOKEN_INVALID', { message: `Invalid buyer token: ${why}. Send Authorization: Bearer <a token from the identity provider>`, cause })
 const notAllowed = (): AppError => invalid(`algorithm not allowed (only ${BUYER_TOKEN_ALGORITHMS.join(', ')})`)
-const unusableKey = (cause: unknown): AppError => new AppError('BUYER_TOKEN_INVALID', {
-  message: 'Invalid buyer token: the identity provider\'s key it names is not usable (not RS256 with 2048 bits or more, ES256 or EdDSA). Send Authorization: Bearer <a token from the identity provider>',
-  cause
-})
+const unusableKey = (cause?: unknown): AppError =>
+  invalid('the identity provider\'s key it names is not usable (not RS256 with 2048 bits or more, ES256 or EdDSA)', cause)
 
 /** Why fast-jwt refused a token, in words that never repeat the token. */
 function refusal (err: unknown): AppError {
   // The check reads nothing but the token: whatever else it throws (a date out of range, say) is
   // the token's doing, not a fault of ours.
-  if (!(err instanceof TokenError)) return new AppError('BUYER_TOKEN_INVALID', { message: invalid('malformed token').message, cause: err })
+  if (!(err instanceof TokenError)) return invalid('malformed token', err)
   // fast-jwt names the claim only in its message ("The iss claim value is not allowed.", "None of
   // aud claim values are allowed."); the tests pin each wording we rely on.
   const claim = /\b(\w+) claim\b/.exec(err.message)?.[1]
@@ -66,7 +65,7 @@ function refusal (err: unknown): AppError {
 }
 
 /** Checks tokens signed with one key, for the one allowed algorithm its type signs with. */
-function checkFor (key: PublicKey, algorithm: BuyerTokenAlgorithm, issuer: string, audience: string): TokenCheck {
+function checkFor (key: KeyObject, algorithm: BuyerTokenAlgorithm, issuer: string, audience: string): TokenCheck {
   return createVerifier({
     key: key.export({ type: 'spki', format: 'pem' }).toString(),
     algorithms: [algorithm],
@@ -83,7 +82,7 @@ function checkFor (key: PublicKey, algorithm: BuyerTokenAlgorithm, issuer: strin
 const MIN_RSA_BITS = 2048
 
 /** The one allowed algorithm a public key signs with, or undefined for any other key. */
-function algorithmOf (key: PublicKey): BuyerTokenAlgorithm | undefined {
+function algorithmOf (key: KeyObject): BuyerTokenAlgorithm | undefined {
   if (key.asymmetricKeyType === 'rsa') return (key.asymmetricKeyDetails?.modulusLength ?? 0) >= MIN_RSA_BITS ? 'RS256' : undefined
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256'
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA'
@@ -154,7 +153,7 @@ function jwksCheck (config: BuyerAuthConfig, issuer: string, audience: string): 
     if (check === undefined) {
       const publicKey = KeyObject.from(key)
       // jose picked a key whose type fits the header's alg; a short RSA key is refused here.
-      if (algorithmOf(publicKey) !== alg) throw unusableKey(undefined)
+      if (algorithmOf(publicKey) !== alg) throw unusableKey()
       check = checkFor(publicKey, alg, issuer, audience)
       checks.set(key, check)
     }

@@ -1,5 +1,4 @@
-import type { PgBoss } from 'pg-boss'
-import { fromKysely } from 'pg-boss'
+import { fromKysely, type PgBoss } from 'pg-boss'
 import { v5 as uuidv5 } from 'uuid'
 import type { Db } from '../db/client.ts'
 import { findEnabledEndpoints, takeOutbox } from '../db/webhooks.ts'

@@ -3,7 +3,7 @@ import type { Job, JobAttempt, PgBoss } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Db } from '../db/client.ts'
 import type { WebhookEndpointRow } from '../db/database.ts'
-import { disableEndpoint, findActiveEndpoints, pruneDeliveries, recordDeliveries, type NewDelivery } from '../db/webhooks.ts'
+import { disableEndpoint, findEnabledEndpoints, pruneDeliveries, recordDeliveries, type NewDelivery } from '../db/webhooks.ts'
 import type { Metrics } from '../lib/metrics.ts'
 import { dispatchOutbox, WEBHOOK_QUEUE, type DeliveryJob } from './webhook-queue.ts'
 import { send } from './webhook-send.ts'
@@ -73,27 +73,20 @@ interface Attempt {
 export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoops> {
   const log = deps.log.child({ component: 'webhooks' })
   let stopping = false
-  let wakeUp: AbortController | undefined
-  let woken = false
-  // Ends the delivery loop's wait: an attempt ended, or messages were queued (the flag keeps a
-  // wake-up that came while the loop was busy).
-  let deliveryTurn: AbortController | undefined
-  let deliveryWoken = false
-  const wakeDelivery = (): void => {
-    deliveryWoken = true
-    deliveryTurn?.abort()
-  }
+  // The dispatcher's is rung by wake() (purchases decided); the delivery loop's when an attempt
+  // ends or messages were queued.
+  const dispatchAlarm = alarm()
+  const deliveryAlarm = alarm()
 
   const dispatching = (async () => {
     let prunedAt = 0
     while (!stopping) {
-      woken = false
       try {
         const busy = deps.saleBusy?.() ?? false
         const n = await dispatchOutbox(deps.db, deps.boss, busy ? { limit: WHILE_SALE_BUSY, once: true } : {})
         if (n > 0) {
           log.debug({ messages: n }, 'webhook messages queued')
-          wakeDelivery()
+          deliveryAlarm.ring()
         }
         if (Date.now() - prunedAt > PRUNE_INTERVAL_MS) {
           prunedAt = Date.now()
@@ -103,10 +96,7 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
         log.warn({ err }, 'could not queue webhook messages; trying again')
         await sleep(ERROR_BACKOFF_MS)
       }
-      if (stopping || woken) continue
-      wakeUp = new AbortController()
-      await sleep(DISPATCH_INTERVAL_MS, undefined, { signal: wakeUp.signal }).catch(() => {})
-      wakeUp = undefined
+      if (!stopping) await dispatchAlarm.rest(DISPATCH_INTERVAL_MS)
     }
   })()
 
@@ -168,7 +158,6 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
   const ended: Attempt[] = []
   const delivering = (async () => {
     while (!stopping || inFlight.size > 0 || ended.length > 0) {
-      deliveryWoken = false
       let wanted: number
       let fetched = 0
       try {
@@ -184,7 +173,7 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
         wanted = stopping ? 0 : DELIVERIES_IN_FLIGHT - inFlight.size
         if (wanted > 0) {
           // The endpoints first (at most MAX_WEBHOOK_ENDPOINTS): a job is never fetched and then left unstarted.
-          const endpoints = new Map((await findActiveEndpoints(deps.db)).map((e) => [e.id, e]))
+          const endpoints = new Map((await findEnabledEndpoints(deps.db)).map((e) => [e.id, e]))
           const jobs = await deps.boss.fetch<DeliveryJob>(WEBHOOK_QUEUE, { batchSize: wanted, groupConcurrency: DELIVERIES_IN_FLIGHT_PER_ENDPOINT })
           fetched = jobs.length
           for (const job of jobs) {
@@ -192,7 +181,7 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
               ended.push(a)
             }).finally(() => {
               inFlight.delete(running)
-              wakeDelivery()
+              deliveryAlarm.ring()
             })
             inFlight.add(running)
           }
@@ -204,11 +193,7 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
       }
       // At once when the fetch got all it asked for (more may be queued); else until an attempt
       // ends, messages are queued, or the poll for retries come due.
-      if (!(fetched > 0 && fetched === wanted) && ended.length === 0 && !deliveryWoken) {
-        deliveryTurn = new AbortController()
-        await sleep(inFlight.size > 0 ? DELIVERY_POLL_MS : DELIVERY_IDLE_POLL_MS, undefined, { signal: deliveryTurn.signal }).catch(() => {})
-        deliveryTurn = undefined
-      }
+      if (!(fetched > 0 && fetched === wanted) && ended.length === 0) await deliveryAlarm.rest(inFlight.size > 0 ? DELIVERY_POLL_MS : DELIVERY_IDLE_POLL_MS)
       // An attempt ended: the others are given until they all end, or DELIVERY_TURN_MS, to be
       // settled with it in one turn, not one statement each.
       if (ended.length > 0 && inFlight.size > 0) await Promise.race([Promise.allSettled(inFlight), sleep(DELIVERY_TURN_MS)])
@@ -218,16 +203,38 @@ export async function startWebhookLoops (deps: WebhookDeps): Promise<WebhookLoop
 
   return {
     wake () {
-      woken = true
-      wakeUp?.abort()
+      dispatchAlarm.ring()
     },
     async stop () {
       stopping = true
-      wakeUp?.abort()
-      deliveryTurn?.abort()
+      dispatchAlarm.ring()
+      deliveryAlarm.ring()
       await dispatching
       // Attempts under way are let finish (5 s at most) and settled.
       await delivering
+    }
+  }
+}
+
+/**
+ * A loop's rest between turns: ring() ends it early, and a ring while the loop was working makes
+ * its next rest return at once, so no wake-up is lost.
+ */
+function alarm (): { ring: () => void, rest: (ms: number) => Promise<void> } {
+  let rung = false
+  let resting: AbortController | undefined
+  return {
+    ring () {
+      rung = true
+      resting?.abort()
+    },
+    async rest (ms) {
+      if (!rung) {
+        resting = new AbortController()
+        await sleep(ms, undefined, { signal: resting.signal }).catch(() => {})
+        resting = undefined
+      }
+      rung = false
     }
   }
 }

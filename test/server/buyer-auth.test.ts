@@ -181,15 +181,8 @@ t.test('buyer tokens checked against a JWKS, with the provider rotating its keys
   const second = await generateKeyPair('EdDSA')
   const jwk = async (key: CryptoKey, kid: string, alg: string): Promise<JWK> => ({ ...(await exportJWK(key)), kid, alg, use: 'sig' })
   let keys: JWK[] = [await jwk(first.publicKey, 'k1', 'RS256')]
-  let fetches = 0
-  const server = createServer((_req, res) => {
-    fetches++
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { server.close() })
-  const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`
+  const jwks = await startJwksServer(t, () => ({ status: 200, type: 'application/json', body: JSON.stringify({ keys }) }))
+  const jwksUrl = jwks.url
 
   const database = await createTestDatabase(t)
   const { base } = await startTestApp(t, database, {
@@ -199,23 +192,23 @@ t.test('buyer tokens checked against a JWKS, with the provider rotating its keys
   const buy = async (jwt: string): Promise<{ status: number, body: any }> => await request(base, 'POST', '/buy', { json: { event_id: eventId }, headers: bearer(jwt) })
 
   t.equal((await buy(await token(first.privateKey, 'RS256', { sub: 'dave' }, 'k1'))).status, 202, 'a token signed with the published key')
-  t.equal(fetches, 1, 'the keys were fetched once')
+  t.equal(jwks.fetches(), 1, 'the keys were fetched once')
   t.equal((await buy(await token(first.privateKey, 'RS256', { sub: 'erin' }, 'k1'))).status, 202)
-  t.equal(fetches, 1, 'and then served from the cache')
+  t.equal(jwks.fetches(), 1, 'and then served from the cache')
 
   // Rotation: the provider publishes a new key and withdraws the old one.
   keys = [await jwk(second.publicKey, 'k2', 'EdDSA')]
   await new Promise((resolve) => setTimeout(resolve, 250))
   t.equal((await buy(await token(second.privateKey, 'EdDSA', { sub: 'frank' }, 'k2'))).status, 202, 'a token with the new kid is accepted: the keys are fetched again')
-  t.equal(fetches, 2)
+  t.equal(jwks.fetches(), 2)
   const old = await buy(await token(first.privateKey, 'RS256', { sub: 'grace' }, 'k1'))
   t.match(old, { status: 401, body: { code: 'BUYER_TOKEN_INVALID' } }, 'a new token signed with the withdrawn key is refused')
   t.match(old.body.message, /no key/)
 
   // A flood of made-up kids fetches the keys at most once per cooldown.
-  const before = fetches
+  const before = jwks.fetches()
   for (let i = 0; i < 20; i++) t.equal((await buy(await token(second.privateKey, 'EdDSA', { sub: 'mallory' }, `made-up-${i}`))).status, 401)
-  t.ok(fetches - before <= 2, `${fetches - before} fetches for 20 unknown kids`)
+  t.ok(jwks.fetches() - before <= 2, `${jwks.fetches() - before} fetches for 20 unknown kids`)
 })
 
 t.test('the identity provider\'s keys out of reach: 503 with Retry-After, nothing stored, not a 401', async (t) => {
